@@ -1,0 +1,94 @@
+import CRdkafka
+import Logging
+
+/// librdkafka properties for one client handle, built from the shared Kafka settings plus
+/// what the client itself needs. Any librdkafka property may appear.
+public struct KafkaClientConfiguration: Sendable {
+    public var properties: [String: String]
+
+    public init(bootstrapServers: String, properties: [String: String] = [:]) {
+        self.properties = properties
+        self.properties["bootstrap.servers"] = bootstrapServers
+    }
+
+    public init(_ kafka: KafkaConfiguration) {
+        self.init(bootstrapServers: kafka.bootstrapServers, properties: kafka.properties)
+    }
+
+    public subscript(key: String) -> String? {
+        get { properties[key] }
+        set { properties[key] = newValue }
+    }
+
+    /// This configuration with `defaults` filling keys the user did not set.
+    public func with(defaults: [String: String]) -> KafkaClientConfiguration {
+        var copy = self
+        for (key, value) in defaults where copy.properties[key] == nil { copy.properties[key] = value }
+        return copy
+    }
+
+    /// A new `rd_kafka_conf_t` holding these properties; the caller owns it.
+    func makeConf(context: String) throws(KafkaError) -> OpaquePointer {
+        let conf = rd_kafka_conf_new()!
+        var errstr = [CChar](repeating: 0, count: 512)
+        for (key, value) in properties.sorted(by: { $0.key < $1.key }) {
+            if rd_kafka_conf_set(conf, key, value, &errstr, errstr.count) != RD_KAFKA_CONF_OK {
+                rd_kafka_conf_destroy(conf)
+                let message = String(decoding: errstr.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                throw KafkaError.configuration("property \(key): \(message)", context: context)
+            }
+        }
+        return conf
+    }
+}
+
+/// State that librdkafka's callbacks reach through the handle's opaque pointer. The Swift
+/// client that creates the handle keeps its context alive until after `rd_kafka_destroy`.
+final class KafkaClientContext: Sendable {
+    let name: String
+    let logger: Logger
+    /// Consumers only: the rebalance handling that `rd_kafka_consumer_poll` calls back into.
+    let rebalance: RebalanceState?
+
+    init(name: String, logger: Logger, rebalance: RebalanceState? = nil) {
+        self.name = name
+        self.logger = logger
+        self.rebalance = rebalance
+    }
+
+    /// Installs this context as the opaque and routes librdkafka's log lines and error
+    /// events to swift-log.
+    func install(on conf: OpaquePointer) {
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(self).toOpaque())
+        rd_kafka_conf_set_log_cb(conf, kafkaLogCallback)
+        rd_kafka_conf_set_error_cb(conf, kafkaErrorCallback)
+    }
+
+    static func of(_ rk: OpaquePointer?) -> KafkaClientContext? {
+        guard let rk, let opaque = rd_kafka_opaque(rk) else { return nil }
+        return Unmanaged<KafkaClientContext>.fromOpaque(opaque).takeUnretainedValue()
+    }
+}
+
+private func context(of rk: OpaquePointer?) -> KafkaClientContext? { KafkaClientContext.of(rk) }
+
+private let kafkaLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = { rk, level, facility, message in
+    guard let context = context(of: rk) else { return }
+    let text = message.map { String(cString: $0) } ?? ""
+    let fac = facility.map { String(cString: $0) } ?? ""
+    let swiftLevel: Logger.Level = switch level {
+    case 0...3: .error
+    case 4: .warning
+    case 5, 6: .info
+    default: .debug
+    }
+    context.logger.log(level: swiftLevel, "librdkafka \(fac): \(text)", metadata: ["client": "\(context.name)"])
+}
+
+private let kafkaErrorCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void = { rk, err, reason, _ in
+    guard let context = context(of: rk) else { return }
+    let text = reason.map { String(cString: $0) } ?? ""
+    let error = KafkaError(rd_kafka_resp_err_t(err), context: context.name, message: text)
+    let level: Logger.Level = err == RD_KAFKA_RESP_ERR__FATAL.rawValue ? .critical : .warning
+    context.logger.log(level: level, "\(error)")
+}

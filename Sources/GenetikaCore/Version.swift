@@ -1,0 +1,4 @@
+/// Genetika's own version.
+public enum GenetikaVersion {
+    public static let string = "0.1.0"
+}

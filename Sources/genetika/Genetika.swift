@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import GenetikaCore
+import Logging
+
+@main
+struct Genetika: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "genetika",
+        abstract: "Streams spreadsheet rows through Kafka into a database and acknowledges each event once all of its parts have arrived.",
+        version: GenetikaVersion.string,
+        subcommands: [Run.self, CheckConfig.self, Version.self])
+}
+
+/// `genetika version`: Genetika's version and the librdkafka linked into this binary.
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print Genetika's version and the linked librdkafka's.")
+
+    func run() {
+        print("genetika \(GenetikaVersion.string)")
+        print("librdkafka \(Librdkafka.version)")
+    }
+}
+
+/// `genetika check-config`: validates a configuration file and prints a summary.
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config", abstract: "Validate a configuration file and print what it describes.")
+
+    @Option(name: .shortAndLong, help: "The configuration file.")
+    var config: String = "config.json"
+
+    func run() throws {
+        do {
+            let configuration = try GenetikaConfiguration.load(path: config)
+            print("\(config): valid")
+            print("  kafka: \(configuration.kafka.bootstrapServers)")
+            for source in configuration.sources {
+                print("  \(configuration.resolve(source.file)) -> topic \(source.topic) -> table \(source.table) (\(source.columns.count) columns, key \(source.key))")
+            }
+            print("  acks: \(configuration.topics.ack), dead letters: \(configuration.topics.deadLetter), \(configuration.topics.partitions) partitions")
+            print("  database: \(configuration.database.url)")
+            print("  state: \(configuration.resolve(configuration.stateDirectory))")
+        } catch let error as ConfigError {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(2)
+        }
+    }
+}
