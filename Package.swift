@@ -57,8 +57,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GenetikaCoreTests",
-            dependencies: ["GenetikaCore", "GenetikaTestSupport"],
-            resources: [.copy("Resources")]
+            dependencies: ["GenetikaCore", "GenetikaTestSupport"]
         ),
         .testTarget(
             name: "GenetikaIntegrationTests",

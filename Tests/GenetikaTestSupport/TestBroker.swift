@@ -1,1 +1,139 @@
-// placeholder
+import Foundation
+import GenetikaCore
+
+/// The repository root, found from this file's location.
+public let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// A test could not set up what it needs (no broker binary, broker did not start, …).
+public struct TestSetupError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A real Kafka-protocol broker for one test: Tansu (from `make deps`) started on a free
+/// port, or the broker named by `GENETIKA_TEST_BOOTSTRAP_SERVERS`. Never skips: if no broker
+/// can be had, `start()` throws and the test fails saying why.
+public final class TestBroker: Sendable {
+    public let bootstrapServers: String
+    /// Tansu's process id, or nil for an external broker.
+    private let pid: Int32?
+    private let logFile: String?
+
+    public static func start(timeout: Duration = .seconds(30)) async throws -> TestBroker {
+        if let external = ProcessInfo.processInfo.environment["GENETIKA_TEST_BOOTSTRAP_SERVERS"], !external.isEmpty {
+            let broker = TestBroker(bootstrapServers: external, pid: nil, logFile: nil)
+            try await broker.waitReady(timeout: timeout)
+            return broker
+        }
+        let tansu = ProcessInfo.processInfo.environment["GENETIKA_TANSU"]
+            ?? repositoryRoot.appendingPathComponent(".deps/tansu/bin/tansu").path
+        guard FileManager.default.isExecutableFile(atPath: tansu) else {
+            throw TestSetupError("no broker: \(tansu) is missing; run `make deps` (or set GENETIKA_TEST_BOOTSTRAP_SERVERS)")
+        }
+        let port = try freePort()
+        let address = "127.0.0.1:\(port)"
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("genetika-tansu-\(port)-\(UUID().uuidString.prefix(8)).log").path
+        // A bash guard runs Tansu and kills it when this test process goes away, so a
+        // crashed test run leaves no broker behind.
+        let guardScript = """
+            parent=$1; shift
+            "$@" & child=$!
+            trap 'kill $child 2>/dev/null; wait $child; exit 0' TERM INT
+            while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
+            kill $child 2>/dev/null; wait $child
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", guardScript, "guard", String(getpid()), tansu, "broker",
+                             "--listener-url", "tcp://\(address)", "--advertised-listener-url", "tcp://\(address)",
+                             "--storage-engine", "memory://tansu/"]
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = FileHandle(forWritingAtPath: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        let broker = TestBroker(bootstrapServers: address, pid: process.processIdentifier, logFile: log)
+        do {
+            try await broker.waitReady(timeout: timeout)
+        } catch {
+            broker.stop()
+            throw TestSetupError("Tansu on \(address) did not become ready: \(error)\n\(broker.logTail())")
+        }
+        return broker
+    }
+
+    private init(bootstrapServers: String, pid: Int32?, logFile: String?) {
+        self.bootstrapServers = bootstrapServers
+        self.pid = pid
+        self.logFile = logFile
+    }
+
+    private func waitReady(timeout: Duration) async throws {
+        let admin = try KafkaAdmin(configuration: clientConfiguration(), name: "test-admin")
+        defer { admin.close() }
+        _ = try await admin.waitUntilReachable(timeout: timeout)
+    }
+
+    /// Client settings for this broker, with test-friendly group timings.
+    public func clientConfiguration(_ extra: [String: String] = [:]) -> KafkaClientConfiguration {
+        var configuration = KafkaClientConfiguration(bootstrapServers: bootstrapServers, properties: [
+            "session.timeout.ms": "6000",
+            "heartbeat.interval.ms": "500",
+            "topic.metadata.refresh.interval.ms": "1000",
+        ])
+        for (key, value) in extra { configuration[key] = value }
+        return configuration
+    }
+
+    /// Creates topics with `partitions` partitions each and waits until they are visible.
+    public func createTopics(_ names: [String], partitions: Int = 3) async throws {
+        let admin = try KafkaAdmin(configuration: clientConfiguration(), name: "test-admin")
+        defer { admin.close() }
+        try await admin.ensureTopics(names.map { TopicSpecification(name: $0, partitions: partitions) }, create: true)
+    }
+
+    /// A name no other test uses, for topics and groups.
+    public static func uniqueName(_ prefix: String) -> String {
+        "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    public func logTail(lines: Int = 20) -> String {
+        guard let logFile, let text = try? String(contentsOfFile: logFile, encoding: .utf8) else { return "" }
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+
+    /// Stops the broker (and waits for it to exit). A no-op for an external broker.
+    public func stop() {
+        guard let pid else { return }
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<100 {
+            if waitpid(pid, &status, WNOHANG) != 0 { break }
+            usleep(50_000)
+        }
+        kill(pid, SIGKILL)
+        if let logFile { try? FileManager.default.removeItem(atPath: logFile) }
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+public func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestSetupError("socket() failed: errno \(errno)") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    guard bound == 0 else { throw TestSetupError("bind() failed: errno \(errno)") }
+    let named = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    guard named == 0 else { throw TestSetupError("getsockname() failed: errno \(errno)") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}

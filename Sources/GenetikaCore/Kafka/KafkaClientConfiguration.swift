@@ -76,11 +76,15 @@ private let kafkaLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePoint
     guard let context = context(of: rk) else { return }
     let text = message.map { String(cString: $0) } ?? ""
     let fac = facility.map { String(cString: $0) } ?? ""
-    let swiftLevel: Logger.Level = switch level {
-    case 0...3: .error
-    case 4: .warning
-    case 5, 6: .info
-    default: .debug
+    // CONFWARN only says a shared property does not apply to this kind of client
+    // (a consumer setting on a producer): expected with one `kafka.properties` block.
+    let swiftLevel: Logger.Level
+    switch level {
+    case _ where fac == "CONFWARN": swiftLevel = .debug
+    case 0...3: swiftLevel = .error
+    case 4: swiftLevel = .warning
+    case 5, 6: swiftLevel = .info
+    default: swiftLevel = .debug
     }
     context.logger.log(level: swiftLevel, "librdkafka \(fac): \(text)", metadata: ["client": "\(context.name)"])
 }
