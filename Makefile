@@ -1,0 +1,44 @@
+# Genetika: `make run` takes a fresh machine to a running pipeline, `make test` to a passing
+# test suite. Both install what they need first (scripts/install-deps.sh, idempotent).
+SHELL := /bin/bash
+CONFIG ?= config.json
+SWIFT_BUILD_FLAGS ?=
+GENETIKA := .build/debug/genetika
+
+.PHONY: all deps build release test run e2e broker-start broker-stop clean help
+
+all: build
+
+help:
+	@echo "make deps          install Debian packages, librdkafka >= 2.1 and the Tansu broker"
+	@echo "make build         build genetika (debug)"
+	@echo "make test          deps + swift test (tests start their own broker)"
+	@echo "make run           deps + local broker + genetika run --config $(CONFIG)"
+	@echo "make e2e           the whole pipeline against a fresh broker, checked end to end"
+	@echo "make broker-start  start a local broker on 127.0.0.1:9092 with Genetika's topics"
+	@echo "make broker-stop   stop it"
+	@echo "make clean         remove build output and local state"
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	swift build $(SWIFT_BUILD_FLAGS)
+
+release: deps
+	swift build -c release $(SWIFT_BUILD_FLAGS)
+
+test: deps
+	swift test $(SWIFT_BUILD_FLAGS)
+
+broker-start: deps
+	@scripts/broker.sh start
+
+broker-stop:
+	@scripts/broker.sh stop
+
+run: build broker-start
+	$(GENETIKA) run --config $(CONFIG)
+
+clean:
+	rm -rf .build state out .broker
