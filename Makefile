@@ -5,7 +5,7 @@ CONFIG ?= config.json
 SWIFT_BUILD_FLAGS ?=
 GENETIKA := .build/debug/genetika
 
-.PHONY: all deps build release test run e2e broker-start broker-stop clean help
+.PHONY: all deps build release test run e2e broker-start broker-stop clean help bench-xlsx
 
 all: build
 
@@ -42,3 +42,6 @@ run: build broker-start
 
 clean:
 	rm -rf .build state out .broker
+
+bench-xlsx: deps
+	@scripts/bench-xlsx.sh

@@ -1,16 +1,37 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import GenetikaCore
 import Logging
 
 /// `genetika run`: runs the pipeline's stages until stopped.
 struct Run: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the pipeline's stages (producer, db, acker) until stopped.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the pipeline's stages (producer, db, acker) until stopped (SIGINT/SIGTERM).")
 
     @Option(name: .shortAndLong, help: "The configuration file.")
     var config: String = "config.json"
 
+    @Option(help: "Stages to run, comma-separated: producer, db, acker.")
+    var stages: String = "producer,db,acker"
+
+    @Flag(help: "Exit 0 once the producer has finished and the db and acker stages have caught up.")
+    var exitWhenDone = false
+
+    @Option(help: "Seconds to wait for the stages to stop after SIGINT/SIGTERM before exiting anyway.")
+    var stopTimeout: Int = 15
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
     func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "genetika")
         let configuration: GenetikaConfiguration
         do {
             configuration = try GenetikaConfiguration.load(path: config)
@@ -18,9 +39,85 @@ struct Run: AsyncParsableCommand {
             FileHandle.standardError.write(Data((error.description + "\n").utf8))
             throw ExitCode(2)
         }
-        let admin = try KafkaAdmin(configuration: KafkaClientConfiguration(configuration.kafka))
-        let metadata = try await admin.waitUntilReachable(timeout: .milliseconds(configuration.kafka.connectTimeoutMs))
-        print("connected to \(metadata.brokers.joined(separator: ", ")); the stages are not implemented yet")
-        throw ExitCode(3)
+        var kinds: [StageKind] = []
+        for name in stages.split(separator: ",") {
+            guard let kind = StageKind(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--stages: unknown stage \"\(name)\" (expected producer, db, acker)")
+            }
+            if !kinds.contains(kind) { kinds.append(kind) }
+        }
+        let pipeline = Pipeline(configuration: configuration, stages: kinds, exitWhenDone: exitWhenDone, logger: logger)
+        let signals = SignalHandling(pipeline: pipeline, stopTimeout: stopTimeout, logger: logger)
+        let reporter = ProgressReporter(counters: pipeline.counters, logger: logger)
+        defer {
+            reporter.stop()
+            withExtendedLifetime(signals) {}
+        }
+        do {
+            try await pipeline.run()
+        } catch let error as Pipeline.StartupError {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        } catch let error as TooManyRestarts {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+        reporter.report(final: true)
+        logger.info("stopped")
+    }
+}
+
+/// SIGINT/SIGTERM: the first asks the stages to stop (finish the batch in hand, commit,
+/// close handles) and arms a deadline; a second signal, or the deadline, exits at once.
+final class SignalHandling {
+    private let sources: [any DispatchSourceSignal]
+
+    init(pipeline: Pipeline, stopTimeout: Int, logger: Logger) {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let received = DispatchQueue(label: "genetika.signals")
+        nonisolated(unsafe) var count = 0  // only touched on `received`, a serial queue
+        sources = [SIGINT, SIGTERM].map { number in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: received)
+            source.setEventHandler {
+                count += 1
+                if count > 1 {
+                    logger.warning("second signal: exiting now")
+                    exit(130)
+                }
+                logger.info("signal \(number): stopping (deadline \(stopTimeout) s)")
+                pipeline.stop.request()
+                received.asyncAfter(deadline: .now() + .seconds(stopTimeout)) {
+                    logger.critical("the stages did not stop within \(stopTimeout) s; exiting")
+                    exit(1)
+                }
+            }
+            source.resume()
+            return source
+        }
+    }
+}
+
+/// Periodic progress lines with the pipeline's counters.
+final class ProgressReporter {
+    private let counters: PipelineCounters
+    private let logger: Logger
+    private let timer: any DispatchSourceTimer
+
+    init(counters: PipelineCounters, logger: Logger, every seconds: Int = 5) {
+        self.counters = counters
+        self.logger = logger
+        timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "genetika.progress"))
+        timer.schedule(deadline: .now() + .seconds(seconds), repeating: .seconds(seconds))
+        timer.setEventHandler { [counters, logger] in ProgressReporter.log(counters, logger, final: false) }
+        timer.resume()
+    }
+
+    func report(final: Bool) { Self.log(counters, logger, final: final) }
+
+    func stop() { timer.cancel() }
+
+    private static func log(_ c: PipelineCounters, _ logger: Logger, final: Bool) {
+        logger.info("\(final ? "totals" : "progress"): read \(c.rowsRead.value) rows, produced \(c.eventsProduced.value), delivery failures \(c.deliveryFailures.value), rejected rows \(c.rowsRejected.value), consumed \(c.eventsConsumed.value), written \(c.rowsWritten.value), dead-lettered \(c.deadLettered.value), acks \(c.acks.value), restarts \(c.stageRestarts.value)")
     }
 }

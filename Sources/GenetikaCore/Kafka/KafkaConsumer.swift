@@ -126,6 +126,34 @@ public final class KafkaConsumer {
         return batch
     }
 
+    /// Reads `partitions` from the given offsets without joining a group (replaces any
+    /// previous assignment; an empty map unassigns).
+    public func assign(_ partitions: [TopicPartition: Int64]) throws(KafkaError) {
+        if partitions.isEmpty {
+            let err = rd_kafka_assign(handle.pointer, nil)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "\(name) unassign") }
+            state.assignment = []
+            return
+        }
+        let list = TopicPartitionList.make(partitions.sorted(by: { $0.key < $1.key }).map { ($0.key, $0.value) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_assign(handle.pointer, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError(err, context: "\(name) assign \(partitions.keys.sorted().map(\.description).joined(separator: ", "))")
+        }
+        state.assignment = Set(partitions.keys)
+        for partition in partitions.keys { partitionsAtEnd.remove(partition) }
+    }
+
+    /// Commits `offsets` to the group without waiting (informational commits, e.g. for lag
+    /// monitoring, where the authoritative offsets live elsewhere).
+    public func commitAsync(_ offsets: [TopicPartition: Int64]) {
+        guard !offsets.isEmpty else { return }
+        let list = TopicPartitionList.make(offsets.sorted(by: { $0.key < $1.key }).map { ($0.key, $0.value) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        _ = rd_kafka_commit(handle.pointer, list, 1)
+    }
+
     /// Commits `offsets` (each the next offset to read) synchronously to the group.
     public func commit(_ offsets: [TopicPartition: Int64]) throws(KafkaError) {
         guard !offsets.isEmpty else { return }

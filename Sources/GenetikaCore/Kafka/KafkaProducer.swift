@@ -72,6 +72,24 @@ public final class KafkaProducer: Sendable {
         return report
     }
 
+    /// Sends all `messages` and waits for every delivery report (in the messages' order).
+    public func sendAll(_ messages: [OutgoingMessage]) async throws -> [DeliveryReport] {
+        guard !messages.isEmpty else { return [] }
+        let collector = ReportCollector(count: messages.count)
+        return try await withCheckedThrowingContinuation { continuation in
+            collector.onComplete { continuation.resume(returning: $0) }
+            Task {
+                do {
+                    for (index, message) in messages.enumerated() {
+                        try await self.send(message) { collector.record($0, at: index) }
+                    }
+                } catch {
+                    collector.fail(error, continuation: continuation)
+                }
+            }
+        }
+    }
+
     /// Waits until every message handed over so far has its delivery report.
     public func flush(timeout: Duration = .seconds(30)) throws(KafkaError) {
         let err = rd_kafka_flush(handle.pointer, Int32(timeout.milliseconds))
@@ -257,5 +275,38 @@ extension Duration {
     public var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}
+
+/// Gathers the delivery reports of `sendAll` and resumes its caller once, when all arrived
+/// (or when handing a message over failed).
+private final class ReportCollector: Sendable {
+    private let state: Mutex<(reports: [DeliveryReport?], remaining: Int, done: Bool, completion: (@Sendable ([DeliveryReport]) -> Void)?)>
+
+    init(count: Int) {
+        state = Mutex((Array(repeating: nil, count: count), count, false, nil))
+    }
+
+    func onComplete(_ body: @escaping @Sendable ([DeliveryReport]) -> Void) {
+        state.withLock { $0.completion = body }
+    }
+
+    func record(_ report: DeliveryReport, at index: Int) {
+        let finished: (([DeliveryReport]) -> Void, [DeliveryReport])? = state.withLock { s in
+            s.reports[index] = report
+            s.remaining -= 1
+            guard s.remaining == 0, !s.done, let completion = s.completion else { return nil }
+            s.done = true
+            return (completion, s.reports.compactMap { $0 })
+        }
+        if let (completion, reports) = finished { completion(reports) }
+    }
+
+    func fail(_ error: Error, continuation: CheckedContinuation<[DeliveryReport], Error>) {
+        let first = state.withLock { s -> Bool in
+            defer { s.done = true }
+            return !s.done
+        }
+        if first { continuation.resume(throwing: error) }
     }
 }

@@ -1,0 +1,67 @@
+/// Why an event cannot be written to its table.
+public struct EventRejection: Error, Sendable, Equatable, CustomStringConvertible {
+    public var reason: String
+    public var description: String { reason }
+}
+
+/// Validates a JSON event against its source's table schema and returns the row to write:
+/// every configured column, typed (absent nullable columns are null); unknown keys, wrong
+/// types, a missing or null key column are rejected.
+public struct EventDecoder: Sendable {
+    public let source: SourceConfiguration
+    private let indexByName: [String: Int]
+
+    public init(source: SourceConfiguration) {
+        self.source = source
+        indexByName = Dictionary(uniqueKeysWithValues: source.columns.enumerated().map { ($1.name, $0) })
+    }
+
+    public func decode(_ bytes: [UInt8]) throws(EventRejection) -> [FieldValue] {
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(bytes)
+        } catch {
+            throw EventRejection(reason: "not JSON: \(error)")
+        }
+        guard case .object(let object) = document else {
+            throw EventRejection(reason: "expected a JSON object, found \(document.kindDescription)")
+        }
+        var values = [FieldValue](repeating: .null, count: source.columns.count)
+        for member in object {
+            guard let index = indexByName[member.key] else {
+                throw EventRejection(reason: "unknown column \"\(member.key)\" for table \(source.table)")
+            }
+            values[index] = try Self.value(member.value, for: source.columns[index])
+        }
+        for (column, value) in zip(source.columns, values) where value == .null {
+            if column.name == source.key { throw EventRejection(reason: "missing \(source.key) (the key column)") }
+            if !column.nullable { throw EventRejection(reason: "column \(column.name): a value is required") }
+        }
+        return values
+    }
+
+    static func value(_ json: JSONValue, for column: ColumnConfiguration) throws(EventRejection) -> FieldValue {
+        func reject() -> EventRejection {
+            EventRejection(reason: "column \(column.name): expected \(column.type.rawValue), found \(json.kindDescription)")
+        }
+        switch (column.type, json) {
+        case (_, .null): return .null
+        case (.integer, .int(let v)): return .integer(v)
+        case (.real, .int(let v)): return .real(Double(v))
+        case (.real, .double(let v)): return .real(v)
+        case (.text, .string(let v)): return .text(v)
+        case (.boolean, .bool(let v)): return .boolean(v)
+        case (.date, .string(let v)):
+            guard let parsed = SpreadsheetDateTime(iso: v), !parsed.hasTime, v.utf8.count == 10 else {
+                throw EventRejection(reason: "column \(column.name): expected a date YYYY-MM-DD, found \"\(v.prefix(40))\"")
+            }
+            return .temporal(parsed.isoDate)
+        case (.datetime, .string(let v)):
+            guard let parsed = SpreadsheetDateTime(iso: v) else {
+                throw EventRejection(reason: "column \(column.name): expected a datetime YYYY-MM-DDTHH:MM:SS, found \"\(v.prefix(40))\"")
+            }
+            return .temporal(parsed.isoDateTime)
+        default: throw reject()
+        }
+    }
+}

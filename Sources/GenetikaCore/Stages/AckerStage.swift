@@ -1,0 +1,197 @@
+import Logging
+
+/// Consumes the source topics (group `stages.acker.groupId`), records which topics each id
+/// has reached, and produces exactly one ack per id to the ack topic once it reached all.
+///
+/// Per batch: update the ids' state in memory, produce the acks that became due and wait
+/// for their delivery, then commit the state, the consumed offsets and the ack topic's
+/// offsets in one SQLite transaction. A crash after the acks went out but before the commit
+/// leaves acks the state does not know; so on every partition assignment the stage first
+/// reads its own ack partition back from the last recorded ack offset and marks what it
+/// finds as acked. An ack is therefore never lost (the batch is redone) and never produced
+/// twice (the read-back finds it). Acks go to the same partition number as their id's
+/// source events, so the member owning source partition p owns ack partition p.
+public actor AckerStage: PipelineStage {
+    public nonisolated let name = "acker"
+    private let executor = ThreadExecutor(name: "genetika-acker")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    private let configuration: GenetikaConfiguration
+    private let counters: PipelineCounters
+    private let progress: PipelineProgress
+    private let stop: StopSignal
+    private let logger: Logger
+    private let afterAcks: (@Sendable (Int) throws -> Void)?
+    private let topicIndex: [String: Int]
+    private let allSeen: Int64
+    private let numericIds: Bool
+    private var store: AckerStore?
+    private var tracker = CatchUpTracker()
+    private var pendingReadBack: Set<Int32> = []
+
+    /// `afterAcks` runs after a batch's acks were delivered and before its state is
+    /// committed, with the batch number (tests inject crashes there).
+    public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
+                stop: StopSignal, logger: Logger, afterAcks: (@Sendable (Int) throws -> Void)? = nil) {
+        self.configuration = configuration
+        self.counters = counters
+        self.progress = progress
+        self.stop = stop
+        self.logger = logger
+        self.afterAcks = afterAcks
+        topicIndex = Dictionary(uniqueKeysWithValues: configuration.sources.enumerated().map { ($1.topic, $0) })
+        allSeen = (Int64(1) << Int64(configuration.sources.count)) - 1
+        numericIds = configuration.sources.allSatisfy { $0.keyColumn?.type == .integer }
+    }
+
+    deinit {
+        executor.shutdown()
+    }
+
+    public static func statePath(_ configuration: GenetikaConfiguration) -> String {
+        configuration.resolve(configuration.stateDirectory) + "/acker.db"
+    }
+
+    public func run() async throws {
+        let store = try AckerStore(path: Self.statePath(configuration), topicCount: configuration.sources.count)
+        defer { store.close(); self.store = nil }
+        self.store = store
+        let clientConfiguration = KafkaClientConfiguration(configuration.kafka)
+        let producer = try KafkaProducer(configuration: clientConfiguration, name: "acker-producer", logger: logger)
+        defer { producer.close() }
+        let deadLetters = DeadLetterWriter(producer: producer, topic: configuration.topics.deadLetter, stage: name,
+                                           counters: counters, logger: logger)
+        let readBack = try KafkaConsumer(configuration: clientConfiguration, groupId: configuration.acker.groupId + "-readback",
+                                         name: "acker-readback", logger: logger)
+        defer { readBack.close() }
+        let consumer = try KafkaConsumer(configuration: clientConfiguration, groupId: configuration.acker.groupId,
+                                         name: "acker", logger: logger) { [unowned self] event in
+            try self.assumeIsolated { stage in try stage.rebalanced(event) }
+        }
+        defer { consumer.close() }
+        try consumer.subscribe(configuration.sources.map(\.topic))
+        var batches = 0
+        var targets: [TopicPartition: Int64]?
+        while !stop.isRequested {
+            let batch = try consumer.poll(maxMessages: configuration.acker.batchSize, timeout: .milliseconds(100),
+                                          linger: .milliseconds(configuration.acker.lingerMs))
+            if !pendingReadBack.isEmpty { try readBackAcks(store: store, consumer: readBack) }
+            let owned = batch.filter { consumer.assignment.contains($0.topicPartition) }
+            if !owned.isEmpty {
+                batches += 1
+                try await process(owned, store: store, producer: producer, deadLetters: deadLetters, batch: batches)
+                consumer.commitAsync(nextOffsets(owned))
+            }
+            if targets == nil { targets = await progress.targets }
+            if let targets { await progress.stage(name, caughtUp: tracker.isCaughtUp(targets)) }
+        }
+    }
+
+    private func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64] {
+        switch event {
+        case .assigned(let partitions):
+            let stored = try store?.offsets(partitions) ?? [:]
+            tracker.assigned(Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? 0) }))
+            pendingReadBack.formUnion(partitions.map(\.partition))
+            return Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? KafkaOffset.beginning) })
+        case .revoked(let partitions):
+            tracker.revoked(partitions)
+            return [:]
+        }
+    }
+
+    /// Reads the ack topic's newly assigned partitions from the last recorded ack offset to
+    /// their end and marks every id found there as acked.
+    private func readBackAcks(store: AckerStore, consumer: KafkaConsumer) throws {
+        for partitionNumber in pendingReadBack.sorted() {
+            let partition = TopicPartition(configuration.topics.ack, partitionNumber)
+            let from = try store.offsets([partition])[partition] ?? 0
+            let high = try consumer.watermarks(partition).high
+            guard from < high else { continue }
+            try consumer.assign([partition: from])
+            var found: [String] = []
+            var position = from
+            let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+            while position < high && !consumer.partitionsAtEnd.contains(partition) {
+                guard ContinuousClock.now < deadline else {
+                    throw KafkaError(code: KafkaError.timedOut, message: "read back reached offset \(position) of \(high) within 60 s",
+                                     context: "acker read back \(partition)")
+                }
+                guard let message = try consumer.poll(timeout: .milliseconds(200)) else { continue }
+                position = message.offset + 1
+                if let id = message.keyText { found.append(id) }
+            }
+            try consumer.assign([:])
+            try store.transaction {
+                for id in found { try store.markAcked(id, partition: partitionNumber) }
+                try store.setOffsets([partition: high])
+            }
+            logger.info("acker read back \(partition) offsets \(from)..<\(high): \(found.count) acks already sent")
+        }
+        pendingReadBack = []
+    }
+
+    private func process(_ batch: [KafkaMessage], store: AckerStore, producer: KafkaProducer,
+                         deadLetters: DeadLetterWriter, batch number: Int) async throws {
+        var entries: [String: AckerEntry] = [:]
+        var due: [AckerEntry] = []
+        for message in batch {
+            guard let id = message.keyText, !id.isEmpty else {
+                try await deadLetters.send(message, reason: "event without a key (the id)")
+                continue
+            }
+            guard let index = topicIndex[message.topic] else {
+                try await deadLetters.send(message, reason: "unknown topic \(message.topic)")
+                continue
+            }
+            var entry = try entries[id] ?? store.entry(id)
+                ?? AckerEntry(id: id, partition: message.partition, seen: 0,
+                              timestamps: Array(repeating: nil, count: topicIndex.count), acked: false)
+            entry.seen |= Int64(1) << Int64(index)
+            let timestamp = message.timestamp ?? nowMilliseconds()
+            entry.timestamps[index] = max(entry.timestamps[index] ?? timestamp, timestamp)
+            if entry.seen == allSeen && !entry.acked {
+                entry.acked = true
+                due.append(entry)
+            }
+            entries[id] = entry
+        }
+        let acks = due.map(ackMessage)
+        let reports = try await producer.sendAll(acks)
+        if let failed = reports.first(where: { $0.error != nil }), let error = failed.error {
+            throw error
+        }
+        try afterAcks?(number)
+        var ackOffsets: [TopicPartition: Int64] = [:]
+        for report in reports {
+            let partition = TopicPartition(report.topic, report.partition)
+            ackOffsets[partition] = max(ackOffsets[partition] ?? 0, report.offset + 1)
+        }
+        let offsets = nextOffsets(batch)
+        try store.transaction {
+            for entry in entries.values { try store.save(entry) }
+            try store.setOffsets(offsets)
+            try store.setOffsets(ackOffsets)
+        }
+        tracker.processed(offsets)
+        counters.eventsConsumed.add(batch.count)
+        counters.acks.add(acks.count)
+    }
+
+    /// `{"id": …, "latest_event_ms": …, "ack_ms": …, "topics": {"topic1": ms, …}}`, keyed by
+    /// id, on the same partition number as the id's source events.
+    private func ackMessage(_ entry: AckerEntry) -> OutgoingMessage {
+        let ackTime = nowMilliseconds()
+        let latest = entry.timestamps.compactMap { $0 }.max() ?? ackTime
+        var topics = JSONObject()
+        for source in configuration.sources {
+            topics[source.topic] = entry.timestamps[topicIndex[source.topic]!].map { .int($0) } ?? .null
+        }
+        let id: JSONValue = numericIds ? Int64(entry.id).map(JSONValue.int) ?? .string(entry.id) : .string(entry.id)
+        let value = JSONWriter.serialize(.object(JSONObject([
+            ("id", id), ("latest_event_ms", .int(latest)), ("ack_ms", .int(ackTime)), ("topics", .object(topics)),
+        ])))
+        return OutgoingMessage(topic: configuration.topics.ack, partition: entry.partition, key: Array(entry.id.utf8),
+                               value: value, timestamp: ackTime)
+    }
+}

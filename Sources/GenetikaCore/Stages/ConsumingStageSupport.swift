@@ -1,0 +1,62 @@
+import Logging
+
+/// Sends events a stage cannot use to the dead-letter topic: the original bytes and key,
+/// the reason, and where they came from (topic, partition, offset, plus the source file
+/// and row headers they carried). Waits for delivery, so the stage commits its offsets only
+/// after the dead letter is safe.
+struct DeadLetterWriter {
+    let producer: KafkaProducer
+    let topic: String
+    let stage: String
+    let counters: PipelineCounters
+    let logger: Logger
+
+    func send(_ message: KafkaMessage, reason: String) async throws {
+        logger.warning("\(stage): \(message.topic)[\(message.partition)] offset \(message.offset): \(reason); sent to \(topic)")
+        var headers = message.headers.filter { $0.name == GenetikaHeader.sourceFile || $0.name == GenetikaHeader.sourceRow }
+        headers += [
+            KafkaHeader(GenetikaHeader.error, reason), KafkaHeader(GenetikaHeader.stage, stage),
+            KafkaHeader(GenetikaHeader.sourceTopic, message.topic),
+            KafkaHeader(GenetikaHeader.sourcePartition, String(message.partition)),
+            KafkaHeader(GenetikaHeader.sourceOffset, String(message.offset)),
+        ]
+        try await producer.send(OutgoingMessage(topic: topic, key: message.key, value: message.value,
+                                                timestamp: message.timestamp, headers: headers))
+        counters.deadLettered.add()
+    }
+}
+
+/// Tracks the next offset a consuming stage will process per partition, to tell when it has
+/// caught up with the producer (for `--exit-when-done`).
+struct CatchUpTracker {
+    private(set) var next: [TopicPartition: Int64] = [:]
+
+    mutating func assigned(_ starts: [TopicPartition: Int64]) {
+        for (partition, offset) in starts { next[partition] = offset }
+    }
+
+    mutating func revoked(_ partitions: [TopicPartition]) {
+        for partition in partitions { next[partition] = nil }
+    }
+
+    mutating func processed(_ offsets: [TopicPartition: Int64]) {
+        for (partition, offset) in offsets { next[partition] = max(next[partition] ?? 0, offset) }
+    }
+
+    /// True when this stage owns every target partition and has processed up to its target.
+    func isCaughtUp(_ targets: [TopicPartition: Int64]) -> Bool {
+        targets.allSatisfy { partition, target in
+            guard let position = next[partition] else { return false }
+            return position >= target
+        }
+    }
+}
+
+/// The highest next-offset per partition of a batch.
+func nextOffsets(_ batch: [KafkaMessage]) -> [TopicPartition: Int64] {
+    var offsets: [TopicPartition: Int64] = [:]
+    for message in batch {
+        offsets[message.topicPartition] = max(offsets[message.topicPartition] ?? 0, message.offset + 1)
+    }
+    return offsets
+}

@@ -1,0 +1,132 @@
+import Logging
+
+/// The stages a run can include.
+public enum StageKind: String, Sendable, CaseIterable {
+    case producer, db, acker
+}
+
+/// One `genetika run`: start-up checks, then the selected stages under a supervisor.
+public final class Pipeline: Sendable {
+    public let configuration: GenetikaConfiguration
+    public let stages: [StageKind]
+    public let exitWhenDone: Bool
+    public let counters = PipelineCounters()
+    public let progress = PipelineProgress()
+    public let stop = StopSignal()
+    public let logger: Logger
+    /// Test hooks: run after each DB batch and after each acker batch's acks went out.
+    let dbAfterBatch: (@Sendable (Int) throws -> Void)?
+    let ackerAfterAcks: (@Sendable (Int) throws -> Void)?
+
+    public init(configuration: GenetikaConfiguration, stages: [StageKind] = StageKind.allCases, exitWhenDone: Bool = false,
+                logger: Logger = Logger(label: "genetika"),
+                dbAfterBatch: (@Sendable (Int) throws -> Void)? = nil,
+                ackerAfterAcks: (@Sendable (Int) throws -> Void)? = nil) {
+        self.configuration = configuration
+        self.stages = stages
+        self.exitWhenDone = exitWhenDone
+        self.logger = logger
+        self.dbAfterBatch = dbAfterBatch
+        self.ackerAfterAcks = ackerAfterAcks
+    }
+
+    /// A start-up check that failed, saying what and where.
+    public struct StartupError: Error, CustomStringConvertible {
+        public var what: String
+        public var cause: String
+        public var description: String { "\(what): \(cause)" }
+    }
+
+    /// Checks what the stages need before starting any: the broker answers, the topics exist
+    /// (created if `topics.create`), the source files open with the expected columns, the
+    /// database and the state directory open. Each failure names what and where.
+    public func checkStartup() async throws {
+        let admin: KafkaAdmin
+        do {
+            admin = try KafkaAdmin(configuration: KafkaClientConfiguration(configuration.kafka), name: "startup", logger: logger)
+        } catch {
+            throw StartupError(what: "Kafka client configuration (kafka.properties)", cause: "\(error)")
+        }
+        defer { admin.close() }
+        do {
+            let metadata = try await admin.waitUntilReachable(timeout: .milliseconds(configuration.kafka.connectTimeoutMs))
+            logger.info("connected to Kafka: \(metadata.brokers.joined(separator: ", "))")
+        } catch {
+            throw StartupError(what: "broker \(configuration.kafka.bootstrapServers) unreachable", cause: "\(error)")
+        }
+        let topics = configuration.sources.map(\.topic) + [configuration.topics.ack, configuration.topics.deadLetter]
+        do {
+            try await admin.ensureTopics(topics.map { TopicSpecification(name: $0, partitions: configuration.topics.partitions) },
+                                         create: configuration.topics.create)
+        } catch {
+            throw StartupError(what: "topics", cause: "\(error)")
+        }
+        if stages.contains(.producer) {
+            do {
+                _ = try ProducerStage.openSources(configuration)
+            } catch {
+                throw StartupError(what: "source file", cause: "\(error)")
+            }
+        }
+        if stages.contains(.db) {
+            do {
+                let sink = try TableSinks.open(url: configuration.database.url, configuration: configuration)
+                defer { sink.close() }
+                try sink.prepare()
+            } catch {
+                throw StartupError(what: "database \(configuration.database.url)", cause: "\(error)")
+            }
+        }
+        if stages.contains(.acker) {
+            do {
+                try AckerStore(path: AckerStage.statePath(configuration), topicCount: configuration.sources.count).close()
+            } catch {
+                throw StartupError(what: "acker state in \(configuration.resolve(configuration.stateDirectory))", cause: "\(error)")
+            }
+        }
+        if exitWhenDone && !stages.contains(.producer) {
+            // Without a producer, "done" means caught up with what the topics hold now.
+            await progress.setTargets(try admin.highWatermarks(configuration.sources.map(\.topic)))
+        }
+    }
+
+    /// Runs the start-up checks, then the stages until stopped (or, with `exitWhenDone`,
+    /// until the producer finished and the consuming stages caught up).
+    public func run() async throws {
+        try await checkStartup()
+        let supervisor = Supervisor(stages: stageSpecs(), policy: RestartPolicy(configuration.supervisor),
+                                    stop: stop, counters: counters, logger: logger)
+        var condition: (@Sendable () async -> Bool)?
+        if exitWhenDone {
+            let consuming = stages.filter { $0 != .producer }.map(\.rawValue)
+            let needsProducer = stages.contains(.producer)
+            condition = { [progress] in
+                if needsProducer, await !progress.producerFinished { return false }
+                guard await progress.targets != nil else { return false }
+                return await progress.hasCaughtUp(consuming)
+            }
+        }
+        try await supervisor.run(until: condition)
+    }
+
+    func stageSpecs() -> [StageSpec] {
+        stages.map { kind in
+            switch kind {
+            case .producer:
+                StageSpec(name: kind.rawValue, finishes: true) { [self] in
+                    ProducerStage(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger)
+                }
+            case .db:
+                StageSpec(name: kind.rawValue) { [self] in
+                    DBStage(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
+                            afterBatch: dbAfterBatch)
+                }
+            case .acker:
+                StageSpec(name: kind.rawValue) { [self] in
+                    AckerStage(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
+                               afterAcks: ackerAfterAcks)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Synchronization
+
+/// A stage of the pipeline. `run()` returns when the stage has finished its work (the
+/// producer) or when asked to stop; it throws when the stage fails, and the supervisor then
+/// starts a fresh instance.
+public protocol PipelineStage: Actor {
+    nonisolated var name: String { get }
+    func run() async throws
+}
+
+/// A stop request shared by the supervisor and every stage; stages check it between batches.
+public final class StopSignal: Sendable {
+    private let flag = Atomic<Bool>(false)
+    public init() {}
+    public var isRequested: Bool { flag.load(ordering: .acquiring) }
+    public func request() { flag.store(true, ordering: .releasing) }
+}
+
+/// A counter shared across threads.
+public final class Counter: Sendable {
+    private let atomic = Atomic<Int>(0)
+    public init() {}
+    public func add(_ amount: Int = 1) { atomic.add(amount, ordering: .relaxed) }
+    public var value: Int { atomic.load(ordering: .relaxed) }
+}
+
+/// Counters shared by the stages (for logs, progress, tests, and metrics).
+public final class PipelineCounters: Sendable {
+    public let rowsRead = Counter()
+    public let eventsProduced = Counter()
+    public let deliveryFailures = Counter()
+    public let rowsRejected = Counter()
+    public let eventsConsumed = Counter()
+    public let rowsWritten = Counter()
+    public let deadLettered = Counter()
+    public let acks = Counter()
+    public let stageRestarts = Counter()
+
+    public init() {}
+}
+
+/// Where the run stands: whether the producer finished (and the source topics' high
+/// watermarks at that moment), and which consuming stages have caught up with them.
+public actor PipelineProgress {
+    public private(set) var producerFinished = false
+    /// Source partitions' high watermarks once the producer finished.
+    public private(set) var targets: [TopicPartition: Int64]?
+    private var caughtUp: Set<String> = []
+
+    public init() {}
+
+    public func producerDone(targets: [TopicPartition: Int64]) {
+        producerFinished = true
+        self.targets = targets
+    }
+
+    /// Sets the targets without a producer (for runs that only consume).
+    public func setTargets(_ targets: [TopicPartition: Int64]) {
+        self.targets = targets
+    }
+
+    public func stage(_ name: String, caughtUp: Bool) {
+        if caughtUp { self.caughtUp.insert(name) } else { self.caughtUp.remove(name) }
+    }
+
+    public func hasCaughtUp(_ stages: [String]) -> Bool {
+        stages.allSatisfy(caughtUp.contains)
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+@inline(__always) func nowMilliseconds() -> Int64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_REALTIME, &spec)
+    return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+}
+
+/// Header names Genetika puts on the records it produces.
+public enum GenetikaHeader {
+    public static let sourceFile = "genetika-source-file"
+    public static let sourceRow = "genetika-source-row"
+    public static let error = "genetika-error"
+    public static let sourceTopic = "genetika-source-topic"
+    public static let sourcePartition = "genetika-source-partition"
+    public static let sourceOffset = "genetika-source-offset"
+    public static let stage = "genetika-stage"
+}
