@@ -45,3 +45,6 @@ clean:
 
 bench-xlsx: deps
 	@scripts/bench-xlsx.sh
+
+e2e: deps
+	@scripts/e2e.sh

@@ -4,7 +4,8 @@
 # Uses Docker Compose's Apache Kafka (compose.yaml) when a Docker engine answers, and the
 # Tansu broker from .deps/tansu (scripts/install-deps.sh) otherwise.
 # Environment: BROKER_PORT (9092), PARTITIONS (3), TOPICS ("topic1 topic2 topic3 ack dead-letter"),
-#              BROKER_DIR (.broker: pid file and log), BROKER_TIMEOUT (60 s).
+#              BROKER_DIR (.broker: pid file and log), BROKER_TIMEOUT (60 s),
+#              BROKER=tansu to use Tansu even where a Docker engine answers.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +22,9 @@ compose() {
   if docker compose version >/dev/null 2>&1; then docker compose -f "$ROOT/compose.yaml" "$@"
   else docker-compose -f "$ROOT/compose.yaml" "$@"; fi
 }
-docker_engine() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
+docker_engine() {
+  [ "${BROKER:-}" != "tansu" ] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
+}
 
 wait_ready() {
   local args=()

@@ -9,7 +9,7 @@ struct Genetika: AsyncParsableCommand {
         commandName: "genetika",
         abstract: "Streams spreadsheet rows through Kafka into a database and acknowledges each event once all of its parts have arrived.",
         version: GenetikaVersion.string,
-        subcommands: [Run.self, CheckConfig.self, Inspect.self, Generate.self, Version.self])
+        subcommands: [Run.self, Report.self, CheckConfig.self, Inspect.self, Generate.self, Version.self])
 }
 
 /// `genetika version`: Genetika's version and the librdkafka linked into this binary.

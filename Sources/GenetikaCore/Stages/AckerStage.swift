@@ -71,7 +71,7 @@ public actor AckerStage: PipelineStage {
         defer { consumer.close() }
         try consumer.subscribe(configuration.sources.map(\.topic))
         var batches = 0
-        var targets: [TopicPartition: Int64]?
+        let sourcePartitions = configuration.sources.count * configuration.topics.partitions
         while !stop.isRequested {
             let batch = try consumer.poll(maxMessages: configuration.acker.batchSize, timeout: .milliseconds(100),
                                           linger: .milliseconds(configuration.acker.lingerMs))
@@ -82,8 +82,9 @@ public actor AckerStage: PipelineStage {
                 try await process(owned, store: store, producer: producer, deadLetters: deadLetters, batch: batches)
                 consumer.commitAsync(nextOffsets(owned))
             }
-            if targets == nil { targets = await progress.targets }
-            if let targets { await progress.stage(name, caughtUp: tracker.isCaughtUp(targets)) }
+            if !consumer.assignment.isEmpty { await progress.markReady(name) }
+            let allAtEnd = consumer.assignment.count == sourcePartitions && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
+            await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
         }
     }
 
@@ -106,27 +107,19 @@ public actor AckerStage: PipelineStage {
         for partitionNumber in pendingReadBack.sorted() {
             let partition = TopicPartition(configuration.topics.ack, partitionNumber)
             let from = try store.offsets([partition])[partition] ?? 0
-            let high = try consumer.watermarks(partition).high
-            guard from < high else { continue }
-            try consumer.assign([partition: from])
             var found: [String] = []
-            var position = from
-            let deadline = ContinuousClock.now.advanced(by: .seconds(60))
-            while position < high && !consumer.partitionsAtEnd.contains(partition) {
-                guard ContinuousClock.now < deadline else {
-                    throw KafkaError(code: KafkaError.timedOut, message: "read back reached offset \(position) of \(high) within 60 s",
-                                     context: "acker read back \(partition)")
-                }
-                guard let message = try consumer.poll(timeout: .milliseconds(200)) else { continue }
-                position = message.offset + 1
+            var next = from
+            try consumer.readToEnd([partition: from], timeout: .seconds(60)) { message in
+                next = max(next, message.offset + 1)
                 if let id = message.keyText { found.append(id) }
             }
-            try consumer.assign([:])
             try store.transaction {
                 for id in found { try store.markAcked(id, partition: partitionNumber) }
-                try store.setOffsets([partition: high])
+                try store.setOffsets([partition: next])
             }
-            logger.info("acker read back \(partition) offsets \(from)..<\(high): \(found.count) acks already sent")
+            if !found.isEmpty {
+                logger.info("acker read back \(partition) from offset \(from): \(found.count) acks were sent but not recorded")
+            }
         }
         pendingReadBack = []
     }

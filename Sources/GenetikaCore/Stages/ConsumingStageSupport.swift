@@ -28,7 +28,7 @@ struct DeadLetterWriter {
 
 /// Tracks the next offset a consuming stage will process per partition, to tell when it has
 /// caught up with the producer (for `--exit-when-done`).
-struct CatchUpTracker {
+struct CatchUpTracker: Sendable {
     private(set) var next: [TopicPartition: Int64] = [:]
 
     mutating func assigned(_ starts: [TopicPartition: Int64]) {

@@ -55,7 +55,7 @@ public actor DBStage: PipelineStage {
         defer { consumer.close() }
         try consumer.subscribe(configuration.sources.map(\.topic))
         var batches = 0
-        var targets: [TopicPartition: Int64]?
+        let sourcePartitions = configuration.sources.count * configuration.topics.partitions
         while !stop.isRequested {
             let batch = try consumer.poll(maxMessages: configuration.db.batchSize, timeout: .milliseconds(100),
                                           linger: .milliseconds(configuration.db.lingerMs))
@@ -67,8 +67,9 @@ public actor DBStage: PipelineStage {
                 batches += 1
                 try afterBatch?(batches)
             }
-            if targets == nil { targets = await progress.targets }
-            if let targets { await progress.stage(name, caughtUp: tracker.isCaughtUp(targets)) }
+            if !consumer.assignment.isEmpty { await progress.markReady(name) }
+            let allAtEnd = consumer.assignment.count == sourcePartitions && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
+            await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
         }
     }
 

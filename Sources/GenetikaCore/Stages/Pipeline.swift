@@ -85,8 +85,8 @@ public final class Pipeline: Sendable {
             }
         }
         if exitWhenDone && !stages.contains(.producer) {
-            // Without a producer, "done" means caught up with what the topics hold now.
-            await progress.setTargets(try admin.highWatermarks(configuration.sources.map(\.topic)))
+            // Without a producer, "done" means every source partition read to its end.
+            await progress.consumeToEnd()
         }
     }
 
@@ -94,6 +94,9 @@ public final class Pipeline: Sendable {
     /// until the producer finished and the consuming stages caught up).
     public func run() async throws {
         try await checkStartup()
+        if stages.contains(.producer) {
+            await progress.expectConsumers(stages.filter { $0 != .producer }.map(\.rawValue))
+        }
         let supervisor = Supervisor(stages: stageSpecs(), policy: RestartPolicy(configuration.supervisor),
                                     stop: stop, counters: counters, logger: logger)
         var condition: (@Sendable () async -> Bool)?
@@ -102,7 +105,9 @@ public final class Pipeline: Sendable {
             let needsProducer = stages.contains(.producer)
             condition = { [progress] in
                 if needsProducer, await !progress.producerFinished { return false }
-                guard await progress.targets != nil else { return false }
+                let hasGoal = await progress.targets != nil
+                let untilEnd = await progress.untilEnd
+                guard hasGoal || untilEnd else { return false }
                 return await progress.hasCaughtUp(consuming)
             }
         }

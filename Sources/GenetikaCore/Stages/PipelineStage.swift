@@ -47,6 +47,29 @@ public actor PipelineProgress {
     /// Source partitions' high watermarks once the producer finished.
     public private(set) var targets: [TopicPartition: Int64]?
     private var caughtUp: Set<String> = []
+    private var ready: Set<String> = []
+    /// Consuming stages the producer waits for before sending (those run by this process).
+    public private(set) var awaitedConsumers: Set<String> = []
+
+    public func expectConsumers(_ names: [String]) {
+        awaitedConsumers = Set(names)
+    }
+
+    /// A consuming stage has its partitions and is reading.
+    public func markReady(_ name: String) {
+        ready.insert(name)
+    }
+
+    /// Waits until every awaited consuming stage is ready, or `timeout` passed; returns
+    /// whether they all were.
+    public func waitForConsumers(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while !awaitedConsumers.isSubset(of: ready) {
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return true
+    }
 
     public init() {}
 
@@ -55,9 +78,22 @@ public actor PipelineProgress {
         self.targets = targets
     }
 
-    /// Sets the targets without a producer (for runs that only consume).
-    public func setTargets(_ targets: [TopicPartition: Int64]) {
-        self.targets = targets
+    /// True for runs without a producer that end once every source partition is read to
+    /// its end (partition EOF).
+    public private(set) var untilEnd = false
+
+    public func consumeToEnd() {
+        untilEnd = true
+    }
+
+    /// Records whether a consuming stage caught up: with the producer's targets or, in a
+    /// consume-only run, with the end of every source partition (`allAtEnd`).
+    func update(_ name: String, tracker: CatchUpTracker, allAtEnd: Bool) {
+        if let targets {
+            stage(name, caughtUp: tracker.isCaughtUp(targets))
+        } else if untilEnd {
+            stage(name, caughtUp: allAtEnd)
+        }
     }
 
     public func stage(_ name: String, caughtUp: Bool) {

@@ -38,6 +38,11 @@ public actor ProducerStage: PipelineStage {
             .with(defaults: ["partitioner": "murmur2_random"]), name: "producer", logger: logger)
         defer { producer.close() }
         let tracker = DeliveryTracker()
+        // Consumers started by this process join their groups first, so that the ack delay
+        // measures the pipeline rather than a group join (about half of session.timeout.ms).
+        if await !progress.waitForConsumers(timeout: .seconds(30)) {
+            logger.warning("producer: the consuming stages have no partitions after 30 s; sending anyway")
+        }
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for source in sources {
@@ -52,10 +57,8 @@ public actor ProducerStage: PipelineStage {
         while tracker.inFlight > 0 { try await Task.sleep(for: .milliseconds(1)) }
         if let failures = tracker.failures { throw failures }
         if stop.isRequested { return }
-        let admin = try KafkaAdmin(configuration: KafkaClientConfiguration(configuration.kafka), name: "producer-admin", logger: logger)
-        defer { admin.close() }
-        let targets = try admin.highWatermarks(configuration.sources.map(\.topic))
-        await progress.producerDone(targets: targets)
+        // Exact targets for "caught up": the highest offset each partition got from this run.
+        await progress.producerDone(targets: tracker.nextOffsets)
         logger.info("producer finished: \(counters.eventsProduced.value) events from \(sources.count) files in \(ContinuousClock.now - start), \(counters.rowsRejected.value) rows dead-lettered")
     }
 
@@ -127,6 +130,7 @@ public actor ProducerStage: PipelineStage {
                     tracker.failed(text)
                 } else {
                     counters.eventsProduced.add()
+                    tracker.delivered(TopicPartition(report.topic, report.partition), offset: report.offset)
                 }
                 tracker.finished()
             }
@@ -140,10 +144,18 @@ public actor ProducerStage: PipelineStage {
     }
 }
 
-/// Messages awaiting their delivery report, and the failures among those reported.
+/// Messages awaiting their delivery report, the failures among those reported, and the
+/// next offset after the last delivered message of each partition.
 final class DeliveryTracker: Sendable {
     private let pending = Atomic<Int>(0)
     private let failure = Mutex<ProducerStage.DeliveryFailures?>(nil)
+    private let offsets = Mutex<[TopicPartition: Int64]>([:])
+
+    var nextOffsets: [TopicPartition: Int64] { offsets.withLock { $0 } }
+
+    func delivered(_ partition: TopicPartition, offset: Int64) {
+        offsets.withLock { $0[partition] = max($0[partition] ?? 0, offset + 1) }
+    }
 
     var inFlight: Int { pending.load(ordering: .acquiring) }
     var failures: ProducerStage.DeliveryFailures? { failure.withLock { $0 } }

@@ -1,0 +1,132 @@
+/// Summary statistics of a list of numbers (percentiles interpolated linearly, as numpy's
+/// default, so figures compare with the Python original's).
+public struct DelayStatistics: Sendable, Equatable {
+    public var count: Int
+    public var min: Double
+    public var p50: Double
+    public var p90: Double
+    public var p99: Double
+    public var max: Double
+    public var mean: Double
+
+    public init?(_ values: [Double]) {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        count = sorted.count
+        min = sorted[0]
+        max = sorted[sorted.count - 1]
+        mean = sorted.reduce(0, +) / Double(sorted.count)
+        p50 = Self.percentile(sorted, 50)
+        p90 = Self.percentile(sorted, 90)
+        p99 = Self.percentile(sorted, 99)
+    }
+
+    /// Linear interpolation between closest ranks (numpy's `percentile` default).
+    public static func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard sorted.count > 1 else { return sorted.first ?? .nan }
+        let rank = p / 100 * Double(sorted.count - 1)
+        let lower = Int(rank.rounded(.down))
+        let upper = Swift.min(lower + 1, sorted.count - 1)
+        return sorted[lower] + (sorted[upper] - sorted[lower]) * (rank - Double(lower))
+    }
+
+    public var json: JSONValue {
+        .object(JSONObject([
+            ("count", .int(Int64(count))), ("min", .double(min)), ("p50", .double(p50)), ("p90", .double(p90)),
+            ("p99", .double(p99)), ("max", .double(max)), ("mean", .double(mean)),
+        ]))
+    }
+}
+
+/// Events matched by id across the source topics and the ack topic, as the report reads them.
+public struct AckDelayReport: Sendable {
+    /// One id's arrivals: the first timestamp on each source topic, and its acks' timestamps.
+    public struct Arrivals: Sendable, Equatable {
+        public var topics: [String: Int64] = [:]
+        public var acks: [Int64] = []
+    }
+
+    public let sourceTopics: [String]
+    public private(set) var ids: [String: Arrivals] = [:]
+    public private(set) var eventCounts: [String: Int] = [:]
+    public private(set) var ackCount = 0
+    public private(set) var firstEventTime: Int64?
+
+    public init(sourceTopics: [String]) {
+        self.sourceTopics = sourceTopics
+        for topic in sourceTopics { eventCounts[topic] = 0 }
+    }
+
+    /// Records an event of a source topic (`isAck` false) or an ack.
+    public mutating func record(id: String, topic: String, timestamp: Int64, isAck: Bool) {
+        if isAck {
+            ids[id, default: Arrivals()].acks.append(timestamp)
+            ackCount += 1
+        } else {
+            eventCounts[topic, default: 0] += 1
+            let previous = ids[id]?.topics[topic]
+            ids[id, default: Arrivals()].topics[topic] = previous.map { Swift.min($0, timestamp) } ?? timestamp
+            firstEventTime = firstEventTime.map { Swift.min($0, timestamp) } ?? timestamp
+        }
+    }
+
+    /// Ack delay per acked id with all topics present: first ack − latest topic time, in ms.
+    public var delays: [(id: String, latestEvent: Int64, ack: Int64, delay: Int64)] {
+        ids.compactMap { id, arrivals in
+            guard let ack = arrivals.acks.min(), arrivals.topics.count == sourceTopics.count,
+                  let latest = arrivals.topics.values.max() else { return nil }
+            return (id, latest, ack, ack - latest)
+        }.sorted { ($0.latestEvent, $0.id) < ($1.latestEvent, $1.id) }
+    }
+
+    public var statistics: DelayStatistics? { DelayStatistics(delays.map { Double($0.delay) }) }
+
+    /// Ids missing from a source topic, by topic.
+    public var missingFromTopic: [String: [String]] {
+        var missing: [String: [String]] = [:]
+        for topic in sourceTopics {
+            let absent = ids.filter { $0.value.topics[topic] == nil }.map(\.key).sorted(by: idOrder)
+            if !absent.isEmpty { missing[topic] = absent }
+        }
+        return missing
+    }
+
+    /// Ids that reached every source topic but have no ack.
+    public var missingAck: [String] {
+        ids.filter { $0.value.topics.count == sourceTopics.count && $0.value.acks.isEmpty }.map(\.key).sorted(by: idOrder)
+    }
+
+    /// Ids with more than one ack.
+    public var duplicateAcks: [String] {
+        ids.filter { $0.value.acks.count > 1 }.map(\.key).sorted(by: idOrder)
+    }
+
+    /// Acks stamped before the latest of their id's topic events (should never happen).
+    public var acksBeforeLatestEvent: [String] {
+        delays.filter { $0.delay < 0 }.map(\.id)
+    }
+
+    public var summary: JSONValue {
+        var object = JSONObject()
+        object["events"] = .object(JSONObject(sourceTopics.map { ($0, JSONValue.int(Int64(eventCounts[$0] ?? 0))) }))
+        object["ids"] = .int(Int64(ids.count))
+        object["acks"] = .int(Int64(ackCount))
+        object["acked_ids"] = .int(Int64(ids.values.filter { !$0.acks.isEmpty }.count))
+        object["delay_ms"] = statistics?.json ?? .null
+        object["missing_from_topic"] = .object(JSONObject(missingFromTopic.sorted { $0.key < $1.key }.map { ($0.key, .array($0.value.map(JSONValue.string))) }))
+        object["missing_ack"] = .array(missingAck.map(JSONValue.string))
+        object["duplicate_acks"] = .array(duplicateAcks.map(JSONValue.string))
+        object["acks_before_latest_event"] = .array(acksBeforeLatestEvent.map(JSONValue.string))
+        return .object(object)
+    }
+}
+
+/// Numeric ids in numeric order, others after them in text order.
+func idOrder(_ a: String, _ b: String) -> Bool {
+    switch (Int64(a), Int64(b)) {
+    case let (x?, y?): x < y
+    case (_?, nil): true
+    case (nil, _?): false
+    default: a < b
+    }
+}

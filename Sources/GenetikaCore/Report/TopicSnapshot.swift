@@ -1,0 +1,57 @@
+import Logging
+
+/// Reads whole topics as they stand now: every partition from its beginning until librdkafka
+/// reports its end (partition EOF, from the fetch responses), with an assign-only consumer,
+/// so no consumer group (and no pipeline stage) is disturbed. The end is taken from fetch
+/// responses rather than from ListOffsets, which some brokers (Tansu 0.6) answer with the
+/// last batch's base offset.
+public struct TopicSnapshot {
+    public let configuration: KafkaClientConfiguration
+    public let logger: Logger
+
+    public init(configuration: KafkaClientConfiguration, logger: Logger = Logger(label: "genetika.report")) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Calls `body` with every message of `topics` (per partition in offset order).
+    public func read(_ topics: [String], timeout: Duration = .seconds(120), body: (KafkaMessage) throws -> Void) throws {
+        let admin = try KafkaAdmin(configuration: configuration, name: "report-admin", logger: logger)
+        let metadata = try admin.metadata()
+        admin.close()
+        var partitions: [TopicPartition: Int64] = [:]
+        for topic in topics {
+            guard let count = metadata.topics[topic] else {
+                throw KafkaError(code: 3, message: "topic does not exist", context: "read topic \(topic)")
+            }
+            for partition in 0..<Int32(count) { partitions[TopicPartition(topic, partition)] = KafkaOffset.beginning }
+        }
+        let consumer = try KafkaConsumer(configuration: configuration, groupId: "genetika-report", name: "report", logger: logger)
+        defer { consumer.close() }
+        try consumer.readToEnd(partitions, timeout: timeout, body: body)
+    }
+}
+
+extension KafkaConsumer {
+    /// Assigns `partitions` at the given start offsets and calls `body` with every message
+    /// until each partition reports its end (needs `enable.partition.eof`, on by default
+    /// here); then unassigns. Throws if that takes longer than `timeout`.
+    public func readToEnd(_ partitions: [TopicPartition: Int64], timeout: Duration,
+                          body: (KafkaMessage) throws -> Void) throws {
+        guard !partitions.isEmpty else { return }
+        try assign(partitions)
+        defer { try? assign([:]) }
+        var remaining = Set(partitions.keys)
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while !remaining.isEmpty {
+            guard ContinuousClock.now < deadline else {
+                throw KafkaError(code: KafkaError.timedOut, message: "no end reached within \(timeout)",
+                                 context: "\(name) read \(remaining.sorted().map(\.description).joined(separator: ", "))")
+            }
+            if let message = try poll(timeout: .milliseconds(200)) {
+                try body(message)
+            }
+            remaining.subtract(partitionsAtEnd)
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import GenetikaCore
+import Logging
+
+/// `genetika report`: the ack-delay analysis of what is in the topics now.
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read the source topics and the ack topic from the beginning (without joining the pipeline's groups), match events by id and report the ack delay.")
+
+    @Option(name: .shortAndLong, help: "The configuration file.")
+    var config: String = "config.json"
+
+    @Option(help: "Directory for summary.json.")
+    var out: String = "out/report"
+
+    func run() throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .warning
+            return handler
+        }
+        let configuration = try GenetikaConfiguration.load(path: config)
+        let topics = configuration.sources.map(\.topic)
+        var report = AckDelayReport(sourceTopics: topics)
+        try TopicSnapshot(configuration: KafkaClientConfiguration(configuration.kafka))
+            .read(topics + [configuration.topics.ack]) { message in
+                guard let id = message.keyText, let timestamp = message.timestamp else { return }
+                report.record(id: id, topic: message.topic, timestamp: timestamp, isAck: message.topic == configuration.topics.ack)
+            }
+        print("events: " + topics.map { "\($0) \(report.eventCounts[$0] ?? 0)" }.joined(separator: ", ") + ", \(configuration.topics.ack) \(report.ackCount)")
+        print("ids: \(report.ids.count)")
+        if let s = report.statistics {
+            print(String(format: "ack delay (ms): count %d  min %.1f  p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  mean %.2f",
+                         s.count, s.min, s.p50, s.p90, s.p99, s.max, s.mean))
+        } else {
+            print("ack delay: no acked id with all its events")
+        }
+        for (topic, ids) in report.missingFromTopic.sorted(by: { $0.key < $1.key }) {
+            print("missing from \(topic): \(ids.count) id(s): \(ids.prefix(20).joined(separator: ", "))\(ids.count > 20 ? ", …" : "")")
+        }
+        if !report.missingAck.isEmpty {
+            print("missing ack: \(report.missingAck.count) id(s): \(report.missingAck.prefix(20).joined(separator: ", "))")
+        }
+        if !report.duplicateAcks.isEmpty {
+            print("duplicate acks: \(report.duplicateAcks.count) id(s): \(report.duplicateAcks.prefix(20).joined(separator: ", "))")
+        }
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let path = out + "/summary.json"
+        try Data(JSONWriter.serialize(report.summary)).write(to: URL(fileURLWithPath: path))
+        print("wrote \(path)")
+    }
+}
