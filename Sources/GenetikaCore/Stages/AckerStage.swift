@@ -29,8 +29,8 @@ public actor AckerStage: PipelineStage {
     private var tracker = CatchUpTracker()
     private var pendingReadBack: Set<Int32> = []
 
-    /// `afterAcks` runs after a batch's acks were delivered and before its state is
-    /// committed, with the batch number (tests inject crashes there).
+    /// `afterAcks` runs after a batch's acks (at least one) were delivered and before its
+    /// state is committed, with the batch number (tests inject crashes there).
     public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
                 stop: StopSignal, logger: Logger, afterAcks: (@Sendable (Int) throws -> Void)? = nil) {
         self.configuration = configuration
@@ -154,7 +154,7 @@ public actor AckerStage: PipelineStage {
         if let failed = reports.first(where: { $0.error != nil }), let error = failed.error {
             throw error
         }
-        try afterAcks?(number)
+        if !acks.isEmpty { try afterAcks?(number) }
         var ackOffsets: [TopicPartition: Int64] = [:]
         for report in reports {
             let partition = TopicPartition(report.topic, report.partition)

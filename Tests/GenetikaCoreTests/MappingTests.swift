@@ -1,0 +1,165 @@
+import Foundation
+@testable import GenetikaCore
+import GenetikaTestSupport
+import Testing
+
+@Suite("Row mapping and event decoding")
+struct MappingTests {
+    static let configuration = try! GenetikaConfiguration.load(path: repositoryRoot.appendingPathComponent("config.json").path, environment: [:])
+    static var intake: SourceConfiguration { configuration.sources[0] }
+
+    func header() -> XlsxRow {
+        XlsxRow(number: 1, cells: ["id", "age", "sex", "weight_kg", "bmi", "diagnosis", "phq9", "enrolled_on"].map(CellValue.string))
+    }
+
+    @Test("a seed row becomes a typed JSON event keyed by id; NA and empty cells become null")
+    func seedRow() throws {
+        let mapper = try RowMapper(source: Self.intake, header: header(), file: "sim_file1.xlsx")
+        let row = XlsxRow(number: 2, cells: [.integer(1), .integer(38), .string("M"), .number(78.6), .string("NA"), .string("MDD"), .empty,
+                                             .dateTime(SpreadsheetDateTime(year: 2024, month: 11, day: 1))])
+        let values = try mapper.values(of: row)
+        #expect(mapper.key(of: values) == "1")
+        #expect(String(decoding: mapper.event(of: values), as: UTF8.self)
+                == #"{"id":1,"age":38,"sex":"M","weight_kg":78.6,"bmi":null,"diagnosis":"MDD","phq9":null,"enrolled_on":"2024-11-01"}"#)
+        // The DB stage's decoder reads back exactly these values.
+        #expect(try EventDecoder(source: Self.intake).decode(mapper.event(of: values)) == values)
+    }
+
+    @Test("columns are found by header wherever they are; a missing header column names file and column")
+    func headerMatching() throws {
+        var shuffled = header()
+        shuffled.cells.reverse()
+        let mapper = try RowMapper(source: Self.intake, header: shuffled, file: "x.xlsx")
+        let row = XlsxRow(number: 2, cells: Array([CellValue.integer(7), .integer(30), .string("F"), .number(60), .number(22.5), .string("GAD"), .integer(3),
+                                                   .dateTime(SpreadsheetDateTime(year: 2024, month: 1, day: 2))].reversed()))
+        #expect(try mapper.values(of: row).first == .integer(7))
+        var partial = header()
+        partial.cells.removeLast()
+        #expect(throws: XlsxError.self) { try RowMapper(source: Self.intake, header: partial, file: "x.xlsx") }
+        do { _ = try RowMapper(source: Self.intake, header: partial, file: "x.xlsx") } catch {
+            #expect(error.description.contains("x.xlsx") && error.description.contains("\"enrolled_on\""))
+        }
+    }
+
+    @Test("rows that fail validation are rejected with the row and the reason", arguments: [
+        ([CellValue.string("abc"), .integer(1)], "column id: expected integer, found the text \"abc\""),
+        ([CellValue.empty, .integer(1)], "column id: a value is required"),
+        ([CellValue.integer(1), .number(38.5)], "column age: expected integer, found the number 38.5"),
+        ([CellValue.integer(1), .integer(38), .error("#N/A")], "column sex: expected text, found the error value #N/A"),
+    ])
+    func rejections(cells: [CellValue], reason: String) throws {
+        let mapper = try RowMapper(source: Self.intake, header: header(), file: "f.xlsx")
+        do {
+            _ = try mapper.values(of: XlsxRow(number: 9, cells: cells))
+            Issue.record("expected a rejection")
+        } catch {
+            #expect(error.row == 9)
+            #expect(error.reason.hasPrefix(reason), "\(error.reason)")
+        }
+    }
+
+    @Test("malformed events are rejected with a reason", arguments: [
+        ("not json", "not JSON"),
+        (#"[1,2]"#, "expected a JSON object"),
+        (#"{"age": 3}"#, "missing id"),
+        (#"{"id": 1, "age": "old"}"#, "column age: expected integer, found a string"),
+        (#"{"id": 1, "colour": "red"}"#, "unknown column \"colour\""),
+        (#"{"id": 1, "enrolled_on": "2024-13-01"}"#, "column enrolled_on: expected a date"),
+        (#"{"id": null}"#, "missing id"),
+    ])
+    func badEvents(text: String, reason: String) {
+        do {
+            _ = try EventDecoder(source: Self.intake).decode(Array(text.utf8))
+            Issue.record("expected a rejection of \(text)")
+        } catch {
+            #expect(error.reason.contains(reason), "\(error.reason)")
+        }
+    }
+}
+
+@Suite("Supervisor")
+struct SupervisorTests {
+    actor FlakyStage: PipelineStage {
+        nonisolated let name = "flaky"
+        let failures: Counter
+        let failTimes: Int
+        init(failures: Counter, failTimes: Int) {
+            self.failures = failures
+            self.failTimes = failTimes
+        }
+        func run() async throws {
+            if failures.value < failTimes {
+                failures.add()
+                throw TestSetupError("injected failure \(failures.value)")
+            }
+        }
+    }
+
+    static func policy(max: Int) -> RestartPolicy {
+        RestartPolicy(initialBackoff: .milliseconds(10), maxBackoff: .milliseconds(40), maxRestarts: max, window: .seconds(60))
+    }
+
+    @Test("a failing stage is restarted until it succeeds, and each restart is counted")
+    func restarts() async throws {
+        let failures = Counter()
+        let counters = PipelineCounters()
+        let supervisor = Supervisor(stages: [StageSpec(name: "flaky", finishes: true) { FlakyStage(failures: failures, failTimes: 3) }],
+                                    policy: Self.policy(max: 5), stop: StopSignal(), counters: counters, logger: .init(label: "test"))
+        try await supervisor.run()
+        #expect(failures.value == 3)
+        #expect(counters.stageRestarts.value == 3)
+        #expect(await supervisor.states["flaky"] == .finished)
+    }
+
+    @Test("too many restarts within the window end the run with the stage and its last error")
+    func givesUp() async throws {
+        let failures = Counter()
+        let supervisor = Supervisor(stages: [StageSpec(name: "flaky", finishes: true) { FlakyStage(failures: failures, failTimes: 100) }],
+                                    policy: Self.policy(max: 2), stop: StopSignal(), counters: PipelineCounters(), logger: .init(label: "test"))
+        let error = await #expect(throws: TooManyRestarts.self) { try await supervisor.run() }
+        #expect(error?.stage == "flaky")
+        #expect(error?.lastError == "injected failure 3")
+        #expect(failures.value == 3)
+        #expect(await supervisor.states["flaky"] == .failed)
+    }
+
+    @Test("backoff doubles from the initial delay up to the maximum")
+    func backoff() {
+        let policy = RestartPolicy(initialBackoff: .milliseconds(200), maxBackoff: .seconds(1), maxRestarts: 5, window: .seconds(60))
+        #expect((1...5).map { policy.backoff(restart: $0) } == [.milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1), .seconds(1)])
+    }
+}
+
+@Suite("Report statistics")
+struct ReportStatisticsTests {
+    @Test("count, min, percentiles (numpy's linear interpolation), max and mean")
+    func statistics() throws {
+        let s = try #require(DelayStatistics([10, 12, 11, 13, 100]))
+        #expect(s.count == 5 && s.min == 10 && s.max == 100)
+        #expect(s.p50 == 12)
+        #expect(abs(s.p90 - 65.2) < 1e-9)
+        #expect(abs(s.p99 - 96.52) < 1e-9)
+        #expect(s.mean == 29.2)
+        #expect(DelayStatistics([]) == nil)
+        #expect(DelayStatistics.percentile([11, 12], 50) == 11.5)
+    }
+
+    @Test("ids are matched across topics; missing events, missing and duplicate acks are listed")
+    func matching() {
+        var report = AckDelayReport(sourceTopics: ["t1", "t2"])
+        report.record(id: "1", topic: "t1", timestamp: 100, isAck: false)
+        report.record(id: "1", topic: "t2", timestamp: 110, isAck: false)
+        report.record(id: "1", topic: "ack", timestamp: 121, isAck: true)
+        report.record(id: "2", topic: "t1", timestamp: 105, isAck: false)
+        report.record(id: "3", topic: "t1", timestamp: 100, isAck: false)
+        report.record(id: "3", topic: "t2", timestamp: 100, isAck: false)
+        report.record(id: "4", topic: "t1", timestamp: 100, isAck: false)
+        report.record(id: "4", topic: "t2", timestamp: 130, isAck: false)
+        report.record(id: "4", topic: "ack", timestamp: 131, isAck: true)
+        report.record(id: "4", topic: "ack", timestamp: 140, isAck: true)
+        #expect(report.delays.map(\.delay) == [11, 1])
+        #expect(report.missingFromTopic == ["t2": ["2"]])
+        #expect(report.missingAck == ["3"])
+        #expect(report.duplicateAcks == ["4"])
+    }
+}

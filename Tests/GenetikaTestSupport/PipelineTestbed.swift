@@ -1,0 +1,75 @@
+import Foundation
+import GenetikaCore
+
+/// A broker of its own, a temporary state directory and the checked-in configuration
+/// pointed at both, for tests of the stages.
+public final class PipelineTestbed: Sendable {
+    public let broker: TestBroker
+    public let directory: URL
+    public let configuration: GenetikaConfiguration
+
+    public static func start(_ change: (inout GenetikaConfiguration) throws -> Void = { _ in }) async throws -> PipelineTestbed {
+        let broker = try await TestBroker.start()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genetika-test-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var configuration = try GenetikaConfiguration.load(path: repositoryRoot.appendingPathComponent("config.json").path, environment: [:])
+        configuration.kafka.bootstrapServers = broker.bootstrapServers
+        configuration.kafka.properties["heartbeat.interval.ms"] = "500"
+        configuration.database.url = "sqlite://" + directory.appendingPathComponent("genetika.db").path
+        configuration.stateDirectory = directory.appendingPathComponent("state").path
+        for index in configuration.sources.indices {
+            configuration.sources[index].file = configuration.resolve(configuration.sources[index].file)
+        }
+        try change(&configuration)
+        let topics = configuration.sources.map(\.topic) + [configuration.topics.ack, configuration.topics.deadLetter]
+        try await broker.createTopics(topics, partitions: configuration.topics.partitions)
+        return PipelineTestbed(broker: broker, directory: directory, configuration: configuration)
+    }
+
+    private init(broker: TestBroker, directory: URL, configuration: GenetikaConfiguration) {
+        self.broker = broker
+        self.directory = directory
+        self.configuration = configuration
+    }
+
+    public func stop() {
+        broker.stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Every message of `topic` as it stands now.
+    public func messages(_ topic: String) throws -> [KafkaMessage] {
+        var messages: [KafkaMessage] = []
+        try TopicSnapshot(configuration: KafkaClientConfiguration(configuration.kafka)).read([topic]) { messages.append($0) }
+        return messages
+    }
+
+    /// Runs a query on the DB stage's SQLite database.
+    public func query(_ sql: String) throws -> [[SQLValue]] {
+        let connection = try SQLiteConnection(path: String(configuration.database.url.dropFirst("sqlite://".count)))
+        defer { connection.close() }
+        return try connection.query(sql)
+    }
+
+    public func count(_ table: String) throws -> Int {
+        if case .integer(let n)? = try query("SELECT count(*) FROM \(table)").first?.first { return Int(n) }
+        return -1
+    }
+
+    /// Produces `value` to `topic` with `key`, waiting for delivery.
+    public func produce(_ topic: String, key: String?, _ value: String, partition: Int32? = nil) async throws {
+        let producer = try KafkaProducer(configuration: KafkaClientConfiguration(configuration.kafka)
+            .with(defaults: ["partitioner": "murmur2_random"]), name: "test-producer")
+        defer { producer.close() }
+        try await producer.send(OutgoingMessage(topic: topic, partition: partition, key: key.map { Array($0.utf8) }, value: Array(value.utf8)))
+    }
+}
+
+/// Waits until `condition` holds, checking every 100 ms; throws after `timeout`.
+public func eventually(_ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool) async throws {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while try !condition() {
+        guard ContinuousClock.now < deadline else { throw TestSetupError("timed out after \(timeout) waiting for \(what)") }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+}
