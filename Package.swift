@@ -40,6 +40,12 @@ let package = Package(
                 "CRdkafka", "CLibXML2", "CZlib", "CSQLite",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: [
+                // The xlsx reader's SAX callbacks touch class state millions of times; its
+                // accesses never overlap (one parser, one thread), so skip the runtime checks
+                // in release builds. Debug builds (and the tests) keep them.
+                .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+            ],
             linkerSettings: rdkafkaLinkerSettings
         ),
         .executableTarget(

@@ -81,6 +81,13 @@ def main():
             print(f"[e2e]   {table}: {count} rows, ids 1..{args.rows}, no duplicates")
 
     check_acks(summary, args.rows)
+    report_dir = args.summary.rsplit("/", 1)[0]
+    import xml.etree.ElementTree as ET
+    svg = "{http://www.w3.org/2000/svg}"
+    marks = sum(1 for c in ET.parse(f"{report_dir}/timestamps.svg").iter(f"{svg}circle") if c.get("class") == "mark")
+    check(marks == 4 * args.rows, f"timestamps.svg: expected {4 * args.rows} marks (3 topics + ack per id), found {marks}")
+    delay_marks = sum(1 for c in ET.parse(f"{report_dir}/delay.svg").iter(f"{svg}circle") if c.get("class") == "mark")
+    check(delay_marks == args.rows, f"delay.svg: expected {args.rows} marks, found {delay_marks}")
     delay = summary.get("delay_ms") or {}
     print(f"[e2e]   acks: {summary['acks']} for {summary['acked_ids']} distinct ids; "
           f"ack delay p50 {delay.get('p50')} ms, p99 {delay.get('p99')} ms")

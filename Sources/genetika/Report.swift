@@ -11,7 +11,7 @@ struct Report: ParsableCommand {
     @Option(name: .shortAndLong, help: "The configuration file.")
     var config: String = "config.json"
 
-    @Option(help: "Directory for summary.json.")
+    @Option(help: "Directory for summary.json, timestamps.svg and delay.svg.")
     var out: String = "out/report"
 
     func run() throws {
@@ -48,6 +48,8 @@ struct Report: ParsableCommand {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let path = out + "/summary.json"
         try Data(JSONWriter.serialize(report.summary)).write(to: URL(fileURLWithPath: path))
-        print("wrote \(path)")
+        try Data(report.timestampsSVG(ackTopic: configuration.topics.ack).utf8).write(to: URL(fileURLWithPath: out + "/timestamps.svg"))
+        try Data(report.delaySVG().utf8).write(to: URL(fileURLWithPath: out + "/delay.svg"))
+        print("wrote \(path), \(out)/timestamps.svg, \(out)/delay.svg")
     }
 }

@@ -163,3 +163,46 @@ struct ReportStatisticsTests {
         #expect(report.duplicateAcks == ["4"])
     }
 }
+
+@Suite("Report plots")
+struct ReportPlotTests {
+    /// Counts `<circle class="mark">` and `<rect class="bar">` with Genetika's own XML parser
+    /// (which also proves the document is well-formed XML).
+    final class MarkCounter: XMLContentHandler {
+        var marks = 0
+        var bars = 0
+        var root: String?
+        override func startElement(_ name: XMLName, _ attributes: XMLAttributes) {
+            if root == nil { root = name.string }
+            if name.is("circle"), attributes.string("class") == "mark" { marks += 1 }
+            if name.is("rect"), attributes.string("class") == "bar" { bars += 1 }
+        }
+    }
+
+    func count(_ svg: String) throws -> MarkCounter {
+        let counter = MarkCounter()
+        let parser = try XMLPushParser(handler: counter, file: "plot.svg", part: "svg")
+        try Array(svg.utf8).withUnsafeBytes { try parser.feed($0) }
+        try parser.finish()
+        return counter
+    }
+
+    @Test("timestamps.svg and delay.svg parse as XML and hold one mark per event")
+    func marks() throws {
+        var report = AckDelayReport(sourceTopics: ["topic1", "topic2", "topic3"])
+        for id in 1...40 {
+            for (index, topic) in ["topic1", "topic2", "topic3"].enumerated() where !(id > 35 && index == 2) {
+                report.record(id: "\(id)", topic: topic, timestamp: 1_000 + Int64(id * 10 + index), isAck: false)
+            }
+            if id <= 35 { report.record(id: "\(id)", topic: "ack", timestamp: 1_000 + Int64(id * 10 + 7 + id % 5), isAck: true) }
+        }
+        let timestamps = try count(report.timestampsSVG(ackTopic: "ack"))
+        #expect(timestamps.root == "svg")
+        #expect(timestamps.marks == 40 + 40 + 35 + 35, "one mark per event on each topic and per ack")
+        let delay = try count(report.delaySVG())
+        #expect(delay.root == "svg")
+        #expect(delay.marks == 35, "one mark per acked id")
+        #expect(delay.bars > 0)
+        #expect(report.delaySVG().contains("ack delay (ms)"))
+    }
+}

@@ -130,3 +130,35 @@ func idOrder(_ a: String, _ b: String) -> Bool {
     default: a < b
     }
 }
+
+extension AckDelayReport {
+    static let palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+
+    /// `timestamps.svg`: each event's time, relative to the first event, against its id, one
+    /// series per source topic plus the acks (one mark per event).
+    public func timestampsSVG(ackTopic: String) -> String {
+        let origin = Double(firstEventTime ?? 0)
+        let ordered = ids.keys.sorted(by: idOrder)
+        let position = Dictionary(uniqueKeysWithValues: ordered.enumerated().map { ($1, Double($0 + 1)) })
+        func x(_ id: String) -> Double { Double(id) ?? position[id] ?? 0 }
+        var series: [SVGScatterPlot.Series] = sourceTopics.enumerated().map { index, topic in
+            SVGScatterPlot.Series(name: topic, color: Self.palette[index % Self.palette.count],
+                                  points: ordered.compactMap { id in ids[id]?.topics[topic].map { (x(id), Double($0) - origin) } })
+        }
+        series.append(SVGScatterPlot.Series(name: ackTopic, color: Self.palette[sourceTopics.count % Self.palette.count],
+                                            points: ordered.compactMap { id in ids[id]?.acks.min().map { (x(id), Double($0) - origin) } }))
+        return SVGScatterPlot(title: "Event timestamps by id (relative to the first event)", xLabel: "event id",
+                              yLabel: "time since first event (ms)", series: series).render()
+    }
+
+    /// `delay.svg`: ack delay per acked id (one mark each), and the delay distribution.
+    public func delaySVG() -> String {
+        let delays = self.delays
+        let points = delays.map { (Double($0.id) ?? 0, Double($0.delay)) }
+        var plot = SVGScatterPlot(title: "Ack delay per event (ack time − latest topic time)", xLabel: "event id",
+                                  yLabel: "ack delay (ms)",
+                                  series: [SVGScatterPlot.Series(name: "ack delay", color: Self.palette[0], points: points)])
+        plot.histogram = SVGHistogram(title: "Distribution of the ack delay", xLabel: "ack delay (ms)", values: delays.map { Double($0.delay) })
+        return plot.render()
+    }
+}

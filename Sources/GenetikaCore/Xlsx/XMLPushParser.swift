@@ -98,6 +98,8 @@ final class XMLPushParser {
     private let part: String
     private var context: xmlParserCtxtPtr?
     private var failure: XlsxError?
+    /// `failure != nil`, as a plain flag: checked on every callback.
+    private var failed = false
 
     init(handler: XMLContentHandler, file: String, part: String) throws(XlsxError) {
         _ = Self.initialized
@@ -146,12 +148,16 @@ final class XMLPushParser {
         if result != 0 || (terminate && context.pointee.wellFormed == 0) {
             let error = XlsxError(.malformedXML, file: file, part: part, "malformed XML (libxml2 error \(result))")
             failure = error
+            failed = true
             throw error
         }
     }
 
     fileprivate func stop(_ error: XlsxError) {
-        if failure == nil { failure = error }
+        if !failed {
+            failure = error
+            failed = true
+        }
         if let context { xmlStopParser(context) }
     }
 
@@ -169,17 +175,17 @@ final class XMLPushParser {
     }
 
     fileprivate func dispatchStart(_ name: UnsafePointer<UInt8>, _ count: Int32, _ attributes: UnsafeMutablePointer<UnsafePointer<UInt8>?>?) {
-        guard failure == nil else { return }
+        guard !failed else { return }
         handler.startElement(XMLName(pointer: name), XMLAttributes(pointer: attributes, count: Int(count)))
     }
 
     fileprivate func dispatchEnd(_ name: UnsafePointer<UInt8>) {
-        guard failure == nil else { return }
+        guard !failed else { return }
         handler.endElement(XMLName(pointer: name))
     }
 
     fileprivate func dispatchCharacters(_ bytes: UnsafePointer<UInt8>, _ count: Int32) {
-        guard failure == nil, count > 0 else { return }
+        guard !failed, count > 0 else { return }
         handler.characters(UnsafeBufferPointer(start: bytes, count: Int(count)))
     }
 }
@@ -188,19 +194,25 @@ final class XMLPushParser {
     Unmanaged<XMLPushParser>.fromOpaque(context!).takeUnretainedValue()
 }
 
+/// Calls `body` with the parser behind `context` without retaining it: the parser owns the
+/// libxml2 context that makes this call, so it is alive for the call's duration.
+@inline(__always) private func withParser(_ context: UnsafeMutableRawPointer?, _ body: (XMLPushParser) -> Void) {
+    Unmanaged<XMLPushParser>.fromOpaque(context!)._withUnsafeGuaranteedRef(body)
+}
+
 private let saxStartElement: startElementNsSAX2Func = { context, localName, _, _, _, _, attributeCount, _, attributes in
     guard let localName else { return }
-    parser(context).dispatchStart(localName, attributeCount, attributes)
+    withParser(context) { $0.dispatchStart(localName, attributeCount, attributes) }
 }
 
 private let saxEndElement: endElementNsSAX2Func = { context, localName, _, _ in
     guard let localName else { return }
-    parser(context).dispatchEnd(localName)
+    withParser(context) { $0.dispatchEnd(localName) }
 }
 
 private let saxCharacters: charactersSAXFunc = { context, bytes, count in
     guard let bytes else { return }
-    parser(context).dispatchCharacters(bytes, count)
+    withParser(context) { $0.dispatchCharacters(bytes, count) }
 }
 
 private let saxInternalSubset: internalSubsetSAXFunc = { context, _, _, _ in

@@ -77,6 +77,9 @@ private final class SheetHandler: XMLContentHandler {
     let part: String
     var completed: [XlsxRow] = []
     var error: XlsxError?
+    /// `error != nil`, as a plain flag: checked on every event.
+    private var failed = false
+    private var lastWidth = 8
 
     private enum CellKind { case number, sharedString, inlineString, formulaString, boolean, error, isoDate }
 
@@ -99,13 +102,14 @@ private final class SheetHandler: XMLContentHandler {
     }
 
     private func fail(_ message: String) {
-        if error == nil {
+        if !failed {
             error = XlsxError(.invalidCell, file: workbook.file, part: part, row: rowNumber, message)
+            failed = true
         }
     }
 
     override func startElement(_ name: XMLName, _ attributes: XMLAttributes) {
-        guard error == nil else { return }
+        guard !failed else { return }
         let first = name.pointer[0]
         if first == UInt8(ascii: "c"), name.pointer[1] == 0 {
             startCell(attributes)
@@ -125,13 +129,14 @@ private final class SheetHandler: XMLContentHandler {
     }
 
     override func endElement(_ name: XMLName) {
-        guard error == nil else { return }
+        guard !failed else { return }
         let first = name.pointer[0]
         if first == UInt8(ascii: "c"), name.pointer[1] == 0 {
             endCell()
         } else if first == UInt8(ascii: "v"), name.pointer[1] == 0 {
             capture = false
         } else if name.is("row") {
+            lastWidth = cells.count
             completed.append(XlsxRow(number: rowNumber, cells: cells))
             inRow = false
         } else if name.is("t") {
@@ -164,6 +169,7 @@ private final class SheetHandler: XMLContentHandler {
         }
         rowNumber = number
         cells = []
+        cells.reserveCapacity(lastWidth)
         column = -1
         inRow = true
     }
