@@ -64,9 +64,9 @@ stop_tansu() {
   if [ -f "$DIR/tansu.pid" ]; then
     local pid; pid=$(cat "$DIR/tansu.pid")
     if kill -0 "$pid" 2>/dev/null; then
-      kill "$pid"
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      # Tansu ignores SIGTERM/SIGINT; its storage is in memory, so SIGKILL loses nothing.
       kill -9 "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       log "stopped Tansu (pid $pid)"
     fi
     rm -f "$DIR/tansu.pid"

@@ -16,13 +16,15 @@ public struct TestSetupError: Error, CustomStringConvertible {
 /// can be had, `start()` throws and the test fails saying why.
 public final class TestBroker: Sendable {
     public let bootstrapServers: String
-    /// Tansu's process id, or nil for an external broker.
+    /// The guard's process id, or nil for an external broker.
     private let pid: Int32?
+    /// The write end of the guard's standard input; closing it stops the broker.
+    private let control: Int32?
     private let logFile: String?
 
     public static func start(timeout: Duration = .seconds(30)) async throws -> TestBroker {
         if let external = ProcessInfo.processInfo.environment["GENETIKA_TEST_BOOTSTRAP_SERVERS"], !external.isEmpty {
-            let broker = TestBroker(bootstrapServers: external, pid: nil, logFile: nil)
+            let broker = TestBroker(bootstrapServers: external, pid: nil, control: nil, logFile: nil)
             try await broker.waitReady(timeout: timeout)
             return broker
         }
@@ -34,18 +36,20 @@ public final class TestBroker: Sendable {
         let port = try freePort()
         let address = "127.0.0.1:\(port)"
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("genetika-tansu-\(port)-\(UUID().uuidString.prefix(8)).log").path
-        // A bash guard runs Tansu and kills it when this test process goes away, so a
-        // crashed test run leaves no broker behind.
+        // A bash guard runs Tansu and waits for end-of-file on its standard input, a pipe
+        // whose write end only this test process holds: `stop()` closes it, and so does the
+        // kernel if this process dies, so no broker outlives its test. Tansu ignores SIGTERM
+        // and SIGINT and keeps nothing on disk (memory storage): it is stopped with SIGKILL.
         let guardScript = """
-            parent=$1; shift
-            "$@" & child=$!
-            trap 'kill $child 2>/dev/null; wait $child; exit 0' TERM INT
-            while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
-            kill $child 2>/dev/null; wait $child
+            "$@" < /dev/null & child=$!
+            read -r _ || true
+            kill -9 $child 2>/dev/null; wait $child 2>/dev/null
             """
+        let control = Pipe()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", guardScript, "guard", String(getpid()), tansu, "broker",
+        process.standardInput = control
+        process.arguments = ["-c", guardScript, "guard", tansu, "broker",
                              "--listener-url", "tcp://\(address)", "--advertised-listener-url", "tcp://\(address)",
                              "--storage-engine", "memory://tansu/"]
         _ = FileManager.default.createFile(atPath: log, contents: nil)
@@ -53,7 +57,12 @@ public final class TestBroker: Sendable {
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
-        let broker = TestBroker(bootstrapServers: address, pid: process.processIdentifier, logFile: log)
+        // Keep only our own write end, marked close-on-exec so no other child inherits it.
+        let writeEnd = dup(control.fileHandleForWriting.fileDescriptor)
+        _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
+        try control.fileHandleForWriting.close()
+        try control.fileHandleForReading.close()
+        let broker = TestBroker(bootstrapServers: address, pid: process.processIdentifier, control: writeEnd, logFile: log)
         do {
             try await broker.waitReady(timeout: timeout)
         } catch {
@@ -63,9 +72,10 @@ public final class TestBroker: Sendable {
         return broker
     }
 
-    private init(bootstrapServers: String, pid: Int32?, logFile: String?) {
+    private init(bootstrapServers: String, pid: Int32?, control: Int32?, logFile: String?) {
         self.bootstrapServers = bootstrapServers
         self.pid = pid
+        self.control = control
         self.logFile = logFile
     }
 
@@ -105,14 +115,13 @@ public final class TestBroker: Sendable {
 
     /// Stops the broker (and waits for it to exit). A no-op for an external broker.
     public func stop() {
-        guard let pid else { return }
-        kill(pid, SIGTERM)
-        var status: Int32 = 0
-        for _ in 0..<100 {
-            if waitpid(pid, &status, WNOHANG) != 0 { break }
+        guard let pid, let control else { return }
+        // End-of-file on its input makes the guard kill Tansu and exit. (Foundation's
+        // Process reaps the guard itself, so probe with kill(pid, 0) rather than waitpid.)
+        close(control)
+        for _ in 0..<100 where kill(pid, 0) == 0 {
             usleep(50_000)
         }
-        kill(pid, SIGKILL)
         if let logFile { try? FileManager.default.removeItem(atPath: logFile) }
     }
 }
