@@ -48,7 +48,7 @@ struct Run: AsyncParsableCommand {
         }
         let pipeline = Pipeline(configuration: configuration, stages: kinds, exitWhenDone: exitWhenDone, logger: logger)
         let signals = SignalHandling(pipeline: pipeline, stopTimeout: stopTimeout, logger: logger)
-        let reporter = ProgressReporter(counters: pipeline.counters, logger: logger)
+        let reporter = ProgressReporter(pipeline: pipeline, logger: logger)
         defer {
             reporter.stop()
             withExtendedLifetime(signals) {}
@@ -62,6 +62,7 @@ struct Run: AsyncParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(1)
         }
+        reporter.stop()
         reporter.report(final: true)
         logger.info("stopped")
     }
@@ -98,26 +99,49 @@ final class SignalHandling {
     }
 }
 
-/// Periodic progress lines with the pipeline's counters.
+/// Progress: on a terminal, a live line with rows sent / written per topic and acks; when
+/// standard error is not a terminal, a log line every 5 seconds instead.
 final class ProgressReporter {
-    private let counters: PipelineCounters
+    private let pipeline: Pipeline
     private let logger: Logger
     private let timer: any DispatchSourceTimer
+    private let live: Bool
 
-    init(counters: PipelineCounters, logger: Logger, every seconds: Int = 5) {
-        self.counters = counters
+    init(pipeline: Pipeline, logger: Logger) {
+        self.pipeline = pipeline
         self.logger = logger
+        live = isatty(STDERR_FILENO) == 1
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "genetika.progress"))
-        timer.schedule(deadline: .now() + .seconds(seconds), repeating: .seconds(seconds))
-        timer.setEventHandler { [counters, logger] in ProgressReporter.log(counters, logger, final: false) }
+        let interval: DispatchTimeInterval = live ? .milliseconds(500) : .seconds(5)
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        timer.setEventHandler { [pipeline, logger, live] in
+            if live {
+                FileHandle.standardError.write(Data(("\r\u{1B}[2K" + ProgressReporter.line(pipeline)).utf8))
+            } else {
+                logger.info("progress: \(ProgressReporter.line(pipeline))")
+            }
+        }
         timer.resume()
     }
 
-    func report(final: Bool) { Self.log(counters, logger, final: final) }
+    func stop() {
+        timer.cancel()
+        if live { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
+    }
 
-    func stop() { timer.cancel() }
+    func report(final: Bool) {
+        let c = pipeline.counters
+        logger.info("totals: read \(c.rowsRead.value) rows, produced \(c.eventsProduced.value), delivery failures \(c.deliveryFailures.value), rejected rows \(c.rowsRejected.value), consumed \(c.eventsConsumed.value), written \(c.rowsWritten.value), dead-lettered \(c.deadLettered.value), acks \(c.acks.value), restarts \(c.stageRestarts.value)")
+    }
 
-    private static func log(_ c: PipelineCounters, _ logger: Logger, final: Bool) {
-        logger.info("\(final ? "totals" : "progress"): read \(c.rowsRead.value) rows, produced \(c.eventsProduced.value), delivery failures \(c.deliveryFailures.value), rejected rows \(c.rowsRejected.value), consumed \(c.eventsConsumed.value), written \(c.rowsWritten.value), dead-lettered \(c.deadLettered.value), acks \(c.acks.value), restarts \(c.stageRestarts.value)")
+    static func line(_ pipeline: Pipeline) -> String {
+        let c = pipeline.counters
+        let topics = pipeline.configuration.sources.map { source in
+            "\(source.topic) sent \(c.producedPerTopic[source.topic]?.value ?? 0) written \(c.writtenPerTable[source.table]?.value ?? 0)"
+        }
+        var parts = topics + ["acked \(c.acks.value)"]
+        if c.deadLettered.value + c.rowsRejected.value > 0 { parts.append("dead letters \(c.deadLettered.value + c.rowsRejected.value)") }
+        if c.stageRestarts.value > 0 { parts.append("restarts \(c.stageRestarts.value)") }
+        return parts.joined(separator: " · ")
     }
 }

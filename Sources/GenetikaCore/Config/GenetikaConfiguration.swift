@@ -78,6 +78,13 @@ public struct XlsxConfiguration: Sendable, Equatable {
     public var maxCompressionRatio: Double
 }
 
+/// Where `/metrics` and `/health` are served.
+public struct ObservabilityConfiguration: Sendable, Equatable {
+    public var host: String
+    /// 0 turns the endpoint off.
+    public var port: Int
+}
+
 /// Everything `genetika` reads from `config.json`.
 public struct GenetikaConfiguration: Sendable, Equatable {
     public var kafka: KafkaConfiguration
@@ -90,6 +97,7 @@ public struct GenetikaConfiguration: Sendable, Equatable {
     public var acker: ConsumerStageConfiguration
     public var supervisor: SupervisorConfiguration
     public var xlsx: XlsxConfiguration
+    public var observability: ObservabilityConfiguration
     /// The directory relative paths are resolved against (the configuration file's).
     public var baseDirectory: String
 
@@ -184,11 +192,15 @@ public struct GenetikaConfiguration: Sendable, Equatable {
                 maxPartBytes: x.integer("maxPartBytes", default: 1 << 30, range: 1024...(1 << 40)),
                 maxCompressionRatio: x.number("maxCompressionRatio", default: 200, range: 1...1_000_000))
         }
-        guard let kafka, let topics, let database, let xlsx else { return nil }
+        let observability = reader.object("observability") { o in
+            ObservabilityConfiguration(host: o.string("host", default: "127.0.0.1"),
+                                       port: o.integer("port", default: 9464, range: 0...65535))
+        }
+        guard let kafka, let topics, let database, let xlsx, let observability else { return nil }
         return GenetikaConfiguration(
             kafka: kafka, topics: topics, sources: sources, database: database,
             stateDirectory: stateDirectory, producer: producer, db: db, acker: acker,
-            supervisor: supervisor, xlsx: xlsx, baseDirectory: baseDirectory)
+            supervisor: supervisor, xlsx: xlsx, observability: observability, baseDirectory: baseDirectory)
     }
 
     private static func readSource(_ source: inout ConfigReader) -> SourceConfiguration? {

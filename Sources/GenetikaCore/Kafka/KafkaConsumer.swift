@@ -199,6 +199,15 @@ public final class KafkaConsumer {
         return result
     }
 
+    /// The high watermark of a partition as the last fetch response reported it (no broker
+    /// request); nil until the partition has been fetched.
+    public func cachedHighWatermark(_ partition: TopicPartition) -> Int64? {
+        var low: Int64 = 0
+        var high: Int64 = 0
+        let err = rd_kafka_get_watermark_offsets(handle.pointer, partition.topic, partition.partition, &low, &high)
+        return err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 ? high : nil
+    }
+
     /// Low and high watermarks of a partition, asked of the broker.
     public func watermarks(_ partition: TopicPartition, timeout: Duration = .seconds(10)) throws(KafkaError) -> (low: Int64, high: Int64) {
         var low: Int64 = 0

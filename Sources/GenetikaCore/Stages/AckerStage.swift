@@ -72,6 +72,7 @@ public actor AckerStage: PipelineStage {
         try consumer.subscribe(configuration.sources.map(\.topic))
         var batches = 0
         let sourcePartitions = configuration.sources.count * configuration.topics.partitions
+        var lag = LagReporter(stage: name, counters: counters)
         while !stop.isRequested {
             let batch = try consumer.poll(maxMessages: configuration.acker.batchSize, timeout: .milliseconds(100),
                                           linger: .milliseconds(configuration.acker.lingerMs))
@@ -82,6 +83,7 @@ public actor AckerStage: PipelineStage {
                 try await process(owned, store: store, producer: producer, deadLetters: deadLetters, batch: batches)
                 consumer.commitAsync(nextOffsets(owned))
             }
+            lag.update(consumer: consumer, tracker: tracker)
             if !consumer.assignment.isEmpty { await progress.markReady(name) }
             let allAtEnd = consumer.assignment.count == sourcePartitions && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
             await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
@@ -169,6 +171,10 @@ public actor AckerStage: PipelineStage {
         tracker.processed(offsets)
         counters.eventsConsumed.add(batch.count)
         counters.acks.add(acks.count)
+        for (entry, ack) in zip(due, acks) {
+            let latest = entry.timestamps.compactMap { $0 }.max() ?? 0
+            counters.ackDelay?.record(Double((ack.timestamp ?? latest) - latest))
+        }
     }
 
     /// `{"id": …, "latest_event_ms": …, "ack_ms": …, "topics": {"topic1": ms, …}}`, keyed by

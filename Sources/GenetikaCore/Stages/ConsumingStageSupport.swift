@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 
 /// Sends events a stage cannot use to the dead-letter topic: the original bytes and key,
@@ -59,4 +60,29 @@ func nextOffsets(_ batch: [KafkaMessage]) -> [TopicPartition: Int64] {
         offsets[message.topicPartition] = max(offsets[message.topicPartition] ?? 0, message.offset + 1)
     }
     return offsets
+}
+
+/// Publishes a consuming stage's lag per partition (high watermark from the last fetch −
+/// next offset to process) as `genetika_consumer_lag`, at most once a second.
+struct LagReporter {
+    let stage: String
+    let counters: PipelineCounters
+    private var gauges: [TopicPartition: Gauge] = [:]
+    private var last = ContinuousClock.now - .seconds(10)
+
+    init(stage: String, counters: PipelineCounters) {
+        self.stage = stage
+        self.counters = counters
+    }
+
+    mutating func update(consumer: KafkaConsumer, tracker: CatchUpTracker) {
+        guard counters.factory != nil, ContinuousClock.now - last >= .seconds(1) else { return }
+        last = ContinuousClock.now
+        for partition in consumer.assignment {
+            guard let high = consumer.cachedHighWatermark(partition) else { continue }
+            let position = tracker.next[partition] ?? 0
+            if gauges[partition] == nil { gauges[partition] = counters.lagGauge(stage: stage, partition: partition) }
+            gauges[partition]?.record(Double(max(0, high - position)))
+        }
+    }
 }

@@ -56,6 +56,7 @@ public actor DBStage: PipelineStage {
         try consumer.subscribe(configuration.sources.map(\.topic))
         var batches = 0
         let sourcePartitions = configuration.sources.count * configuration.topics.partitions
+        var lag = LagReporter(stage: name, counters: counters)
         while !stop.isRequested {
             let batch = try consumer.poll(maxMessages: configuration.db.batchSize, timeout: .milliseconds(100),
                                           linger: .milliseconds(configuration.db.lingerMs))
@@ -67,6 +68,7 @@ public actor DBStage: PipelineStage {
                 batches += 1
                 try afterBatch?(batches)
             }
+            lag.update(consumer: consumer, tracker: tracker)
             if !consumer.assignment.isEmpty { await progress.markReady(name) }
             let allAtEnd = consumer.assignment.count == sourcePartitions && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
             await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
@@ -104,6 +106,10 @@ public actor DBStage: PipelineStage {
         try sink.write(rows, offsets: offsets, group: configuration.db.groupId)
         tracker.processed(offsets)
         counters.eventsConsumed.add(batch.count)
-        counters.rowsWritten.add(rows.count)
+        var perTable = [Int](repeating: 0, count: configuration.sources.count)
+        for row in rows { perTable[row.source] += 1 }
+        for (index, count) in perTable.enumerated() where count > 0 {
+            counters.written(table: configuration.sources[index].table, count: count)
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Logging
+import Prometheus
 
 /// The stages a run can include.
 public enum StageKind: String, Sendable, CaseIterable {
@@ -10,8 +11,11 @@ public final class Pipeline: Sendable {
     public let configuration: GenetikaConfiguration
     public let stages: [StageKind]
     public let exitWhenDone: Bool
-    public let counters = PipelineCounters()
+    public let counters: PipelineCounters
     public let progress = PipelineProgress()
+    /// This run's metrics, in the Prometheus text format at `/metrics`.
+    public let registry = PrometheusCollectorRegistry()
+    public let health: StageHealth
     public let stop = StopSignal()
     public let logger: Logger
     /// Test hooks: run after each DB batch and after each acker batch's acks went out.
@@ -25,6 +29,10 @@ public final class Pipeline: Sendable {
         self.configuration = configuration
         self.stages = stages
         self.exitWhenDone = exitWhenDone
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.valueHistogramBuckets["genetika_ack_delay_ms"] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
+        counters = PipelineCounters(sources: configuration.sources, factory: factory)
+        health = StageHealth(stages: stages.map(\.rawValue))
         self.logger = logger
         self.dbAfterBatch = dbAfterBatch
         self.ackerAfterAcks = ackerAfterAcks
@@ -93,12 +101,14 @@ public final class Pipeline: Sendable {
     /// Runs the start-up checks, then the stages until stopped (or, with `exitWhenDone`,
     /// until the producer finished and the consuming stages caught up).
     public func run() async throws {
+        let endpoint = try startEndpoint()
+        defer { endpoint?.stop() }
         try await checkStartup()
         if stages.contains(.producer) {
             await progress.expectConsumers(stages.filter { $0 != .producer }.map(\.rawValue))
         }
         let supervisor = Supervisor(stages: stageSpecs(), policy: RestartPolicy(configuration.supervisor),
-                                    stop: stop, counters: counters, logger: logger)
+                                    stop: stop, counters: counters, logger: logger, health: health)
         var condition: (@Sendable () async -> Bool)?
         if exitWhenDone {
             let consuming = stages.filter { $0 != .producer }.map(\.rawValue)
@@ -112,6 +122,29 @@ public final class Pipeline: Sendable {
             }
         }
         try await supervisor.run(until: condition)
+    }
+
+    /// Serves `/metrics` and `/health` on `observability.host:port` (unless the port is 0).
+    func startEndpoint() throws -> HTTPEndpoint? {
+        let settings = configuration.observability
+        guard settings.port > 0 else { return nil }
+        let endpoint: HTTPEndpoint
+        do {
+            endpoint = try HTTPEndpoint(host: settings.host, port: settings.port) { [registry, health] path in
+                switch path {
+                case "/metrics":
+                    return HTTPEndpoint.Response(status: 200, contentType: "text/plain; version=0.0.4", body: registry.emitToBuffer())
+                case "/health":
+                    return health.response()
+                default:
+                    return HTTPEndpoint.Response(status: 404, contentType: "text/plain", body: Array("try /metrics or /health\n".utf8))
+                }
+            }
+        } catch {
+            throw StartupError(what: "metrics endpoint (observability.host/port)", cause: "\(error)")
+        }
+        logger.info("metrics at http://\(settings.host):\(settings.port)/metrics, health at /health")
+        return endpoint
     }
 
     func stageSpecs() -> [StageSpec] {

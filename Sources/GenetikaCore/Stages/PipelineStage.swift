@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Synchronization
 
@@ -17,27 +18,82 @@ public final class StopSignal: Sendable {
     public func request() { flag.store(true, ordering: .releasing) }
 }
 
-/// A counter shared across threads.
+/// A counter shared across threads, also exported as a swift-metrics counter when the
+/// pipeline has a metrics factory.
 public final class Counter: Sendable {
     private let atomic = Atomic<Int>(0)
-    public init() {}
-    public func add(_ amount: Int = 1) { atomic.add(amount, ordering: .relaxed) }
+    private let metric: CoreMetrics.Counter?
+
+    public init() { metric = nil }
+
+    init(_ label: String, _ dimensions: [(String, String)] = [], factory: (any MetricsFactory)?) {
+        metric = factory.map { CoreMetrics.Counter(label: label, dimensions: dimensions, factory: $0) }
+    }
+
+    public func add(_ amount: Int = 1) {
+        atomic.add(amount, ordering: .relaxed)
+        metric?.increment(by: Int64(amount))
+    }
+
     public var value: Int { atomic.load(ordering: .relaxed) }
 }
 
-/// Counters shared by the stages (for logs, progress, tests, and metrics).
+/// Counters shared by the stages (for logs, progress, tests, and `/metrics`).
 public final class PipelineCounters: Sendable {
-    public let rowsRead = Counter()
-    public let eventsProduced = Counter()
-    public let deliveryFailures = Counter()
-    public let rowsRejected = Counter()
-    public let eventsConsumed = Counter()
-    public let rowsWritten = Counter()
-    public let deadLettered = Counter()
-    public let acks = Counter()
-    public let stageRestarts = Counter()
+    public let rowsRead: Counter
+    public let eventsProduced: Counter
+    public let deliveryFailures: Counter
+    public let rowsRejected: Counter
+    public let eventsConsumed: Counter
+    public let rowsWritten: Counter
+    public let deadLettered: Counter
+    public let acks: Counter
+    public let stageRestarts: Counter
+    /// Per source topic: events delivered to it.
+    public let producedPerTopic: [String: Counter]
+    /// Per table: rows written to it.
+    public let writtenPerTable: [String: Counter]
+    /// Ack delay (ack time − latest topic time), in milliseconds, as a histogram.
+    public let ackDelay: Recorder?
+    let factory: (any MetricsFactory)?
 
-    public init() {}
+    /// Counters for `sources`, exported through `factory` when given.
+    public init(sources: [SourceConfiguration] = [], factory: (any MetricsFactory)? = nil) {
+        self.factory = factory
+        rowsRead = Counter("genetika_rows_read_total", factory: factory)
+        eventsProduced = Counter("genetika_events_produced_total", factory: nil)
+        deliveryFailures = Counter("genetika_delivery_failures_total", factory: factory)
+        rowsRejected = Counter("genetika_rows_rejected_total", factory: factory)
+        eventsConsumed = Counter("genetika_events_consumed_total", factory: factory)
+        rowsWritten = Counter("genetika_rows_written_total", factory: nil)
+        deadLettered = Counter("genetika_dead_lettered_total", factory: factory)
+        acks = Counter("genetika_acks_total", factory: factory)
+        stageRestarts = Counter("genetika_stage_restarts_total", factory: factory)
+        producedPerTopic = Dictionary(uniqueKeysWithValues: sources.map {
+            ($0.topic, Counter("genetika_events_produced_total", [("topic", $0.topic)], factory: factory))
+        })
+        writtenPerTable = Dictionary(uniqueKeysWithValues: sources.map {
+            ($0.table, Counter("genetika_rows_written_total", [("table", $0.table)], factory: factory))
+        })
+        ackDelay = factory.map { Recorder(label: "genetika_ack_delay_ms", dimensions: [], aggregate: true, factory: $0) }
+    }
+
+    func produced(topic: String) {
+        eventsProduced.add()
+        producedPerTopic[topic]?.add()
+    }
+
+    func written(table: String, count: Int) {
+        rowsWritten.add(count)
+        writtenPerTable[table]?.add(count)
+    }
+
+    /// A gauge of how far a consuming stage is behind on one partition.
+    func lagGauge(stage: String, partition: TopicPartition) -> Gauge? {
+        factory.map {
+            Gauge(label: "genetika_consumer_lag", dimensions: [("stage", stage), ("topic", partition.topic), ("partition", String(partition.partition))], factory: $0)
+        }
+    }
 }
 
 /// Where the run stands: whether the producer finished (and the source topics' high

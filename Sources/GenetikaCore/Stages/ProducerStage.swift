@@ -129,7 +129,7 @@ public actor ProducerStage: PipelineStage {
                     logger.error("delivery failed: \(text)")
                     tracker.failed(text)
                 } else {
-                    counters.eventsProduced.add()
+                    counters.produced(topic: topic)
                     tracker.delivered(TopicPartition(report.topic, report.partition), offset: report.offset)
                 }
                 tracker.finished()

@@ -69,18 +69,27 @@ public actor Supervisor {
     private let stop: StopSignal
     private let counters: PipelineCounters
     private let logger: Logger
+    private let health: StageHealth?
     public private(set) var states: [String: StageState] = [:]
 
-    public init(stages: [StageSpec], policy: RestartPolicy, stop: StopSignal, counters: PipelineCounters, logger: Logger) {
+    public init(stages: [StageSpec], policy: RestartPolicy, stop: StopSignal, counters: PipelineCounters, logger: Logger,
+                health: StageHealth? = nil) {
         self.stages = stages
         self.policy = policy
         self.stop = stop
         self.counters = counters
         self.logger = logger
-        for stage in stages { states[stage.name] = .starting }
+        self.health = health
+        for stage in stages {
+            states[stage.name] = .starting
+            health?.set(stage.name, .starting)
+        }
     }
 
-    private func set(_ name: String, _ state: StageState) { states[name] = state }
+    private func set(_ name: String, _ state: StageState) {
+        states[name] = state
+        health?.set(name, state)
+    }
 
     /// Runs every stage until each has finished or the stop signal ends it. `until`, when
     /// given, is checked every 100 ms; once it returns true the stop signal is raised.
