@@ -64,7 +64,7 @@ struct KafkaRoundTripTests {
         restarted.close()
     }
 
-    @Test("start offsets returned by the rebalance handler are where reading begins")
+    @Test("start offsets returned by the rebalance handler are where reading begins; stored offsets are committed")
     func rebalanceHandlerSeeks() async throws {
         let broker = try await TestBroker.start()
         defer { broker.stop() }
@@ -94,6 +94,10 @@ struct KafkaRoundTripTests {
         #expect(offsets[TopicPartition(topic, 0)] == Array(17..<20))
         #expect(offsets[TopicPartition(topic, 1)] == Array(17..<20))
         #expect(events.withLock { $0 }.contains(.assigned(all.sorted())))
+        // Store offsets locally, commit what is stored, and read the group's offsets back.
+        try consumer.store([TopicPartition(topic, 0): 19, TopicPartition(topic, 1): 18])
+        try consumer.commitStored()
+        #expect(try consumer.committed(all.sorted()) == [TopicPartition(topic, 0): 19, TopicPartition(topic, 1): 18])
         consumer.close()
         #expect(events.withLock { $0 }.last == .revoked(all.sorted()))
     }

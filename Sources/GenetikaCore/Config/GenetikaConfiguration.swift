@@ -108,7 +108,8 @@ public struct GenetikaConfiguration: Sendable, Equatable {
     }
 
     /// Loads and validates a configuration file. Environment variables
-    /// `GENETIKA_BOOTSTRAP_SERVERS` and `GENETIKA_DATABASE_URL` override those settings.
+    /// `GENETIKA_BOOTSTRAP_SERVERS`, `GENETIKA_DATABASE_URL` and `GENETIKA_OBSERVABILITY_HOST`
+    /// override those settings.
     public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GenetikaConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(file: path, issues: [ConfigIssue(path: "", message: "cannot read the file")])
@@ -120,6 +121,9 @@ public struct GenetikaConfiguration: Sendable, Equatable {
         }
         if let url = environment["GENETIKA_DATABASE_URL"], !url.isEmpty {
             configuration.database.url = url
+        }
+        if let host = environment["GENETIKA_OBSERVABILITY_HOST"], !host.isEmpty {
+            configuration.observability.host = host
         }
         return configuration
     }

@@ -154,6 +154,26 @@ public final class KafkaConsumer {
         _ = rd_kafka_commit(handle.pointer, list, 1)
     }
 
+    /// Stores `offsets` (each the next offset to read) locally, for the next `commitStored()`
+    /// or, with `enable.auto.commit=true`, the next automatic commit.
+    public func store(_ offsets: [TopicPartition: Int64]) throws(KafkaError) {
+        guard !offsets.isEmpty else { return }
+        let list = TopicPartitionList.make(offsets.sorted(by: { $0.key < $1.key }).map { ($0.key, $0.value) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_offsets_store(handle.pointer, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError(err, context: "\(name) store offsets \(offsets.keys.sorted().map(\.description).joined(separator: ", "))")
+        }
+    }
+
+    /// Commits the stored offsets synchronously.
+    public func commitStored() throws(KafkaError) {
+        let err = rd_kafka_commit(handle.pointer, nil, 0)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
+            throw KafkaError(err, context: "\(name) commit stored offsets")
+        }
+    }
+
     /// Commits `offsets` (each the next offset to read) synchronously to the group.
     public func commit(_ offsets: [TopicPartition: Int64]) throws(KafkaError) {
         guard !offsets.isEmpty else { return }
