@@ -47,3 +47,12 @@ struct CheckConfig: ParsableCommand {
         }
     }
 }
+
+/// Sends log lines at `level` and above to standard error.
+func bootstrapLogging(level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}

@@ -15,11 +15,7 @@ struct Report: ParsableCommand {
     var out: String = "out/report"
 
     func run() throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .warning
-            return handler
-        }
+        bootstrapLogging(level: .warning)
         let configuration = try GenetikaConfiguration.load(path: config)
         let topics = configuration.sources.map(\.topic)
         var report = AckDelayReport(sourceTopics: topics)

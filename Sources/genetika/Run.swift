@@ -25,12 +25,7 @@ struct Run: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
         let logger = Logger(label: "genetika")
         let configuration: GenetikaConfiguration
         do {

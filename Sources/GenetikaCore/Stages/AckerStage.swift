@@ -11,23 +11,28 @@ import Logging
 /// finds as acked. An ack is therefore never lost (the batch is redone) and never produced
 /// twice (the read-back finds it). Acks go to the same partition number as their id's
 /// source events, so the member owning source partition p owns ack partition p.
-public actor AckerStage: PipelineStage {
+public actor AckerStage: ConsumingStage {
     public nonisolated let name = "acker"
     private let executor = ThreadExecutor(name: "genetika-acker")
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    private let configuration: GenetikaConfiguration
-    private let counters: PipelineCounters
-    private let progress: PipelineProgress
-    private let stop: StopSignal
-    private let logger: Logger
+    let configuration: GenetikaConfiguration
+    let counters: PipelineCounters
+    let progress: PipelineProgress
+    let stop: StopSignal
+    let logger: Logger
     private let afterAcks: (@Sendable (Int) throws -> Void)?
     private let topicIndex: [String: Int]
     private let allSeen: Int64
     private let numericIds: Bool
-    private var store: AckerStore?
-    private var tracker = CatchUpTracker()
+    private(set) var tracker = CatchUpTracker()
     private var pendingReadBack: Set<Int32> = []
+    // Set while `run()` runs.
+    private var store: AckerStore?
+    private var producer: KafkaProducer?
+    private var readBack: KafkaConsumer?
+    private var deadLetters: DeadLetterWriter?
+    private var batches = 0
 
     /// `afterAcks` runs after a batch's acks (at least one) were delivered and before its
     /// state is committed, with the batch number (tests inject crashes there).
@@ -58,39 +63,27 @@ public actor AckerStage: PipelineStage {
         self.store = store
         let clientConfiguration = KafkaClientConfiguration(configuration.kafka)
         let producer = try KafkaProducer(configuration: clientConfiguration, name: "acker-producer", logger: logger)
-        defer { producer.close() }
-        let deadLetters = DeadLetterWriter(producer: producer, topic: configuration.topics.deadLetter, stage: name,
-                                           counters: counters, logger: logger)
+        defer { producer.close(); self.producer = nil; deadLetters = nil }
+        self.producer = producer
+        deadLetters = DeadLetterWriter(producer: producer, topic: configuration.topics.deadLetter, stage: name, counters: counters, logger: logger)
         let readBack = try KafkaConsumer(configuration: clientConfiguration, groupId: configuration.acker.groupId + "-readback",
                                          name: "acker-readback", logger: logger)
-        defer { readBack.close() }
-        let consumer = try KafkaConsumer(configuration: clientConfiguration, groupId: configuration.acker.groupId,
-                                         name: "acker", logger: logger) { [unowned self] event in
-            try self.assumeIsolated { stage in try stage.rebalanced(event) }
-        }
-        defer { consumer.close() }
-        try consumer.subscribe(configuration.sources.map(\.topic))
-        var batches = 0
-        let sourcePartitions = configuration.sources.count * configuration.topics.partitions
-        var lag = LagReporter(stage: name, counters: counters)
-        while !stop.isRequested {
-            let batch = try consumer.poll(maxMessages: configuration.acker.batchSize, timeout: .milliseconds(100),
-                                          linger: .milliseconds(configuration.acker.lingerMs))
-            if !pendingReadBack.isEmpty { try readBackAcks(store: store, consumer: readBack) }
-            let owned = batch.filter { consumer.assignment.contains($0.topicPartition) }
-            if !owned.isEmpty {
-                batches += 1
-                try await process(owned, store: store, producer: producer, deadLetters: deadLetters, batch: batches)
-                consumer.commitAsync(nextOffsets(owned))
-            }
-            lag.update(consumer: consumer, tracker: tracker)
-            if !consumer.assignment.isEmpty { await progress.markReady(name) }
-            let allAtEnd = consumer.assignment.count == sourcePartitions && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
-            await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
-        }
+        defer { readBack.close(); self.readBack = nil }
+        self.readBack = readBack
+        try await consume(configuration.acker)
     }
 
-    private func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64] {
+    func beforeBatch() throws {
+        if !pendingReadBack.isEmpty, let store, let readBack { try readBackAcks(store: store, consumer: readBack) }
+    }
+
+    func handle(_ batch: [KafkaMessage]) async throws {
+        guard let store, let producer, let deadLetters else { return }
+        batches += 1
+        try await process(batch, store: store, producer: producer, deadLetters: deadLetters, batch: batches)
+    }
+
+    func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64] {
         switch event {
         case .assigned(let partitions):
             let stored = try store?.offsets(partitions) ?? [:]

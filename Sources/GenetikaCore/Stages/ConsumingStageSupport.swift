@@ -1,6 +1,56 @@
 import CoreMetrics
 import Logging
 
+/// What the DB and acker stages share: a consumer-group member on the source topics that
+/// polls batches, hands the ones from partitions it still owns to the stage, and reports
+/// its lag, its readiness and whether it has caught up.
+protocol ConsumingStage: PipelineStage {
+    var configuration: GenetikaConfiguration { get }
+    var counters: PipelineCounters { get }
+    var progress: PipelineProgress { get }
+    var stop: StopSignal { get }
+    var logger: Logger { get }
+    var tracker: CatchUpTracker { get }
+    /// Runs inside `poll` on assignment changes; returns where assigned partitions start.
+    func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64]
+    /// Work due after each poll, before its batch is handled (the acker's read-back).
+    func beforeBatch() throws
+    /// Handles one batch, all from partitions this member owns.
+    func handle(_ batch: [KafkaMessage]) async throws
+}
+
+extension ConsumingStage {
+    func beforeBatch() throws {}
+
+    /// Joins the group `settings.groupId` on the source topics and handles batches of up to
+    /// `batchSize` messages (waiting up to `lingerMs` to fill one) until the stop signal.
+    func consume(_ settings: ConsumerStageConfiguration) async throws {
+        let consumer = try KafkaConsumer(configuration: KafkaClientConfiguration(configuration.kafka), groupId: settings.groupId,
+                                         name: name, logger: logger) { [unowned self] event in
+            try self.assumeIsolated { stage in try stage.rebalanced(event) }
+        }
+        defer { consumer.close() }
+        try consumer.subscribe(configuration.sources.map(\.topic))
+        let sourcePartitions = configuration.sources.count * configuration.topics.partitions
+        var lag = LagReporter(stage: name, counters: counters)
+        while !stop.isRequested {
+            let batch = try consumer.poll(maxMessages: settings.batchSize, timeout: .milliseconds(100),
+                                          linger: .milliseconds(settings.lingerMs))
+            try beforeBatch()
+            // A rebalance inside poll may have taken partitions away: their new owner redoes them.
+            let owned = batch.filter { consumer.assignment.contains($0.topicPartition) }
+            if !owned.isEmpty {
+                try await handle(owned)
+                consumer.commitAsync(nextOffsets(owned))
+            }
+            lag.update(consumer: consumer, tracker: tracker)
+            if !consumer.assignment.isEmpty { await progress.markReady(name) }
+            let allAtEnd = consumer.assignment.count == sourcePartitions && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
+            await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
+        }
+    }
+}
+
 /// Sends events a stage cannot use to the dead-letter topic: the original bytes and key,
 /// the reason, and where they came from (topic, partition, offset, plus the source file
 /// and row headers they carried). Waits for delivery, so the stage commits its offsets only

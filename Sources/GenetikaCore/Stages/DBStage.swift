@@ -5,20 +5,23 @@ import Logging
 /// transaction; on partition assignment the stage seeks to the offsets stored there. So
 /// every event lands exactly once whatever crashes, and re-sent events upsert by id.
 /// Events that cannot be written go to the dead-letter topic and the stage keeps going.
-public actor DBStage: PipelineStage {
+public actor DBStage: ConsumingStage {
     public nonisolated let name = "db"
     private let executor = ThreadExecutor(name: "genetika-db")
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    private let configuration: GenetikaConfiguration
-    private let counters: PipelineCounters
-    private let progress: PipelineProgress
-    private let stop: StopSignal
-    private let logger: Logger
+    let configuration: GenetikaConfiguration
+    let counters: PipelineCounters
+    let progress: PipelineProgress
+    let stop: StopSignal
+    let logger: Logger
     private let afterBatch: (@Sendable (Int) throws -> Void)?
     private let decoders: [String: (index: Int, decoder: EventDecoder)]
+    private(set) var tracker = CatchUpTracker()
+    // Set while `run()` runs.
     private var sink: TableSink?
-    private var tracker = CatchUpTracker()
+    private var deadLetters: DeadLetterWriter?
+    private var batches = 0
 
     /// `afterBatch` runs after each committed batch with its number (tests inject failures there).
     public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
@@ -43,39 +46,13 @@ public actor DBStage: PipelineStage {
         defer { sink.close(); self.sink = nil }
         try sink.prepare()
         self.sink = sink
-        let clientConfiguration = KafkaClientConfiguration(configuration.kafka)
-        let deadLetters = DeadLetterWriter(
-            producer: try KafkaProducer(configuration: clientConfiguration, name: "db-dead-letters", logger: logger),
-            topic: configuration.topics.deadLetter, stage: name, counters: counters, logger: logger)
-        defer { deadLetters.producer.close() }
-        let consumer = try KafkaConsumer(configuration: clientConfiguration, groupId: configuration.db.groupId,
-                                         name: "db", logger: logger) { [unowned self] event in
-            try self.assumeIsolated { stage in try stage.rebalanced(event) }
-        }
-        defer { consumer.close() }
-        try consumer.subscribe(configuration.sources.map(\.topic))
-        var batches = 0
-        let sourcePartitions = configuration.sources.count * configuration.topics.partitions
-        var lag = LagReporter(stage: name, counters: counters)
-        while !stop.isRequested {
-            let batch = try consumer.poll(maxMessages: configuration.db.batchSize, timeout: .milliseconds(100),
-                                          linger: .milliseconds(configuration.db.lingerMs))
-            // A rebalance inside poll may have taken partitions away: their new owner redoes them.
-            let owned = batch.filter { consumer.assignment.contains($0.topicPartition) }
-            if !owned.isEmpty {
-                try await write(owned, sink: sink, deadLetters: deadLetters)
-                consumer.commitAsync(nextOffsets(owned))
-                batches += 1
-                try afterBatch?(batches)
-            }
-            lag.update(consumer: consumer, tracker: tracker)
-            if !consumer.assignment.isEmpty { await progress.markReady(name) }
-            let allAtEnd = consumer.assignment.count == sourcePartitions && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
-            await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
-        }
+        let producer = try KafkaProducer(configuration: KafkaClientConfiguration(configuration.kafka), name: "db-dead-letters", logger: logger)
+        defer { producer.close(); deadLetters = nil }
+        deadLetters = DeadLetterWriter(producer: producer, topic: configuration.topics.deadLetter, stage: name, counters: counters, logger: logger)
+        try await consume(configuration.db)
     }
 
-    private func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64] {
+    func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64] {
         switch event {
         case .assigned(let partitions):
             // The database is authoritative: partitions without stored offsets start at the beginning.
@@ -88,7 +65,8 @@ public actor DBStage: PipelineStage {
         }
     }
 
-    private func write(_ batch: [KafkaMessage], sink: TableSink, deadLetters: DeadLetterWriter) async throws {
+    func handle(_ batch: [KafkaMessage]) async throws {
+        guard let sink, let deadLetters else { return }
         var rows: [SinkRow] = []
         rows.reserveCapacity(batch.count)
         for message in batch {
@@ -111,5 +89,7 @@ public actor DBStage: PipelineStage {
         for (index, count) in perTable.enumerated() where count > 0 {
             counters.written(table: configuration.sources[index].table, count: count)
         }
+        batches += 1
+        try afterBatch?(batches)
     }
 }

@@ -262,38 +262,31 @@ public final class ZipEntryWriter {
         try pump(flush: Z_NO_FLUSH)
     }
 
+    /// Runs deflate with `flush` and writes what it produces: for `Z_NO_FLUSH` until the
+    /// input is consumed, for `Z_FINISH` until the stream's end.
     private func pump(flush: Int32) throws {
         guard let z = stream else { return }
-        repeat {
+        while true {
+            var result: Int32 = Z_OK
             let produced: Int = output.withUnsafeMutableBytes { out in
                 z.pointee.next_out = out.baseAddress!.assumingMemoryBound(to: Bytef.self)
                 z.pointee.avail_out = UInt32(out.count)
-                _ = deflate(z, flush)
+                result = deflate(z, flush)
                 return out.count - Int(z.pointee.avail_out)
             }
             if produced > 0 {
                 try zip.emit(output[0..<produced])
                 compressed += Int64(produced)
             }
-        } while z.pointee.avail_out == 0 || (flush == Z_FINISH && z.pointee.avail_in > 0)
+            let done = flush == Z_FINISH ? result == Z_STREAM_END : z.pointee.avail_out != 0
+            if done { return }
+        }
     }
 
     func finish() throws {
         if let z = stream {
             z.pointee.avail_in = 0
-            var result: Int32 = Z_OK
-            while result != Z_STREAM_END {
-                let produced: Int = output.withUnsafeMutableBytes { out in
-                    z.pointee.next_out = out.baseAddress!.assumingMemoryBound(to: Bytef.self)
-                    z.pointee.avail_out = UInt32(out.count)
-                    result = deflate(z, Z_FINISH)
-                    return out.count - Int(z.pointee.avail_out)
-                }
-                if produced > 0 {
-                    try zip.emit(output[0..<produced])
-                    compressed += Int64(produced)
-                }
-            }
+            try pump(flush: Z_FINISH)
         }
         crc = UInt32(truncatingIfNeeded: crcState)
     }
