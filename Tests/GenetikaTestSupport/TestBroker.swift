@@ -16,15 +16,12 @@ public struct TestSetupError: Error, CustomStringConvertible {
 /// can be had, `start()` throws and the test fails saying why.
 public final class TestBroker: Sendable {
     public let bootstrapServers: String
-    /// The guard's process id, or nil for an external broker.
-    private let pid: Int32?
-    /// The write end of the guard's standard input; closing it stops the broker.
-    private let control: Int32?
-    private let logFile: String?
+    /// Tansu under its guard, or nil for an external broker.
+    private let process: GuardedProcess?
 
     public static func start(timeout: Duration = .seconds(30)) async throws -> TestBroker {
         if let external = ProcessInfo.processInfo.environment["GENETIKA_TEST_BOOTSTRAP_SERVERS"], !external.isEmpty {
-            let broker = TestBroker(bootstrapServers: external, pid: nil, control: nil, logFile: nil)
+            let broker = TestBroker(bootstrapServers: external, process: nil)
             try await broker.waitReady(timeout: timeout)
             return broker
         }
@@ -35,48 +32,21 @@ public final class TestBroker: Sendable {
         }
         let port = try freePort()
         let address = "127.0.0.1:\(port)"
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("genetika-tansu-\(port)-\(UUID().uuidString.prefix(8)).log").path
-        // A bash guard runs Tansu and waits for end-of-file on its standard input, a pipe
-        // whose write end only this test process holds: `stop()` closes it, and so does the
-        // kernel if this process dies, so no broker outlives its test. Tansu ignores SIGTERM
-        // and SIGINT and keeps nothing on disk (memory storage): it is stopped with SIGKILL.
-        let guardScript = """
-            "$@" < /dev/null & child=$!
-            read -r _ || true
-            kill -9 $child 2>/dev/null; wait $child 2>/dev/null
-            """
-        let control = Pipe()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.standardInput = control
-        process.arguments = ["-c", guardScript, "guard", tansu, "broker",
-                             "--listener-url", "tcp://\(address)", "--advertised-listener-url", "tcp://\(address)",
-                             "--storage-engine", "memory://tansu/"]
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = FileHandle(forWritingAtPath: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        // Keep only our own write end, marked close-on-exec so no other child inherits it.
-        let writeEnd = dup(control.fileHandleForWriting.fileDescriptor)
-        _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
-        try control.fileHandleForWriting.close()
-        try control.fileHandleForReading.close()
-        let broker = TestBroker(bootstrapServers: address, pid: process.processIdentifier, control: writeEnd, logFile: log)
+        let process = try GuardedProcess([tansu, "broker", "--listener-url", "tcp://\(address)", "--advertised-listener-url", "tcp://\(address)",
+                                          "--storage-engine", "memory://tansu/"], name: "tansu-\(port)")
+        let broker = TestBroker(bootstrapServers: address, process: process)
         do {
             try await broker.waitReady(timeout: timeout)
         } catch {
             broker.stop()
-            throw TestSetupError("Tansu on \(address) did not become ready: \(error)\n\(broker.logTail())")
+            throw TestSetupError("Tansu on \(address) did not become ready: \(error)\n\(process.logTail())")
         }
         return broker
     }
 
-    private init(bootstrapServers: String, pid: Int32?, control: Int32?, logFile: String?) {
+    private init(bootstrapServers: String, process: GuardedProcess?) {
         self.bootstrapServers = bootstrapServers
-        self.pid = pid
-        self.control = control
-        self.logFile = logFile
+        self.process = process
     }
 
     private func waitReady(timeout: Duration) async throws {
@@ -109,20 +79,14 @@ public final class TestBroker: Sendable {
     }
 
     public func logTail(lines: Int = 20) -> String {
-        guard let logFile, let text = try? String(contentsOfFile: logFile, encoding: .utf8) else { return "" }
-        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+        process?.logTail(lines: lines) ?? ""
     }
 
     /// Stops the broker (and waits for it to exit). A no-op for an external broker.
     public func stop() {
-        guard let pid, let control else { return }
-        // End-of-file on its input makes the guard kill Tansu and exit. (Foundation's
-        // Process reaps the guard itself, so probe with kill(pid, 0) rather than waitpid.)
-        close(control)
-        for _ in 0..<100 where kill(pid, 0) == 0 {
-            usleep(50_000)
-        }
-        if let logFile { try? FileManager.default.removeItem(atPath: logFile) }
+        guard let process else { return }
+        process.stop()
+        try? FileManager.default.removeItem(atPath: process.logFile)
     }
 }
 

@@ -49,7 +49,10 @@ public struct EventDecoder: Sendable {
         case (.integer, .int(let v)): return .integer(v)
         case (.real, .int(let v)): return .real(Double(v))
         case (.real, .double(let v)): return .real(v)
-        case (.text, .string(let v)): return .text(v)
+        case (.text, .string(let v)):
+            // PostgreSQL text cannot hold NUL; refuse it for every database alike.
+            guard !v.utf8.contains(0) else { throw EventRejection(reason: "column \(column.name): text contains a NUL character") }
+            return .text(v)
         case (.boolean, .bool(let v)): return .boolean(v)
         case (.date, .string(let v)):
             guard let parsed = SpreadsheetDateTime(iso: v), !parsed.hasTime, v.utf8.count == 10 else {

@@ -30,8 +30,7 @@ public enum TableSinks {
             let path = configuration.resolve(String(url.dropFirst("sqlite://".count)))
             return try SQLiteTableSink(path: path, sources: configuration.sources)
         }
-        throw SQLiteError(code: 0, message: "PostgreSQL is not supported by this build yet; use a sqlite:// URL",
-                          context: "open database \(url.replacingOccurrences(of: #"://[^@/]*@"#, with: "://***@", options: .regularExpression))")
+        return try PostgresTableSink(url: url, sources: configuration.sources)
     }
 }
 
