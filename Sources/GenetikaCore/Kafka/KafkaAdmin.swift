@@ -90,25 +90,6 @@ public final class KafkaAdmin: Sendable {
             context: "connect to Kafka at \(bootstrapServers)")
     }
 
-    /// High watermarks (the offset the next message will get) of every partition of `topics`.
-    public func highWatermarks(_ topics: [String], timeout: Duration = .seconds(10)) throws(KafkaError) -> [TopicPartition: Int64] {
-        let partitionCounts = try metadata(timeout: timeout).topics
-        var result: [TopicPartition: Int64] = [:]
-        for topic in topics {
-            guard let count = partitionCounts[topic] else {
-                throw KafkaError(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, context: "watermarks of \(topic)")
-            }
-            for partition in 0..<Int32(count) {
-                var low: Int64 = 0
-                var high: Int64 = 0
-                let err = rd_kafka_query_watermark_offsets(handle.pointer, topic, partition, &low, &high, Int32(timeout.milliseconds))
-                if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "watermarks of \(topic)[\(partition)]") }
-                result[TopicPartition(topic, partition)] = high
-            }
-        }
-        return result
-    }
-
     /// Creates topics; one that already exists is not an error.
     public func createTopics(_ topics: [TopicSpecification], timeout: Duration = .seconds(30)) throws(KafkaError) {
         guard !topics.isEmpty else { return }

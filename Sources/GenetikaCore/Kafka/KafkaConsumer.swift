@@ -220,21 +220,13 @@ public final class KafkaConsumer {
     }
 
     /// The high watermark of a partition as the last fetch response reported it (no broker
-    /// request); nil until the partition has been fetched.
+    /// request); nil until the partition has been fetched. (Genetika never asks ListOffsets
+    /// for a partition's end: Tansu 0.6 answers it with the last batch's base offset + 1.)
     public func cachedHighWatermark(_ partition: TopicPartition) -> Int64? {
         var low: Int64 = 0
         var high: Int64 = 0
         let err = rd_kafka_get_watermark_offsets(handle.pointer, partition.topic, partition.partition, &low, &high)
         return err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 ? high : nil
-    }
-
-    /// Low and high watermarks of a partition, asked of the broker.
-    public func watermarks(_ partition: TopicPartition, timeout: Duration = .seconds(10)) throws(KafkaError) -> (low: Int64, high: Int64) {
-        var low: Int64 = 0
-        var high: Int64 = 0
-        let err = rd_kafka_query_watermark_offsets(handle.pointer, partition.topic, partition.partition, &low, &high, Int32(timeout.milliseconds))
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "\(name) query watermarks of \(partition)") }
-        return (low, high)
     }
 
     /// Leaves the group (running the revoke handler) and destroys the handle.

@@ -51,6 +51,7 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
     static let timedOut = RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue
     static let queueFull = RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue
     static let partitionEOF = RD_KAFKA_RESP_ERR__PARTITION_EOF.rawValue
+    static let unknownTopic = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART.rawValue
 }
 
 /// librdkafka's version string as linked into this process (`rd_kafka_version_str()`).

@@ -22,7 +22,7 @@ public struct TopicSnapshot {
         var partitions: [TopicPartition: Int64] = [:]
         for topic in topics {
             guard let count = metadata.topics[topic] else {
-                throw KafkaError(code: 3, message: "topic does not exist", context: "read topic \(topic)")
+                throw KafkaError(code: KafkaError.unknownTopic, message: "topic does not exist", context: "read topic \(topic)")
             }
             for partition in 0..<Int32(count) { partitions[TopicPartition(topic, partition)] = KafkaOffset.beginning }
         }
