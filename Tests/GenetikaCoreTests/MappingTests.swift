@@ -33,6 +33,16 @@ struct MappingTests {
         let row = XlsxRow(number: 2, cells: Array([CellValue.integer(7), .integer(30), .string("F"), .number(60), .number(22.5), .string("GAD"), .integer(3),
                                                    .dateTime(SpreadsheetDateTime(year: 2024, month: 1, day: 2))].reversed()))
         #expect(try mapper.values(of: row).first == .integer(7))
+        // Headers padded with spaces still match; of two equal headers the first wins.
+        var padded = header()
+        padded.cells[0] = .string(" id ")
+        padded.cells.append(.string("  age "))
+        let paddedMapper = try RowMapper(source: Self.intake, header: padded, file: "x.xlsx")
+        let paddedRow = XlsxRow(number: 2, cells: [.integer(1), .integer(30), .string("F"), .number(60), .number(22.5), .string("GAD"), .integer(3),
+                                                   .dateTime(SpreadsheetDateTime(year: 2024, month: 1, day: 2)), .integer(99)])
+        let paddedValues = try paddedMapper.values(of: paddedRow)
+        #expect(paddedValues[0] == .integer(1))
+        #expect(paddedValues[1] == .integer(30), "the first \"age\" column, not the later padded one")
         var partial = header()
         partial.cells.removeLast()
         #expect(throws: XlsxError.self) { try RowMapper(source: Self.intake, header: partial, file: "x.xlsx") }

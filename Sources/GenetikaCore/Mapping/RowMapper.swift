@@ -51,7 +51,8 @@ public struct RowMapper: Sendable {
         self.source = source
         var byName: [String: Int] = [:]
         for (index, cell) in header.cells.enumerated() {
-            if case .string(let name) = cell { byName[name.trimmedWhitespace] = byName[name] ?? index }
+            // The first column with a given header (ignoring surrounding spaces) wins.
+            if case .string(let name) = cell, byName[name.trimmedWhitespace] == nil { byName[name.trimmedWhitespace] = index }
         }
         var positions: [Int] = []
         var missing: [String] = []
