@@ -50,6 +50,14 @@ public final class TestBroker: Sendable {
     }
 
     private func waitReady(timeout: Duration) async throws {
+        // Wait for the port first, so librdkafka does not log a refused connection per retry.
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        let parts = bootstrapServers.split(separator: ",")[0].split(separator: ":")
+        if parts.count == 2, let port = Int(parts[1]) {
+            while !canConnect(host: String(parts[0]), port: port), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
         let admin = try KafkaAdmin(configuration: clientConfiguration(), name: "test-admin")
         defer { admin.close() }
         _ = try await admin.waitUntilReachable(timeout: timeout)
@@ -109,4 +117,18 @@ public func freePort() throws -> Int {
     }
     guard named == 0 else { throw TestSetupError("getsockname() failed: errno \(errno)") }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// True when a TCP connection to host:port (IPv4) succeeds.
+func canConnect(host: String, port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    guard inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host, &address.sin_addr) == 1 else { return false }
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    } == 0
 }
