@@ -39,8 +39,10 @@ start_tansu() {
     log "Tansu already running (pid $(cat "$DIR/tansu.pid")) on 127.0.0.1:$PORT"
   else
     if python3 "$ROOT/scripts/kafka-wait.py" "127.0.0.1:$PORT" --timeout 0 2>/dev/null; then
-      log "something already answers on 127.0.0.1:$PORT and it is not our Tansu; set BROKER_PORT"
-      exit 1
+      # A Kafka broker we did not start (yours, or one left running): use it as it is.
+      # genetika creates its missing topics at start-up (topics.create).
+      log "a Kafka broker already answers on 127.0.0.1:$PORT (not started here): using it; set BROKER_PORT for a separate one"
+      exit 0
     fi
     log "starting Tansu on 127.0.0.1:$PORT (log: $DIR/tansu.log)"
     nohup "$TANSU" broker --listener-url "tcp://127.0.0.1:$PORT" \
