@@ -24,6 +24,10 @@ struct ObservabilityTests {
         try await eventually("50 acks") { pipeline.counters.acks.value == 50 }
         try await eventually("all rows written") { pipeline.counters.rowsWritten.value == 150 }
 
+        // The producer stage returns a moment after its last delivery report.
+        try await eventually("the producer finished") {
+            pipeline.health.snapshot.contains { $0.stage == "producer" && $0.state == .finished }
+        }
         let health = try httpGet(port: port, path: "/health")
         #expect(health.status == 200)
         let stages = try JSONParser.parse(health.body)["stages"]

@@ -50,7 +50,11 @@ public final class HTTPEndpoint: Sendable {
         let thread = Thread { [self] in
             while running.load(ordering: .acquiring) {
                 let client = accept(fd, nil, nil)
-                if client < 0 { continue }
+                if client < 0 {
+                    // Closed by stop(), or a transient failure (EMFILE…): do not spin.
+                    if running.load(ordering: .acquiring) { usleep(10_000) }
+                    continue
+                }
                 Self.serve(client, respond: respond)
             }
             finished.signal()

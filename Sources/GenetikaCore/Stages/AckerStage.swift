@@ -162,12 +162,13 @@ public actor AckerStage: ConsumingStage {
             try store.setOffsets(ackOffsets)
         }
         tracker.processed(offsets)
-        counters.eventsConsumed.add(batch.count)
-        counters.acks.add(acks.count)
+        // The delay histogram first: whoever sees the ack count sees these delays too.
         for (entry, ack) in zip(due, acks) {
             let latest = entry.timestamps.compactMap { $0 }.max() ?? 0
             counters.ackDelay?.record(Double((ack.timestamp ?? latest) - latest))
         }
+        counters.eventsConsumed.add(batch.count)
+        counters.acks.add(acks.count)
     }
 
     /// `{"id": …, "latest_event_ms": …, "ack_ms": …, "topics": {"topic1": ms, …}}`, keyed by
