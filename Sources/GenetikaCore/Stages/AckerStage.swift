@@ -77,10 +77,10 @@ public actor AckerStage: ConsumingStage {
         if !pendingReadBack.isEmpty, let store, let readBack { try readBackAcks(store: store, consumer: readBack) }
     }
 
-    func handle(_ batch: [KafkaMessage]) async throws {
+    func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws {
         guard let store, let producer, let deadLetters else { return }
         batches += 1
-        try await process(batch, store: store, producer: producer, deadLetters: deadLetters, batch: batches)
+        try await process(batch, offsets: offsets, store: store, producer: producer, deadLetters: deadLetters, batch: batches)
     }
 
     func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64] {
@@ -119,7 +119,7 @@ public actor AckerStage: ConsumingStage {
         pendingReadBack = []
     }
 
-    private func process(_ batch: [KafkaMessage], store: AckerStore, producer: KafkaProducer,
+    private func process(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64], store: AckerStore, producer: KafkaProducer,
                          deadLetters: DeadLetterWriter, batch number: Int) async throws {
         var entries: [String: AckerEntry] = [:]
         var due: [AckerEntry] = []
@@ -155,7 +155,6 @@ public actor AckerStage: ConsumingStage {
             let partition = TopicPartition(report.topic, report.partition)
             ackOffsets[partition] = max(ackOffsets[partition] ?? 0, report.offset + 1)
         }
-        let offsets = nextOffsets(batch)
         try store.transaction {
             for entry in entries.values { try store.save(entry) }
             try store.setOffsets(offsets)

@@ -15,8 +15,9 @@ protocol ConsumingStage: PipelineStage {
     func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64]
     /// Work due after each poll, before its batch is handled (the acker's read-back).
     func beforeBatch() throws
-    /// Handles one batch, all from partitions this member owns.
-    func handle(_ batch: [KafkaMessage]) async throws
+    /// Handles one batch, all from partitions this member owns; `offsets` are the batch's
+    /// next offsets per partition.
+    func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws
 }
 
 extension ConsumingStage {
@@ -40,8 +41,9 @@ extension ConsumingStage {
             // A rebalance inside poll may have taken partitions away: their new owner redoes them.
             let owned = batch.filter { consumer.assignment.contains($0.topicPartition) }
             if !owned.isEmpty {
-                try await handle(owned)
-                consumer.commitAsync(nextOffsets(owned))
+                let offsets = nextOffsets(owned)
+                try await handle(owned, offsets: offsets)
+                consumer.commitAsync(offsets)
             }
             lag.update(consumer: consumer, tracker: tracker)
             if !consumer.assignment.isEmpty { await progress.markReady(name) }

@@ -65,7 +65,7 @@ public actor DBStage: ConsumingStage {
         }
     }
 
-    func handle(_ batch: [KafkaMessage]) async throws {
+    func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws {
         guard let sink, let deadLetters else { return }
         var rows: [SinkRow] = []
         rows.reserveCapacity(batch.count)
@@ -80,7 +80,6 @@ public actor DBStage: ConsumingStage {
                 try await deadLetters.send(message, reason: error.reason)
             }
         }
-        let offsets = nextOffsets(batch)
         try sink.write(rows, offsets: offsets, group: configuration.db.groupId)
         tracker.processed(offsets)
         counters.eventsConsumed.add(batch.count)
