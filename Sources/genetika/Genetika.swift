@@ -31,20 +31,15 @@ struct CheckConfig: ParsableCommand {
     var config: String = "config.json"
 
     func run() throws {
-        do {
-            let configuration = try GenetikaConfiguration.load(path: config)
-            print("\(config): valid")
-            print("  kafka: \(configuration.kafka.bootstrapServers)")
-            for source in configuration.sources {
-                print("  \(configuration.resolve(source.file)) -> topic \(source.topic) -> table \(source.table) (\(source.columns.count) columns, key \(source.key))")
-            }
-            print("  acks: \(configuration.topics.ack), dead letters: \(configuration.topics.deadLetter), \(configuration.topics.partitions) partitions")
-            print("  database: \(configuration.database.url)")
-            print("  state: \(configuration.resolve(configuration.stateDirectory))")
-        } catch let error as ConfigError {
-            FileHandle.standardError.write(Data((error.description + "\n").utf8))
-            throw ExitCode(2)
+        let configuration = try loadConfiguration(config)
+        print("\(config): valid")
+        print("  kafka: \(configuration.kafka.bootstrapServers)")
+        for source in configuration.sources {
+            print("  \(configuration.resolve(source.file)) -> topic \(source.topic) -> table \(source.table) (\(source.columns.count) columns, key \(source.key))")
         }
+        print("  acks: \(configuration.topics.ack), dead letters: \(configuration.topics.deadLetter), \(configuration.topics.partitions) partitions")
+        print("  database: \(configuration.database.url)")
+        print("  state: \(configuration.resolve(configuration.stateDirectory))")
     }
 }
 
@@ -54,5 +49,16 @@ func bootstrapLogging(level: Logger.Level) {
         var handler = StreamLogHandler.standardError(label: label)
         handler.logLevel = level
         return handler
+    }
+}
+
+/// Loads a configuration file; an invalid one prints every problem with its key path to
+/// standard error and exits with status 2.
+func loadConfiguration(_ path: String) throws -> GenetikaConfiguration {
+    do {
+        return try GenetikaConfiguration.load(path: path)
+    } catch let error as ConfigError {
+        FileHandle.standardError.write(Data((error.description + "\n").utf8))
+        throw ExitCode(2)
     }
 }

@@ -16,7 +16,7 @@ struct Report: ParsableCommand {
 
     func run() throws {
         bootstrapLogging(level: .warning)
-        let configuration = try GenetikaConfiguration.load(path: config)
+        let configuration = try loadConfiguration(config)
         let topics = configuration.sources.map(\.topic)
         var report = AckDelayReport(sourceTopics: topics)
         try TopicSnapshot(configuration: KafkaClientConfiguration(configuration.kafka))

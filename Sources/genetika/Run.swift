@@ -27,13 +27,7 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
         let logger = Logger(label: "genetika")
-        let configuration: GenetikaConfiguration
-        do {
-            configuration = try GenetikaConfiguration.load(path: config)
-        } catch let error as ConfigError {
-            FileHandle.standardError.write(Data((error.description + "\n").utf8))
-            throw ExitCode(2)
-        }
+        let configuration = try loadConfiguration(config)
         var kinds: [StageKind] = []
         for name in stages.split(separator: ",") {
             guard let kind = StageKind(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
