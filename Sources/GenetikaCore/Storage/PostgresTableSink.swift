@@ -18,8 +18,8 @@ public final class PostgresTableSink: TableSink {
         try connection.transaction {
             try connection.execute("SELECT pg_advisory_xact_lock(7411)")
             for source in sources {
-                let columns = source.columns.map { column -> String in
-                    let type: String = switch column.type {
+                try connection.execute(source.createTableSQL { type in
+                    switch type {
                     case .integer: "BIGINT"
                     case .real: "DOUBLE PRECISION"
                     case .text: "TEXT"
@@ -27,11 +27,7 @@ public final class PostgresTableSink: TableSink {
                     case .date: "DATE"
                     case .datetime: "TIMESTAMP"
                     }
-                    var definition = "\(quoteIdentifier(column.name)) \(type)"
-                    if column.name == source.key { definition += " PRIMARY KEY" } else if !column.nullable { definition += " NOT NULL" }
-                    return definition
-                }
-                try connection.execute("CREATE TABLE IF NOT EXISTS \(quoteIdentifier(source.table)) (\(columns.joined(separator: ", ")))")
+                })
             }
             try connection.execute("""
                 CREATE TABLE IF NOT EXISTS genetika_offsets (
@@ -87,12 +83,9 @@ public final class PostgresTableSink: TableSink {
     }
 
     private func upsert(_ source: SourceConfiguration, rows: Int) -> String {
-        let names = source.columns.map { quoteIdentifier($0.name) }
-        let width = names.count
+        let width = source.columns.count
         let tuples = (0..<rows).map { row in "(" + (1...width).map { "$\(row * width + $0)" }.joined(separator: ", ") + ")" }
-        let updates = source.columns.filter { $0.name != source.key }.map { "\(quoteIdentifier($0.name)) = EXCLUDED.\(quoteIdentifier($0.name))" }
-        let conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
-        return "INSERT INTO \(quoteIdentifier(source.table)) (\(names.joined(separator: ", "))) VALUES \(tuples.joined(separator: ", ")) ON CONFLICT (\(quoteIdentifier(source.key))) \(conflict)"
+        return source.upsertSQL(values: tuples.joined(separator: ", "))
     }
 
     public func close() {

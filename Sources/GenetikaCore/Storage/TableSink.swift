@@ -44,29 +44,19 @@ public final class SQLiteTableSink: TableSink {
     public init(path: String, sources: [SourceConfiguration]) throws {
         connection = try SQLiteConnection(path: path)
         self.sources = sources
-        upserts = sources.map { source in
-            let names = source.columns.map { quoteIdentifier($0.name) }
-            let updates = source.columns.filter { $0.name != source.key }
-                .map { "\(quoteIdentifier($0.name)) = excluded.\(quoteIdentifier($0.name))" }
-            let conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
-            return "INSERT INTO \(quoteIdentifier(source.table)) (\(names.joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: names.count).joined(separator: ", "))) ON CONFLICT(\(quoteIdentifier(source.key))) \(conflict)"
-        }
+        upserts = sources.map { $0.upsertSQL(values: "(" + Array(repeating: "?", count: $0.columns.count).joined(separator: ", ") + ")") }
     }
 
     public func prepare() throws {
         try connection.transaction {
             for source in sources {
-                let columns = source.columns.map { column -> String in
-                    let type: String = switch column.type {
+                try connection.execute(source.createTableSQL { type in
+                    switch type {
                     case .integer, .boolean: "INTEGER"
                     case .real: "REAL"
                     case .text, .date, .datetime: "TEXT"
                     }
-                    var definition = "\(quoteIdentifier(column.name)) \(type)"
-                    if column.name == source.key { definition += " PRIMARY KEY NOT NULL" } else if !column.nullable { definition += " NOT NULL" }
-                    return definition
-                }
-                try connection.execute("CREATE TABLE IF NOT EXISTS \(quoteIdentifier(source.table)) (\(columns.joined(separator: ", ")))")
+                })
             }
             try connection.execute("""
                 CREATE TABLE IF NOT EXISTS genetika_offsets (
@@ -103,6 +93,28 @@ public final class SQLiteTableSink: TableSink {
 
     public func close() {
         connection.close()
+    }
+}
+
+extension SourceConfiguration {
+    /// `CREATE TABLE IF NOT EXISTS` for this source's table: each column with the SQL type
+    /// `sqlType` gives it, the key column as primary key, non-nullable columns `NOT NULL`.
+    func createTableSQL(_ sqlType: (ColumnType) -> String) -> String {
+        let columns = columns.map { column -> String in
+            var definition = "\(quoteIdentifier(column.name)) \(sqlType(column.type))"
+            if column.name == key { definition += " PRIMARY KEY NOT NULL" } else if !column.nullable { definition += " NOT NULL" }
+            return definition
+        }
+        return "CREATE TABLE IF NOT EXISTS \(quoteIdentifier(table)) (\(columns.joined(separator: ", ")))"
+    }
+
+    /// `INSERT … VALUES <values> ON CONFLICT (key) DO UPDATE SET …`: upsert by id, the row
+    /// taking the latest event's values.
+    func upsertSQL(values: String) -> String {
+        let names = columns.map { quoteIdentifier($0.name) }
+        let updates = columns.filter { $0.name != key }.map { "\(quoteIdentifier($0.name)) = excluded.\(quoteIdentifier($0.name))" }
+        let conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
+        return "INSERT INTO \(quoteIdentifier(table)) (\(names.joined(separator: ", "))) VALUES \(values) ON CONFLICT (\(quoteIdentifier(key))) \(conflict)"
     }
 }
 
