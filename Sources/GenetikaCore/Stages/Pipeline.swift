@@ -1,5 +1,6 @@
 import Logging
 import Prometheus
+import Synchronization
 
 /// The stages a run can include.
 public enum StageKind: String, Sendable, CaseIterable {
@@ -21,6 +22,8 @@ public final class Pipeline: Sendable {
     /// Test hooks: run after each DB batch and after each acker batch's acks went out.
     let dbAfterBatch: (@Sendable (Int) throws -> Void)?
     let ackerAfterAcks: (@Sendable (Int) throws -> Void)?
+    /// The sources the start-up check opened, handed to the first producer stage.
+    private let checkedSources = Mutex<[ProducerStage.OpenSource]?>(nil)
 
     public init(configuration: GenetikaConfiguration, stages: [StageKind] = StageKind.allCases, exitWhenDone: Bool = false,
                 logger: Logger = Logger(label: "genetika"),
@@ -71,7 +74,8 @@ public final class Pipeline: Sendable {
         }
         if stages.contains(.producer) {
             do {
-                _ = try ProducerStage.openSources(configuration)
+                let sources = try ProducerStage.openSources(configuration)
+                checkedSources.withLock { $0 = sources }
             } catch {
                 throw StartupError(what: "source file", cause: "\(error)")
             }
@@ -152,7 +156,13 @@ public final class Pipeline: Sendable {
             switch kind {
             case .producer:
                 StageSpec(name: kind.rawValue, finishes: true) { [self] in
-                    ProducerStage(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger)
+                    // The first instance takes the sources the start-up check opened; a restart opens them again.
+                    let opened = checkedSources.withLock { sources in
+                        defer { sources = nil }
+                        return sources
+                    }
+                    return ProducerStage(configuration: configuration, counters: counters, progress: progress, stop: stop,
+                                         logger: logger, opened: opened)
                 }
             case .db:
                 StageSpec(name: kind.rawValue) { [self] in

@@ -15,14 +15,23 @@ public actor ProducerStage: PipelineStage {
     private let progress: PipelineProgress
     private let stop: StopSignal
     private let logger: Logger
+    /// Sources already opened (and checked) by the start-up checks, used instead of opening
+    /// them again; nil for a restarted stage, which opens them afresh.
+    private let opened: [OpenSource]?
 
     public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
                 stop: StopSignal, logger: Logger) {
+        self.init(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger, opened: nil)
+    }
+
+    init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
+         stop: StopSignal, logger: Logger, opened: [OpenSource]?) {
         self.configuration = configuration
         self.counters = counters
         self.progress = progress
         self.stop = stop
         self.logger = logger
+        self.opened = opened
     }
 
     /// A delivery that failed for good.
@@ -33,7 +42,7 @@ public actor ProducerStage: PipelineStage {
     }
 
     public func run() async throws {
-        let sources = try Self.openSources(configuration)
+        let sources = try opened ?? Self.openSources(configuration)
         let producer = try KafkaProducer(configuration: KafkaClientConfiguration(configuration.kafka)
             .with(defaults: ["partitioner": "murmur2_random"]), name: "producer", logger: logger)
         defer { producer.close() }
@@ -64,7 +73,8 @@ public actor ProducerStage: PipelineStage {
 
     /// A source checked at start-up: the file opens, the sheet exists, the header has every column.
     struct OpenSource: @unchecked Sendable {
-        // @unchecked: each OpenSource is handed to exactly one task, which alone uses the reader.
+        // @unchecked: an OpenSource has one user at a time: the start-up check hands it (under
+        // a lock, once) to the first producer stage, which gives it to exactly one task.
         var source: SourceConfiguration
         var path: String
         var file: String
