@@ -85,6 +85,57 @@ struct MappingTests {
             #expect(error.reason.contains(reason), "\(error.reason)")
         }
     }
+
+    /// Both paths' outcome for one input: the decoded values, or the rejection's reason.
+    static func outcome(_ body: () throws -> [FieldValue]) -> String {
+        do { return "\(try body())" } catch { return "rejected: \((error as? EventRejection)?.reason ?? "\(error)")" }
+    }
+
+    @Test("the fast flat-object path agrees with the general JSON parser on events and on 20,000 mutations of them")
+    func fastPathAgreesWithParser() throws {
+        var rng = SeededGenerator(seed: 20261126)
+        let samples = [
+            #"{"id":1,"age":38,"sex":"M","weight_kg":78.6,"bmi":null,"diagnosis":"MDD","phq9":null,"enrolled_on":"2024-11-01"}"#,
+            #"{"enrolled_on":"2024-02-29","id":-0,"age":1e2,"weight_kg":-12.5E-1,"bmi":7,"phq9":9223372036854775807}"#,
+            #" { "id" : 9223372036854775808 , "sex" : "caf\u00e9" } "#,
+            #"{"id":2,"sex":"naïve","diagnosis":"line\nbreak"}"#,
+            #"{"id":6,"diagnosis":"reports \"better sleep\"","sex":"a\/b\\c\td","enrolled_on":"2023-01-31"}"#,
+            #"{"id":3,"id":4}"#, #"{}"#, #"{"id":5,"age":true,"sex":false,"bmi":[1]}"#,
+        ]
+        let decoder = EventDecoder(source: Self.intake)
+        var fastPathTaken = 0
+        let alphabet = Array(#"{}[]":,.-+eE0123456789 tfnul"#.utf8) + [0x0A, 0x00, 0xC3, 0xA9]
+        let numeric = Array("0123456789.-eE".utf8)
+        // What the producer writes, escapes and non-ASCII text included, takes the fast path.
+        #expect(decoder.scanFlatObject(Array(samples[0].utf8)) != nil)
+        #expect(decoder.scanFlatObject(Array(samples[3].utf8)) != nil)
+        #expect(decoder.scanFlatObject(Array(samples[4].utf8)) != nil)
+        for sample in samples {
+            let bytes = Array(sample.utf8)
+            #expect(Self.outcome { try decoder.decode(bytes) } == Self.outcome { try decoder.decodeDocument(bytes) }, "\(sample)")
+            for _ in 0..<(20_000 / samples.count) {
+                var mutated = bytes
+                for _ in 0...Int.random(in: 0...2, using: &rng) {
+                    let position = Int.random(in: 0..<max(mutated.count, 1), using: &rng)
+                    switch Int.random(in: 0..<4, using: &rng) {
+                    case 0 where !mutated.isEmpty:
+                        // Digits mostly stay number-like, so many mutations stay well-formed.
+                        let isDigit = (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(mutated[position])
+                        mutated[position] = (isDigit ? numeric : alphabet).randomElement(using: &rng)!
+                    case 1 where !mutated.isEmpty: mutated.remove(at: position)
+                    case 2: mutated.insert(alphabet.randomElement(using: &rng)!, at: min(position, mutated.count))
+                    default: mutated = Array(mutated.prefix(position))
+                    }
+                }
+                if decoder.scanFlatObject(mutated) != nil { fastPathTaken += 1 }
+                let fast = Self.outcome { try decoder.decode(mutated) }
+                let general = Self.outcome { try decoder.decodeDocument(mutated) }
+                #expect(fast == general, "\(String(decoding: mutated, as: UTF8.self))")
+            }
+        }
+        // The comparison means something only if many mutations stayed on the fast path.
+        #expect(fastPathTaken > 300, "\(fastPathTaken)")
+    }
 }
 
 @Suite("Supervisor")
