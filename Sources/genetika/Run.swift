@@ -24,6 +24,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(help: "Write a JSON summary of the run here when it ends: counts, each stage's first and last activity, throughput, peak RSS, CPU time.")
+    var summary: String?
+
     func run() async throws {
         bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
         let logger = Logger(label: "genetika")
@@ -53,7 +56,67 @@ struct Run: AsyncParsableCommand {
         }
         reporter.stop()
         reporter.report(final: true)
+        let runSummary = RunSummary(pipeline: pipeline)
+        logger.info("throughput: \(runSummary.throughputLine)")
+        if let summary {
+            do {
+                try Data(JSONWriter.serialize(runSummary.json)).write(to: URL(fileURLWithPath: summary))
+            } catch {
+                logger.error("cannot write the run summary to \(summary): \(error)")
+            }
+        }
         logger.info("stopped")
+    }
+}
+
+/// What `--summary` writes and the last log line says: counts, when each stage worked,
+/// rows per second, and the process's peak RSS and CPU time.
+struct RunSummary {
+    let pipeline: Pipeline
+    let usage: rusage
+
+    init(pipeline: Pipeline) {
+        self.pipeline = pipeline
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        self.usage = usage
+    }
+
+    private func rate(_ count: Int, _ span: ActivitySpan) -> Double? {
+        guard let first = span.first, let last = span.last, last > first, count > 0 else { return nil }
+        return Double(count) / (Double(last - first) / 1000)
+    }
+
+    var throughputLine: String {
+        let c = pipeline.counters
+        func text(_ value: Double?) -> String { value.map { String(Int($0.rounded())) } ?? "-" }
+        return "producer \(text(rate(c.eventsProduced.value, c.producing))) events/s, db \(text(rate(c.rowsWritten.value, c.writing))) rows/s, acker \(text(rate(c.eventsConsumed.value - c.rowsWritten.value, c.acking))) events/s; peak RSS \(usage.ru_maxrss / 1024) MB"
+    }
+
+    var json: JSONValue {
+        let c = pipeline.counters
+        func span(_ span: ActivitySpan, count: Int) -> JSONValue {
+            .object(JSONObject([
+                ("first_ms", span.first.map { .int($0) } ?? .null), ("last_ms", span.last.map { .int($0) } ?? .null),
+                ("count", .int(Int64(count))), ("per_second", rate(count, span).map { .double(($0 * 10).rounded() / 10) } ?? .null),
+            ]))
+        }
+        func seconds(_ t: timeval) -> JSONValue { .double(Double(t.tv_sec) + Double(t.tv_usec) / 1e6) }
+        return .object(JSONObject([
+            ("librdkafka", .string(Librdkafka.version)),
+            ("rows_read", .int(Int64(c.rowsRead.value))), ("events_produced", .int(Int64(c.eventsProduced.value))),
+            ("delivery_failures", .int(Int64(c.deliveryFailures.value))), ("rows_rejected", .int(Int64(c.rowsRejected.value))),
+            ("events_consumed", .int(Int64(c.eventsConsumed.value))), ("rows_written", .int(Int64(c.rowsWritten.value))),
+            ("dead_lettered", .int(Int64(c.deadLettered.value))), ("acks", .int(Int64(c.acks.value))),
+            ("stage_restarts", .int(Int64(c.stageRestarts.value))),
+            ("stages", .object(JSONObject([
+                ("producer", span(c.producing, count: c.eventsProduced.value)),
+                ("db", span(c.writing, count: c.rowsWritten.value)),
+                ("acker", span(c.acking, count: c.acks.value)),
+            ]))),
+            ("peak_rss_kb", .int(Int64(usage.ru_maxrss))),
+            ("cpu_user_s", seconds(usage.ru_utime)), ("cpu_system_s", seconds(usage.ru_stime)),
+        ]))
     }
 }
 

@@ -54,6 +54,9 @@ public struct DatabaseConfiguration: Sendable, Equatable {
 public struct ProducerStageConfiguration: Sendable, Equatable {
     /// Upper bound of a random pause between rows, in milliseconds (0: none).
     public var maxDelayMs: Int
+    /// Events per second sent from each source, evenly spaced (0: as fast as possible).
+    /// Takes precedence over `maxDelayMs`.
+    public var ratePerSecond: Double = 0
 }
 
 public struct ConsumerStageConfiguration: Sendable, Equatable {
@@ -167,12 +170,13 @@ public struct GenetikaConfiguration: Sendable, Equatable {
         }
         let stateDirectory = reader.string("stateDirectory", default: "state")
         var producer = ProducerStageConfiguration(maxDelayMs: 0)
-        var db = ConsumerStageConfiguration(groupId: "genetika-db", batchSize: 500, lingerMs: 5)
-        var acker = ConsumerStageConfiguration(groupId: "genetika-acker", batchSize: 500, lingerMs: 1)
+        var db = ConsumerStageConfiguration(groupId: "genetika-db", batchSize: 5000, lingerMs: 5)
+        var acker = ConsumerStageConfiguration(groupId: "genetika-acker", batchSize: 5000, lingerMs: 1)
         var supervisor = SupervisorConfiguration(initialBackoffMs: 200, maxBackoffMs: 10_000, maxRestarts: 5, windowSeconds: 60)
         reader.object("stages") { stages in
             stages.object("producer") { p in
                 producer.maxDelayMs = p.integer("maxDelayMs", default: producer.maxDelayMs, range: 0...3_600_000)
+                producer.ratePerSecond = Double(p.integer("ratePerSecond", default: 0, range: 0...100_000_000))
             }
             for (key, defaults) in [("db", db), ("acker", acker)] {
                 let value = stages.object(key) { s in

@@ -27,6 +27,9 @@ public final class KafkaConsumer {
         "auto.offset.reset": "earliest",
         "enable.partition.eof": "true",
         "partition.assignment.strategy": "range",
+        // librdkafka prefetches up to 64 MB per consumer by default; 16 MB keeps a catching-up
+        // stage just as busy and its memory well below that whatever the topics hold.
+        "queued.max.messages.kbytes": "16384",
     ]
 
     private let handle: KafkaHandle

@@ -27,6 +27,14 @@ public actor AckerStage: ConsumingStage {
     private let numericIds: Bool
     private(set) var tracker = CatchUpTracker()
     private var pendingReadBack: Set<Int32> = []
+    /// Committed state of the ids still waiting for a topic, so that their later events need
+    /// no database read; acked ids leave it (the store remembers them). Holds only ids in
+    /// flight, so it does not grow with the data.
+    private var waiting: [String: AckerEntry] = [:]
+    /// Most entries `waiting` holds; beyond it, half are dropped (they stay in the store).
+    /// Ids whose events arrive far apart (the source files in different orders) would
+    /// otherwise make memory grow with the data.
+    static let waitingCapacity = 100_000
     // Set while `run()` runs.
     private var store: AckerStore?
     private var producer: KafkaProducer?
@@ -79,6 +87,7 @@ public actor AckerStage: ConsumingStage {
 
     func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws {
         guard let store, let producer, let deadLetters else { return }
+        counters.acking.started()
         batches += 1
         try await process(batch, offsets: offsets, store: store, producer: producer, deadLetters: deadLetters, batch: batches)
     }
@@ -92,6 +101,9 @@ public actor AckerStage: ConsumingStage {
             return Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? KafkaOffset.beginning) })
         case .revoked(let partitions):
             tracker.revoked(partitions)
+            // The partitions' new owner works from the store; forget what may go stale here.
+            let numbers = Set(partitions.map(\.partition))
+            waiting = waiting.filter { !numbers.contains($0.value.partition) }
             return [:]
         }
     }
@@ -112,6 +124,7 @@ public actor AckerStage: ConsumingStage {
                 for id in found { try store.markAcked(id, partition: partitionNumber) }
                 try store.setOffsets([partition: next])
             }
+            for id in found { waiting[id] = nil }
             if !found.isEmpty {
                 logger.info("acker read back \(partition) from offset \(from): \(found.count) acks were sent but not recorded")
             }
@@ -122,7 +135,11 @@ public actor AckerStage: ConsumingStage {
     private func process(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64], store: AckerStore, producer: KafkaProducer,
                          deadLetters: DeadLetterWriter, batch number: Int) async throws {
         var entries: [String: AckerEntry] = [:]
+        entries.reserveCapacity(batch.count)
         var due: [AckerEntry] = []
+        // One read transaction for the batch's lookups rather than one per lookup.
+        try store.beginRead()
+        defer { store.endRead() }
         for message in batch {
             guard let id = message.keyText, !id.isEmpty else {
                 try await deadLetters.send(message, reason: "event without a key (the id)")
@@ -132,7 +149,7 @@ public actor AckerStage: ConsumingStage {
                 try await deadLetters.send(message, reason: "unknown topic \(message.topic)")
                 continue
             }
-            var entry = try entries[id] ?? store.entry(id)
+            var entry = try entries[id] ?? waiting[id] ?? store.entry(id)
                 ?? AckerEntry(id: id, partition: message.partition, seen: 0,
                               timestamps: Array(repeating: nil, count: topicIndex.count), acked: false)
             entry.seen |= Int64(1) << Int64(index)
@@ -144,6 +161,7 @@ public actor AckerStage: ConsumingStage {
             }
             entries[id] = entry
         }
+        store.endRead()
         let acks = due.map(ackMessage)
         let reports = try await producer.sendAll(acks)
         if let failed = reports.first(where: { $0.error != nil }), let error = failed.error {
@@ -160,6 +178,11 @@ public actor AckerStage: ConsumingStage {
             try store.setOffsets(offsets)
             try store.setOffsets(ackOffsets)
         }
+        for entry in entries.values { waiting[entry.id] = entry.acked ? nil : entry }
+        if waiting.count > Self.waitingCapacity {
+            for id in waiting.keys.prefix(waiting.count - Self.waitingCapacity / 2) { waiting[id] = nil }
+        }
+        if !acks.isEmpty { counters.acking.finished() }
         tracker.processed(offsets)
         // The delay histogram first: whoever sees the ack count sees these delays too.
         for (entry, ack) in zip(due, acks) {

@@ -67,6 +67,7 @@ public actor DBStage: ConsumingStage {
 
     func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws {
         guard let sink, let deadLetters else { return }
+        counters.writing.started()
         var rows: [SinkRow] = []
         rows.reserveCapacity(batch.count)
         for message in batch {
@@ -82,6 +83,7 @@ public actor DBStage: ConsumingStage {
         }
         try sink.write(rows, offsets: offsets, group: configuration.db.groupId)
         tracker.processed(offsets)
+        counters.writing.finished()
         counters.eventsConsumed.add(batch.count)
         var perTable = [Int](repeating: 0, count: configuration.sources.count)
         for row in rows { perTable[row.source] += 1 }

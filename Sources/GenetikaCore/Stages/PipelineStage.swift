@@ -38,6 +38,35 @@ public final class Counter: Sendable {
     public var value: Int { atomic.load(ordering: .relaxed) }
 }
 
+/// When a stage first took work in and last finished some (epoch milliseconds), for the
+/// run summary's throughput figures: the producer from its first row read to its last
+/// delivery report, the DB stage from its first batch to its last commit, the acker from its
+/// first batch to its last acks delivered and recorded.
+public final class ActivitySpan: Sendable {
+    private let firstMs = Atomic<Int64>(0)
+    private let lastMs = Atomic<Int64>(0)
+
+    public init() {}
+
+    /// Work came in at `time`: the span starts here if it has not started yet.
+    public func started(at time: Int64 = nowMilliseconds()) {
+        _ = firstMs.compareExchange(expected: 0, desired: time, ordering: .relaxed)
+    }
+
+    /// Work was finished at `time`.
+    public func finished(at time: Int64 = nowMilliseconds()) {
+        var current = lastMs.load(ordering: .relaxed)
+        while time > current {
+            let (exchanged, original) = lastMs.compareExchange(expected: current, desired: time, ordering: .relaxed)
+            if exchanged { break }
+            current = original
+        }
+    }
+
+    public var first: Int64? { let v = firstMs.load(ordering: .relaxed); return v == 0 ? nil : v }
+    public var last: Int64? { let v = lastMs.load(ordering: .relaxed); return v == 0 ? nil : v }
+}
+
 /// Counters shared by the stages (for logs, progress, tests, and `/metrics`).
 public final class PipelineCounters: Sendable {
     public let rowsRead: Counter
@@ -55,6 +84,10 @@ public final class PipelineCounters: Sendable {
     public let writtenPerTable: [String: Counter]
     /// Ack delay (ack time − latest topic time), in milliseconds, as a histogram.
     public let ackDelay: Recorder?
+    /// When each stage worked (for `genetika run --summary`).
+    public let producing = ActivitySpan()
+    public let writing = ActivitySpan()
+    public let acking = ActivitySpan()
     let factory: (any MetricsFactory)?
 
     /// Counters for `sources`, exported through `factory` when given.
@@ -162,7 +195,7 @@ public actor PipelineProgress {
 }
 
 /// Milliseconds since the Unix epoch, now.
-@inline(__always) func nowMilliseconds() -> Int64 {
+@inline(__always) public func nowMilliseconds() -> Int64 {
     var spec = timespec()
     clock_gettime(CLOCK_REALTIME, &spec)
     return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000

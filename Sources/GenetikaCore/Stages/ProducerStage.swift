@@ -102,6 +102,7 @@ public actor ProducerStage: PipelineStage {
         let file = open.file
         let fileHeader = KafkaHeader(GenetikaHeader.sourceFile, file)
         let maxDelay = configuration.producer.maxDelayMs
+        let pacer = configuration.producer.ratePerSecond > 0 ? Pacer(ratePerSecond: configuration.producer.ratePerSecond) : nil
         var rows = 0
         while let row = try open.reader.next() {
             if stop.isRequested { return }
@@ -109,6 +110,7 @@ public actor ProducerStage: PipelineStage {
             counters.rowsRead.add()
             rows += 1
             let created = nowMilliseconds()
+            counters.producing.started(at: created)
             let rowHeader = KafkaHeader(GenetikaHeader.sourceRow, String(row.number))
             let values: [FieldValue]
             do {
@@ -140,17 +142,32 @@ public actor ProducerStage: PipelineStage {
                     tracker.failed(text)
                 } else {
                     counters.produced(topic: topic)
+                    counters.producing.finished()
                     tracker.delivered(TopicPartition(report.topic, report.partition), offset: report.offset)
                 }
                 tracker.finished()
             }
-            if maxDelay > 0 {
+            if let pacer {
+                try await pacer.wait(afterEvent: rows)
+            } else if maxDelay > 0 {
                 try await Task.sleep(for: .milliseconds(Int.random(in: 0...maxDelay)))
             } else if rows % 256 == 0 {
                 await Task.yield()
             }
         }
         logger.info("\(file): \(rows) rows sent to \(topic)")
+    }
+}
+
+/// Spaces a source's events evenly at a fixed rate: event n is due n / rate seconds after
+/// the first; the sender sleeps only when it is ahead of that schedule.
+struct Pacer {
+    let ratePerSecond: Double
+    let start = ContinuousClock.now
+
+    func wait(afterEvent count: Int) async throws {
+        let due = start + .seconds(Double(count) / ratePerSecond)
+        if due > ContinuousClock.now { try await Task.sleep(until: due, clock: .continuous) }
     }
 }
 

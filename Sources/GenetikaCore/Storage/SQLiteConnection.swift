@@ -23,6 +23,10 @@ public final class SQLiteConnection {
     private var db: OpaquePointer?
     public let path: String
     private var statements: [String: OpaquePointer] = [:]
+    private var prepared: [SQLiteStatement] = []
+    /// Pages SQLite keeps in memory per connection (`PRAGMA cache_size`), in KiB: enough for
+    /// the upper levels of large tables, fixed so memory does not grow with the data.
+    public static let cacheKiB = 16 * 1024
 
     /// Opens (creating) the database at `path`, creating its directory if needed.
     public init(path: String) throws {
@@ -44,6 +48,7 @@ public final class SQLiteConnection {
         try execute("PRAGMA journal_mode=WAL")
         try execute("PRAGMA synchronous=FULL")
         try execute("PRAGMA foreign_keys=ON")
+        try execute("PRAGMA cache_size=-\(Self.cacheKiB)")
     }
 
     deinit {
@@ -51,6 +56,8 @@ public final class SQLiteConnection {
     }
 
     public func close() {
+        for statement in prepared { statement.finalize() }
+        prepared.removeAll()
         for statement in statements.values { sqlite3_finalize(statement) }
         statements.removeAll()
         if let db { sqlite3_close_v2(db) }
@@ -98,6 +105,19 @@ public final class SQLiteConnection {
             if rc != SQLITE_OK { throw error(rc, "\(path): bind parameter \(position)") }
         }
     }
+
+    /// A statement prepared once for repeated use on a hot path (bind, step, reset), valid
+    /// until the connection closes.
+    public func prepare(_ sql: String) throws -> SQLiteStatement {
+        var handle: OpaquePointer?
+        let rc = sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &handle, nil)
+        guard rc == SQLITE_OK, let handle else { throw error(rc, "\(path): prepare \(sql.prefix(120))") }
+        let statement = SQLiteStatement(handle: handle, connection: self, sql: sql)
+        prepared.append(statement)
+        return statement
+    }
+
+    fileprivate func failure(_ rc: Int32, _ sql: String) -> SQLiteError { error(rc, "\(path): \(sql.prefix(120))") }
 
     /// Runs one statement with parameters; returns the number of rows changed.
     @discardableResult
@@ -150,3 +170,62 @@ public final class SQLiteConnection {
 
 /// SQLite's SQLITE_TRANSIENT: copy bound text before the call returns.
 private let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// A prepared statement of one `SQLiteConnection` (and used only by its owner). Bind the
+/// parameters (1-based), then `run()` or step through rows with `next()`; both reset it.
+public final class SQLiteStatement {
+    private var handle: OpaquePointer?
+    private unowned let connection: SQLiteConnection
+    let sql: String
+
+    fileprivate init(handle: OpaquePointer, connection: SQLiteConnection, sql: String) {
+        self.handle = handle
+        self.connection = connection
+        self.sql = sql
+    }
+
+    fileprivate func finalize() {
+        sqlite3_finalize(handle)
+        handle = nil
+    }
+
+    public func bind(_ position: Int32, _ value: Int64) { sqlite3_bind_int64(handle, position, value) }
+    public func bind(_ position: Int32, _ value: Double) { sqlite3_bind_double(handle, position, value) }
+    public func bindNull(_ position: Int32) { sqlite3_bind_null(handle, position) }
+    public func bind(_ position: Int32, _ value: String) {
+        var value = value
+        value.withUTF8 { text in
+            _ = text.withMemoryRebound(to: CChar.self) { sqlite3_bind_text(handle, position, $0.baseAddress, Int32(text.count), sqliteTransient) }
+        }
+    }
+    public func bind(_ position: Int32, _ value: SQLValue) {
+        switch value {
+        case .null: bindNull(position)
+        case .integer(let v): bind(position, v)
+        case .real(let v): bind(position, v)
+        case .text(let v): bind(position, v)
+        }
+    }
+
+    /// Runs the statement to completion (a write) and resets it.
+    public func run() throws {
+        let rc = sqlite3_step(handle)
+        sqlite3_reset(handle)
+        guard rc == SQLITE_DONE || rc == SQLITE_ROW else { throw connection.failure(rc, sql) }
+    }
+
+    /// Steps to the next row: true with a row to read, false (and reset) when done.
+    public func next() throws -> Bool {
+        let rc = sqlite3_step(handle)
+        if rc == SQLITE_ROW { return true }
+        sqlite3_reset(handle)
+        guard rc == SQLITE_DONE else { throw connection.failure(rc, sql) }
+        return false
+    }
+
+    /// Resets a query left before its last row.
+    public func reset() { sqlite3_reset(handle) }
+
+    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+}

@@ -40,6 +40,9 @@ public final class SQLiteTableSink: TableSink {
     let connection: SQLiteConnection
     let sources: [SourceConfiguration]
     private let upserts: [String]
+    // Prepared on the first write (the tables exist by then).
+    private var upsertStatements: [SQLiteStatement] = []
+    private var offsetStatement: SQLiteStatement?
 
     public init(path: String, sources: [SourceConfiguration]) throws {
         connection = try SQLiteConnection(path: path)
@@ -78,15 +81,36 @@ public final class SQLiteTableSink: TableSink {
     }
 
     public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String) throws {
+        if upsertStatements.isEmpty {
+            upsertStatements = try upserts.map(connection.prepare)
+            offsetStatement = try connection.prepare("""
+                INSERT INTO genetika_offsets (consumer_group, topic, partition, next_offset) VALUES (?, ?, ?, ?)
+                ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = excluded.next_offset
+                """)
+        }
         try connection.transaction {
             for row in rows {
-                try connection.run(upserts[row.source], row.values.map(\.sql))
+                let statement = upsertStatements[row.source]
+                for (index, value) in row.values.enumerated() {
+                    let position = Int32(index + 1)
+                    switch value {
+                    case .null: statement.bindNull(position)
+                    case .integer(let v): statement.bind(position, v)
+                    case .real(let v): statement.bind(position, v)
+                    case .text(let v), .temporal(let v): statement.bind(position, v)
+                    case .boolean(let v): statement.bind(position, Int64(v ? 1 : 0))
+                    }
+                }
+                try statement.run()
             }
-            for (partition, offset) in offsets {
-                try connection.run("""
-                    INSERT INTO genetika_offsets (consumer_group, topic, partition, next_offset) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = excluded.next_offset
-                    """, [.text(group), .text(partition.topic), .integer(Int64(partition.partition)), .integer(offset)])
+            if let offsetStatement {
+                for (partition, offset) in offsets {
+                    offsetStatement.bind(1, group)
+                    offsetStatement.bind(2, partition.topic)
+                    offsetStatement.bind(3, Int64(partition.partition))
+                    offsetStatement.bind(4, offset)
+                    try offsetStatement.run()
+                }
             }
         }
     }
