@@ -77,7 +77,11 @@ build_librdkafka() {
      || { tail -n 40 "$work/configure.log" >&2; exit 1; })
   make -C "$src/src" -j"$(nproc)" >"$work/make.log" 2>&1 || { tail -n 40 "$work/make.log" >&2; exit 1; }
   make -C "$src/src" install >>"$work/make.log" 2>&1
-  # Keep only the static library so nothing can pick up a shared librdkafka by accident.
+  # Genetika links the static library; the shared one is moved out of the link path so nothing
+  # picks it up by accident. `make bench` runs Debian's kcat on it (LD_LIBRARY_PATH), because
+  # kcat's own librdkafka 2.0.2 cannot talk to modern brokers.
+  mkdir -p "$RDKAFKA_PREFIX/shared"
+  cp -L "$RDKAFKA_PREFIX/lib/librdkafka.so.1" "$RDKAFKA_PREFIX/shared/librdkafka.so.1"
   rm -f "$RDKAFKA_PREFIX"/lib/librdkafka.so*
   echo "$version" > "$RDKAFKA_PREFIX/VERSION"
   write_link_flags
@@ -93,7 +97,7 @@ write_link_flags() {
 if pkg-config --atleast-version="$RDKAFKA_MIN" rdkafka 2>/dev/null; then
   log "using system librdkafka $(pkg-config --modversion rdkafka)"
   rm -rf "$RDKAFKA_PREFIX"
-elif [ -f "$RDKAFKA_PREFIX/lib/librdkafka.a" ] && version_ge "$(cat "$RDKAFKA_PREFIX/VERSION" 2>/dev/null || echo 0)" "$RDKAFKA_MIN"; then
+elif [ -f "$RDKAFKA_PREFIX/lib/librdkafka.a" ] && [ -f "$RDKAFKA_PREFIX/shared/librdkafka.so.1" ] && version_ge "$(cat "$RDKAFKA_PREFIX/VERSION" 2>/dev/null || echo 0)" "$RDKAFKA_MIN"; then
   log "librdkafka $(cat "$RDKAFKA_PREFIX/VERSION") present in $RDKAFKA_PREFIX"
 else
   if pkg-config --exists rdkafka 2>/dev/null; then

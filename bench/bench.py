@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+"""make bench: Genetika's whole pipeline side by side with the original Python design
+(bench/baseline) and with kcat (the raw produce + consume limit), on the same generated
+spreadsheets, each against a fresh local broker, in one run. Prints the figures and the
+ratios and writes them to docs/benchmarks.md. Targets are reported, never asserted.
+
+Run through scripts/bench.sh, which installs what this needs first."""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TOPICS = ["topic1", "topic2", "topic3"]
+
+
+def log(text):
+    print(f"[bench] {text}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def now_ms():
+    return time.time_ns() // 1_000_000
+
+
+class Broker:
+    """A fresh broker (scripts/broker.sh) on its own port; `cpu_seconds` is the broker
+    process's CPU time so far (Tansu only: the process runs here)."""
+
+    def __init__(self, work, name):
+        self.port = free_port()
+        self.dir = work / f"broker-{name}"
+        self.env = dict(os.environ, BROKER_PORT=str(self.port), BROKER_DIR=str(self.dir))
+        self.env.setdefault("BROKER", "tansu")
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        subprocess.run([str(ROOT / "scripts/broker.sh"), "start"], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run([str(ROOT / "scripts/broker.sh"), "stop"], env=self.env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def cpu_seconds(self):
+        pid_file = self.dir / "tansu.pid"
+        if not pid_file.exists():
+            return None
+        try:
+            fields = (pathlib.Path("/proc") / pid_file.read_text().strip() / "stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
+
+
+class Timed:
+    """A process run under /usr/bin/time: peak RSS (KB) and CPU seconds once it ends."""
+
+    def __init__(self, args, work, name, env=None, stdout=None):
+        self.stats = work / f"{name}.time"
+        self.stderr_path = work / f"{name}.log"
+        self.stderr = open(self.stderr_path, "w")
+        self.lines = []
+        self.process = subprocess.Popen(["/usr/bin/time", "-o", str(self.stats), "-f", "%M %U %S %e", *args],
+                                        stdout=stdout if stdout is not None else subprocess.PIPE,
+                                        stderr=self.stderr, env=env, text=True)
+        if self.process.stdout:
+            self.reader = threading.Thread(target=self._read, daemon=True)
+            self.reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait(self, timeout):
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise RuntimeError(f"{' '.join(self.process.args[5:8])}… did not finish within {timeout} s; see {self.stderr_path}")
+        if self.process.stdout:
+            self.reader.join()
+        self.stderr.close()
+        if code != 0:
+            tail = self.stderr_path.read_text()[-3000:]
+            raise RuntimeError(f"{self.process.args[5]} exited with {code}; log {self.stderr_path}:\n{tail}")
+        rss, user, system, wall = self.stats.read_text().split()[-4:]
+        self.rss_kb, self.cpu = int(rss), float(user) + float(system)
+        return self
+
+    def json_line(self):
+        for line in reversed(self.lines):
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"no JSON summary from {self.process.args[5]}")
+
+    def wait_for_log(self, pattern, count, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(re.findall(pattern, self.stderr_path.read_text())) >= count:
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.process.args[5]} ended early: {self.stderr_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+        raise RuntimeError(f"timed out waiting for {pattern!r} in {self.stderr_path}")
+
+
+def genetika_config(path, data, state, broker, **producer):
+    config = json.loads((ROOT / "config.json").read_text())
+    config["kafka"]["bootstrapServers"] = broker.bootstrap
+    for source in config["sources"]:
+        source["file"] = str(data / pathlib.Path(source["file"]).name)
+    config["database"]["url"] = f"sqlite://{state}/genetika.db"
+    config["stateDirectory"] = str(state)
+    config["observability"]["port"] = free_port()
+    config["stages"]["producer"].update(producer)
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def report(genetika, config, out):
+    """Ack delay statistics from the broker's topics (`genetika report`)."""
+    subprocess.run([genetika, "report", "--config", str(config), "--out", str(out)], check=True,
+                   stdout=subprocess.DEVNULL)
+    summary = json.loads((out / "summary.json").read_text())
+    delay = summary.get("delay_ms") or {}
+    return {"p50": delay.get("p50"), "p99": delay.get("p99"), "count": delay.get("count"),
+            "acks": summary.get("acks"), "ids": summary.get("ids")}
+
+
+def run_genetika(args, work, data, rows, name, **producer):
+    with Broker(work, name) as broker:
+        state = work / f"{name}-state"
+        shutil.rmtree(state, ignore_errors=True)
+        config = genetika_config(work / f"{name}.json", data, state, broker, **producer)
+        cpu0 = broker.cpu_seconds()
+        summary_path = work / f"{name}-summary.json"
+        run = Timed([args.genetika, "run", "--config", str(config), "--exit-when-done", "--summary", str(summary_path)],
+                    work, name, stdout=subprocess.DEVNULL).wait(args.timeout)
+        broker_cpu = broker.cpu_seconds() - cpu0 if cpu0 is not None else None
+        s = json.loads(summary_path.read_text())
+        total = 3 * rows
+        if s["rows_written"] != total or s["acks"] != rows:
+            raise RuntimeError(f"{name}: wrote {s['rows_written']} rows and {s['acks']} acks, expected {total} and {rows}")
+        producer_span, db_span, acker_span = (s["stages"][k] for k in ("producer", "db", "acker"))
+        e2e = (acker_span["last_ms"] - producer_span["first_ms"]) / 1000
+        result = {
+            "rows": total, "e2e_seconds": e2e, "e2e_rows_per_second": total / e2e,
+            "producer_rows_per_second": producer_span["per_second"], "db_rows_per_second": db_span["per_second"],
+            "peak_rss_mb": run.rss_kb / 1024, "cpu_seconds": run.cpu, "broker_cpu_seconds": broker_cpu,
+            "delay": report(args.genetika, config, work / f"{name}-report"),
+        }
+        if args.dump_events is not None and name == "genetika":
+            dump_events(broker, args.dump_events)
+        return result
+
+
+def dump_events(broker, directory):
+    """The events Genetika produced, key<TAB>value per line per topic, for kcat to replay."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for topic in TOPICS:
+        with open(directory / f"{topic}.tsv", "w") as out:
+            subprocess.run(["kcat", "-C", "-b", broker.bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
+                            "-f", "%k\t%s\n"], stdout=out, check=True, env=kcat_env())
+
+
+def kcat_env():
+    return dict(os.environ, LD_LIBRARY_PATH=str(ROOT / ".deps/librdkafka/shared"))
+
+
+def run_kcat(args, work, events, rows):
+    """Three kcat consumers (one per topic, from the beginning, exiting after `rows`), then
+    three kcat producers replaying Genetika's events; timed from the producers' start to the
+    last consumer's end."""
+    with Broker(work, "kcat") as broker:
+        env = kcat_env()
+        consumers = [Timed(["kcat", "-C", "-b", broker.bootstrap, "-t", topic, "-o", "beginning", "-c", str(rows), "-q",
+                            "-f", "%k\n"], work, f"kcat-consume-{topic}", env=env, stdout=subprocess.DEVNULL)
+                     for topic in TOPICS]
+        time.sleep(1)  # let them connect and find their partitions
+        cpu0 = broker.cpu_seconds()
+        start = time.monotonic()
+        producers = [Timed(["kcat", "-P", "-b", broker.bootstrap, "-t", topic, "-K", "\t", "-l", str(events / f"{topic}.tsv")],
+                           work, f"kcat-produce-{topic}", env=env, stdout=subprocess.DEVNULL) for topic in TOPICS]
+        for p in producers:
+            p.wait(args.timeout)
+        produced = time.monotonic() - start
+        for c in consumers:
+            c.wait(args.timeout)
+        seconds = time.monotonic() - start
+        total = 3 * rows
+        return {"rows": total, "e2e_seconds": seconds, "e2e_rows_per_second": total / seconds,
+                "producer_rows_per_second": total / produced,
+                "peak_rss_mb": sum(p.rss_kb for p in producers + consumers) / 1024,
+                "cpu_seconds": sum(p.cpu for p in producers + consumers),
+                "broker_cpu_seconds": broker.cpu_seconds() - cpu0 if cpu0 is not None else None}
+
+
+def run_baseline(args, work, data, rows, name, rate=0):
+    """The original design: DB consumer and acker started first (their groups joined), then
+    the producer; timed from the producer's start to the acker's last ack."""
+    python = str(args.venv / "bin/python")
+    baseline = ROOT / "bench/baseline"
+    with Broker(work, name) as broker:
+        state = work / f"{name}-state"
+        shutil.rmtree(state, ignore_errors=True)
+        state.mkdir(parents=True)
+        db = Timed([python, str(baseline / "db_consumer.py"), "--bootstrap", broker.bootstrap,
+                    "--database", str(state / "baseline.db"), "--expect", str(3 * rows)], work, f"{name}-db")
+        acker = Timed([python, str(baseline / "acker.py"), "--bootstrap", broker.bootstrap,
+                       "--state", str(state / "acker.shelve"), "--expect", str(rows)], work, f"{name}-acker")
+        db.wait_for_log(r"db: assigned \d+ partitions", 1, 120)
+        acker.wait_for_log(r"acker: assigned \d+ partitions", 1, 120)
+        cpu0 = broker.cpu_seconds()
+        producer = Timed([python, str(baseline / "producer.py"), "--bootstrap", broker.bootstrap, "--rate", str(rate),
+                          *[str(data / f"sim_file{i}.xlsx") for i in (1, 2, 3)]], work, f"{name}-producer")
+        producer.wait(args.baseline_timeout)
+        acker.wait(args.baseline_timeout)
+        db.wait(args.baseline_timeout)
+        broker_cpu = broker.cpu_seconds() - cpu0 if cpu0 is not None else None
+        p, d, a = producer.json_line(), db.json_line(), acker.json_line()
+        total = 3 * rows
+        e2e = (a["done_ms"] - p["started_ms"]) / 1000
+        config = genetika_config(work / f"{name}.json", data, state, broker)
+        return {
+            "rows": total, "e2e_seconds": e2e, "e2e_rows_per_second": total / e2e,
+            "producer_rows_per_second": p["rows"] / ((p["done_ms"] - p["started_ms"]) / 1000),
+            "db_rows_per_second": d["rows"] / ((d["done_ms"] - d["first_ms"]) / 1000),
+            "peak_rss_mb": sum(x.rss_kb for x in (producer, db, acker)) / 1024,
+            "cpu_seconds": sum(x.cpu for x in (producer, db, acker)), "broker_cpu_seconds": broker_cpu,
+            "delay": report(args.genetika, config, work / f"{name}-report"),
+        }
+
+
+def machine():
+    cpu = "unknown CPU"
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(pathlib.Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+    return f"{os.cpu_count()} cores, {cpu}, {mem:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+def fmt(value, digits=0):
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="rows per spreadsheet")
+    parser.add_argument("--large-rows", type=int, help="rows per spreadsheet for the RSS comparison (4 × --rows)")
+    parser.add_argument("--paced-rows", type=int, default=20_000, help="rows per spreadsheet in the paced runs")
+    parser.add_argument("--rate", type=int, default=1000, help="events per second per topic in the paced runs")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--genetika", required=True)
+    parser.add_argument("--venv", type=pathlib.Path, required=True)
+    parser.add_argument("--work", type=pathlib.Path, default=ROOT / ".bench/pipeline")
+    parser.add_argument("--timeout", type=int, default=900)
+    parser.add_argument("--baseline-timeout", type=int, default=7200)
+    parser.add_argument("--write-docs", action="store_true", help="write the results into docs/benchmarks.md")
+    args = parser.parse_args()
+    args.large_rows = args.large_rows or 4 * args.rows
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.dump_events = args.work / "events"
+    shutil.rmtree(args.dump_events, ignore_errors=True)
+
+    def dataset(rows):
+        path = args.work / f"data-{rows}"
+        if not (path / "sim_file3.xlsx").exists():
+            log(f"generating 3 × {rows:,} rows into {path}")
+            subprocess.run([args.genetika, "generate", "--rows", str(rows), "--out", str(path)], check=True,
+                           stdout=subprocess.DEVNULL)
+        return path
+
+    data, large, paced = dataset(args.rows), dataset(args.large_rows), dataset(args.paced_rows)
+    results = {}
+    log(f"Genetika, flat out, 3 × {args.rows:,} rows")
+    results["genetika"] = run_genetika(args, args.work, data, args.rows, "genetika")
+    log(f"kcat, 3 × {args.rows:,} messages (Genetika's events replayed)")
+    results["kcat"] = run_kcat(args, args.work, args.dump_events, args.rows)
+    log(f"Genetika, paced at {args.rate:,} events/s per topic, 3 × {args.paced_rows:,} rows")
+    results["genetika_paced"] = run_genetika(args, args.work, paced, args.paced_rows, "genetika-paced", ratePerSecond=args.rate)
+    log(f"Genetika, flat out, 3 × {args.large_rows:,} rows (peak RSS against N)")
+    results["genetika_large"] = run_genetika(args, args.work, large, args.large_rows, "genetika-large")
+    if not args.skip_baseline:
+        log(f"baseline (Python), flat out, 3 × {args.rows:,} rows: this takes a while")
+        results["baseline"] = run_baseline(args, args.work, data, args.rows, "baseline")
+        log(f"baseline (Python), paced at {args.rate:,} events/s per topic, 3 × {args.paced_rows:,} rows")
+        results["baseline_paced"] = run_baseline(args, args.work, paced, args.paced_rows, "baseline-paced", rate=args.rate)
+
+    (args.work / "results.json").write_text(json.dumps(results, indent=2))
+    text = render(args, results)
+    print(text)
+    if args.write_docs:
+        write_docs(text)
+        log("written to docs/benchmarks.md")
+
+
+def render(args, r):
+    g, k, gp, gl = r["genetika"], r["kcat"], r["genetika_paced"], r["genetika_large"]
+    b, bp = r.get("baseline"), r.get("baseline_paced")
+    lines = [
+        "<!-- bench:start -->",
+        "### Whole pipeline (`make bench`)",
+        "",
+        f"3 spreadsheets × {args.rows:,} rows (the seed's columns, `genetika generate`), each contender against a",
+        f"fresh local broker ({os.environ.get('BROKER', 'tansu')}), measured {datetime.date.today().isoformat()} on {machine()}.",
+        f"Reproduce: `make bench` (`ROWS=N make bench` for another size; `SKIP_BASELINE=1` leaves out the slow Python run).",
+        "",
+        "| | rows | end-to-end s | end-to-end rows/s | producer rows/s | DB rows/s | peak RSS MB | CPU s | broker CPU s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def row(name, x):
+        return (f"| {name} | {x['rows']:,} | {fmt(x['e2e_seconds'], 2)} | {fmt(x['e2e_rows_per_second'])} | "
+                f"{fmt(x.get('producer_rows_per_second'))} | {fmt(x.get('db_rows_per_second'))} | {fmt(x['peak_rss_mb'], 1)} | "
+                f"{fmt(x['cpu_seconds'], 1)} | {fmt(x.get('broker_cpu_seconds'), 1)} |")
+
+    lines.append(row("Genetika", g))
+    lines.append(row(f"Genetika, 3 × {args.large_rows:,}", gl))
+    if b:
+        lines.append(row("baseline (Python design)", b))
+    lines.append(row("kcat produce + consume", k))
+    lines += ["", "Ack delay (ack time − latest topic time of the same id, ms; Kafka timestamps):", "",
+              "| | regime | acks | p50 | p99 |", "|---|---|---:|---:|---:|"]
+    lines.append(f"| Genetika | paced, {args.rate:,}/s per topic | {gp['delay']['acks']:,} | {fmt(gp['delay']['p50'], 1)} | {fmt(gp['delay']['p99'], 1)} |")
+    lines.append(f"| Genetika | flat out | {g['delay']['acks']:,} | {fmt(g['delay']['p50'], 1)} | {fmt(g['delay']['p99'], 1)} |")
+    if bp:
+        lines.append(f"| baseline | paced, {args.rate:,}/s per topic | {bp['delay']['acks']:,} | {fmt(bp['delay']['p50'], 1)} | {fmt(bp['delay']['p99'], 1)} |")
+    if b:
+        lines.append(f"| baseline | flat out | {b['delay']['acks']:,} | {fmt(b['delay']['p50'], 1)} | {fmt(b['delay']['p99'], 1)} |")
+
+    def verdict(ok):
+        return "met" if ok else "**missed**"
+
+    lines += ["", "| target | measured | |", "|---|---|---|"]
+    if b:
+        ratio = g["e2e_rows_per_second"] / b["e2e_rows_per_second"]
+        lines.append(f"| end-to-end ≥ 50× the baseline | {ratio:,.1f}× | {verdict(ratio >= 50)} |")
+    ratio = g["e2e_rows_per_second"] / k["e2e_rows_per_second"]
+    lines.append(f"| end-to-end ≥ 0.5× kcat's produce + consume | {ratio:.2f}× | {verdict(ratio >= 0.5)} |")
+    p50, p99 = gp["delay"]["p50"], gp["delay"]["p99"]
+    lines.append(f"| paced ack delay p50 ≤ 2 ms | {fmt(p50, 1)} ms | {verdict(p50 is not None and p50 <= 2)} |")
+    lines.append(f"| paced ack delay p99 ≤ 10 ms | {fmt(p99, 1)} ms | {verdict(p99 is not None and p99 <= 10)} |")
+    growth = gl["peak_rss_mb"] / g["peak_rss_mb"]
+    lines.append(f"| peak RSS flat in N ({args.rows:,} → {args.large_rows:,} rows per file, within 25 %) | "
+                 f"{fmt(g['peak_rss_mb'], 1)} → {fmt(gl['peak_rss_mb'], 1)} MB ({growth:.2f}×) | {verdict(growth <= 1.25)} |")
+    lines += ["", "<!-- bench:end -->"]
+    return "\n".join(lines)
+
+
+def write_docs(section):
+    path = ROOT / "docs/benchmarks.md"
+    text = path.read_text()
+    pattern = re.compile(r"<!-- bench:start -->.*?<!-- bench:end -->", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except RuntimeError as error:
+        log(f"failed: {error}")
+        sys.exit(1)
