@@ -5,7 +5,7 @@ CONFIG ?= config.json
 SWIFT_BUILD_FLAGS ?=
 GENETIKA := .build/debug/genetika
 
-.PHONY: all deps build release test run e2e broker-start broker-stop clean help bench-xlsx scale-out compose-check
+.PHONY: all deps build release test run e2e broker-start broker-stop clean help bench bench-xlsx scale-out compose-check
 
 all: build
 
@@ -17,6 +17,7 @@ help:
 	@echo "make e2e           the whole pipeline against a fresh broker, checked end to end"
 	@echo "make scale-out     two processes sharing the groups and PostgreSQL; one is killed mid-stream"
 	@echo "make compose-check validate compose.yaml (docker-compose config)"
+	@echo "make bench         the whole pipeline against the Python design and kcat (docs/benchmarks.md)"
 	@echo "make bench-xlsx    the xlsx reader against python-calamine and openpyxl"
 	@echo "make broker-start  start a local broker on 127.0.0.1:9092 with Genetika's topics"
 	@echo "make broker-stop   stop it"
@@ -45,6 +46,9 @@ run: build broker-start
 
 clean:
 	rm -rf .build state out .broker
+
+bench: deps
+	@scripts/bench.sh
 
 bench-xlsx: deps
 	@scripts/bench-xlsx.sh
