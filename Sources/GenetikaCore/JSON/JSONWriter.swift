@@ -40,15 +40,26 @@ public struct JSONWriter {
         }
     }
 
+    /// Decimal digits written straight into the buffer, without an intermediate String.
     public mutating func writeInteger(_ number: Int64) {
-        append(String(number))
+        if number < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = number.magnitude
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buffer in
+            var start = 20
+            repeat {
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") &+ UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[start..<20]))
+        }
     }
 
     /// Non-finite numbers have no JSON form and are written as `null`.
     public mutating func writeDouble(_ number: Double) {
         guard number.isFinite else { append("null"); return }
         if number == number.rounded(), abs(number) < 1e15 {
-            append(String(Int64(number)))
+            writeInteger(Int64(number))
             append(".0")
         } else {
             append(number.description)
@@ -57,6 +68,16 @@ public struct JSONWriter {
 
     public mutating func writeString(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
+        // Most text needs no escaping: copy it whole.
+        let plain = text.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
+            guard !utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else { return false }
+            bytes.append(contentsOf: utf8)
+            return true
+        }
+        if plain == true {
+            bytes.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "\""): append("\\\"")
@@ -78,4 +99,6 @@ public struct JSONWriter {
     mutating func append(_ text: String) { bytes.append(contentsOf: text.utf8) }
 
     mutating func appendRaw(_ byte: UInt8) { bytes.append(byte) }
+
+    mutating func appendRaw(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
 }

@@ -44,6 +44,8 @@ public struct RowMapper: Sendable {
     /// For each configured column, its position in the sheet.
     private let positions: [Int]
     private let keyIndex: Int
+    /// `{"name":` for the first column, `,"name":` for the others.
+    private let memberPrefixes: [[UInt8]]
 
     /// Matches the header row against the configured columns; throws naming the file and
     /// the missing columns.
@@ -65,6 +67,13 @@ public struct RowMapper: Sendable {
                             "header row lacks column(s) \(missing.map { "\"\($0)\"" }.joined(separator: ", ")) (found \(found))")
         }
         self.positions = positions
+        memberPrefixes = source.columns.enumerated().map { index, column in
+            var writer = JSONWriter(reservingCapacity: column.name.utf8.count + 4)
+            writer.appendRaw(UInt8(ascii: index == 0 ? "{" : ","))
+            writer.writeString(column.name)
+            writer.appendRaw(UInt8(ascii: ":"))
+            return writer.bytes
+        }
         keyIndex = source.columns.firstIndex { $0.name == source.key } ?? 0
     }
 
@@ -94,16 +103,23 @@ public struct RowMapper: Sendable {
     /// The event's JSON: `{"column": value, …}` in configuration order.
     public func event(of values: [FieldValue]) -> [UInt8] {
         var writer = JSONWriter(reservingCapacity: 32 * values.count)
-        writer.appendRaw(UInt8(ascii: "{"))
-        for (index, (column, value)) in zip(source.columns, values).enumerated() {
-            if index > 0 { writer.appendRaw(UInt8(ascii: ",")) }
-            writer.writeString(column.name)
-            writer.appendRaw(UInt8(ascii: ":"))
-            writer.write(value.json)
+        for (index, value) in values.enumerated() {
+            // `{"name":` or `,"name":`, serialized once per column.
+            writer.appendRaw(memberPrefixes[index])
+            switch value {
+            case .null: writer.appendRaw(Self.null)
+            case .integer(let v): writer.writeInteger(v)
+            case .real(let v): writer.writeDouble(v)
+            case .text(let v), .temporal(let v): writer.writeString(v)
+            case .boolean(let v): writer.appendRaw(v ? Self.true : Self.false)
+            }
         }
-        writer.appendRaw(UInt8(ascii: "}"))
+        writer.appendRaw(values.isEmpty ? Self.emptyObject : Self.closingBrace)
         return writer.bytes
     }
+
+    private static let null = Array("null".utf8), `true` = Array("true".utf8), `false` = Array("false".utf8)
+    private static let emptyObject = Array("{}".utf8), closingBrace = Array("}".utf8)
 
     /// A spreadsheet cell as a value of `column`'s type.
     static func convert(_ cell: CellValue, to column: ColumnConfiguration, row: Int) throws(RowRejection) -> FieldValue {
@@ -114,7 +130,7 @@ public struct RowMapper: Sendable {
         switch (column.type, cell) {
         case (_, .empty):
             value = .null
-        case (_, .string(let text)) where text.trimmedWhitespace == "NA":
+        case (_, .string(let text)) where text.isNotAvailableMarker:
             value = .null
         case (.integer, .integer(let v)):
             value = .integer(v)
@@ -179,6 +195,12 @@ public struct RowMapper: Sendable {
 }
 
 extension String {
+    /// `NA` (the sources' missing-value marker), whitespace around it allowed. Checks for an
+    /// `N` first, so that ordinary text costs no trimming copy.
+    var isNotAvailableMarker: Bool {
+        utf8.contains(UInt8(ascii: "N")) && trimmedWhitespace == "NA"
+    }
+
     /// The text without leading and trailing whitespace.
     var trimmedWhitespace: String {
         var scalars = Substring(self)
