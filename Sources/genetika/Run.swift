@@ -114,6 +114,9 @@ struct RunSummary {
                 ("db", span(c.writing, count: c.rowsWritten.value)),
                 ("acker", span(c.acking, count: c.acks.value)),
             ]))),
+            ("ack_delay_split_ms", .object(JSONObject([
+                ("to_acker", c.ackTransit.statistics?.json ?? .null), ("in_acker", c.ackProcessing.statistics?.json ?? .null),
+            ]))),
             ("peak_rss_kb", .int(Int64(usage.ru_maxrss))),
             ("cpu_user_s", seconds(usage.ru_utime)), ("cpu_system_s", seconds(usage.ru_stime)),
         ]))

@@ -16,6 +16,9 @@ public final class KafkaProducer: Sendable {
         "acks": "all",
         "linger.ms": "1",
         "message.timeout.ms": "120000",
+        // At most 20,000 messages wait in librdkafka's queue (default 100,000): a fast reader
+        // waits for the broker instead of buffering, so memory does not depend on the data.
+        "queue.buffering.max.messages": "20000",
     ]
 
     let handle: KafkaHandle

@@ -34,13 +34,15 @@ public actor AckerStage: ConsumingStage {
     /// Most entries `waiting` holds; beyond it, half are dropped (they stay in the store).
     /// Ids whose events arrive far apart (the source files in different orders) would
     /// otherwise make memory grow with the data.
-    static let waitingCapacity = 100_000
+    static let waitingCapacity = 20_000
     // Set while `run()` runs.
     private var store: AckerStore?
     private var producer: KafkaProducer?
     private var readBack: KafkaConsumer?
     private var deadLetters: DeadLetterWriter?
     private var batches = 0
+    /// When the batch in hand was received (precise epoch ms).
+    private var received = 0.0
 
     /// `afterAcks` runs after a batch's acks (at least one) were delivered and before its
     /// state is committed, with the batch number (tests inject crashes there).
@@ -65,8 +67,14 @@ public actor AckerStage: ConsumingStage {
         configuration.resolve(configuration.stateDirectory) + "/acker.db"
     }
 
+    /// Opens (creating) the acker's state for `configuration`.
+    public static func openStore(_ configuration: GenetikaConfiguration) throws -> AckerStore {
+        try AckerStore(path: statePath(configuration), topicCount: configuration.sources.count,
+                       integerIds: configuration.sources.allSatisfy { $0.keyColumn?.type == .integer })
+    }
+
     public func run() async throws {
-        let store = try AckerStore(path: Self.statePath(configuration), topicCount: configuration.sources.count)
+        let store = try Self.openStore(configuration)
         defer { store.close(); self.store = nil }
         self.store = store
         let clientConfiguration = KafkaClientConfiguration(configuration.kafka)
@@ -87,6 +95,7 @@ public actor AckerStage: ConsumingStage {
 
     func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws {
         guard let store, let producer, let deadLetters else { return }
+        received = nowMillisecondsPrecise()
         counters.acking.started()
         batches += 1
         try await process(batch, offsets: offsets, store: store, producer: producer, deadLetters: deadLetters, batch: batches)
@@ -180,7 +189,9 @@ public actor AckerStage: ConsumingStage {
         }
         for entry in entries.values { waiting[entry.id] = entry.acked ? nil : entry }
         if waiting.count > Self.waitingCapacity {
-            for id in waiting.keys.prefix(waiting.count - Self.waitingCapacity / 2) { waiting[id] = nil }
+            // Rebuilt rather than thinned in place: deleting a run of buckets would leave the
+            // rest clustered, and every later lookup would probe through the cluster.
+            waiting = Dictionary(uniqueKeysWithValues: waiting.prefix(Self.waitingCapacity / 2).map { ($0.key, $0.value) })
         }
         if !acks.isEmpty { counters.acking.finished() }
         tracker.processed(offsets)
@@ -196,8 +207,11 @@ public actor AckerStage: ConsumingStage {
     /// `{"id": …, "latest_event_ms": …, "ack_ms": …, "topics": {"topic1": ms, …}}`, keyed by
     /// id, on the same partition number as the id's source events.
     private func ackMessage(_ entry: AckerEntry) -> OutgoingMessage {
-        let ackTime = nowMilliseconds()
+        let precise = nowMillisecondsPrecise()
+        let ackTime = Int64(precise)
         let latest = entry.timestamps.compactMap { $0 }.max() ?? ackTime
+        counters.ackProcessing.record(precise - received)
+        counters.ackTransit.record(received - Double(latest))
         var topics = JSONObject()
         for source in configuration.sources {
             topics[source.topic] = entry.timestamps[topicIndex[source.topic]!].map { .int($0) } ?? .null

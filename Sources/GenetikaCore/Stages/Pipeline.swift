@@ -91,7 +91,7 @@ public final class Pipeline: Sendable {
         }
         if stages.contains(.acker) {
             do {
-                try AckerStore(path: AckerStage.statePath(configuration), topicCount: configuration.sources.count).close()
+                try AckerStage.openStore(configuration).close()
             } catch {
                 throw StartupError(what: "acker state in \(configuration.resolve(configuration.stateDirectory))", cause: "\(error)")
             }

@@ -67,6 +67,47 @@ public final class ActivitySpan: Sendable {
     public var last: Int64? { let v = lastMs.load(ordering: .relaxed); return v == 0 ? nil : v }
 }
 
+/// A bounded sample of durations (milliseconds) for percentiles: every value while fewer
+/// than `capacity` were recorded, then a uniform reservoir sample of them all.
+public final class DurationSample: Sendable {
+    private struct State {
+        var values: [Double] = []
+        var seen = 0
+        var random = SplitMix(seed: 0x5EED)
+    }
+    private let state = Mutex(State())
+    public let capacity: Int
+
+    public init(capacity: Int = 100_000) { self.capacity = capacity }
+
+    public func record(_ milliseconds: Double) {
+        state.withLock { s in
+            s.seen += 1
+            if s.values.count < capacity {
+                s.values.append(milliseconds)
+            } else {
+                let slot = Int(s.random.next() % UInt64(s.seen))
+                if slot < capacity { s.values[slot] = milliseconds }
+            }
+        }
+    }
+
+    public var statistics: DelayStatistics? { DelayStatistics(state.withLock { $0.values }) }
+}
+
+/// A small deterministic generator (SplitMix64) for sampling.
+struct SplitMix {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
 /// Counters shared by the stages (for logs, progress, tests, and `/metrics`).
 public final class PipelineCounters: Sendable {
     public let rowsRead: Counter
@@ -84,6 +125,11 @@ public final class PipelineCounters: Sendable {
     public let writtenPerTable: [String: Counter]
     /// Ack delay (ack time − latest topic time), in milliseconds, as a histogram.
     public let ackDelay: Recorder?
+    /// The ack delay split in two (for `genetika run --summary`): from the latest event's
+    /// creation until the acker had it in hand (producer, broker, fetch), and from then until
+    /// its ack was created (the acker's own share), in milliseconds.
+    public let ackTransit = DurationSample()
+    public let ackProcessing = DurationSample()
     /// When each stage worked (for `genetika run --summary`).
     public let producing = ActivitySpan()
     public let writing = ActivitySpan()
@@ -195,6 +241,13 @@ public actor PipelineProgress {
 }
 
 /// Milliseconds since the Unix epoch, now.
+/// Milliseconds since the Unix epoch with sub-millisecond precision.
+@inline(__always) public func nowMillisecondsPrecise() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_REALTIME, &time)
+    return Double(time.tv_sec) * 1000 + Double(time.tv_nsec) / 1_000_000
+}
+
 @inline(__always) public func nowMilliseconds() -> Int64 {
     var spec = timespec()
     clock_gettime(CLOCK_REALTIME, &spec)

@@ -20,17 +20,24 @@ public final class AckerStore {
     private let upsertEntry: SQLiteStatement
     private let upsertAcked: SQLiteStatement
 
-    public init(path: String, topicCount: Int) throws {
-        let connection = try SQLiteConnection(path: path)
+    /// `integerIds`: every source's key column is an integer, so ids are kept as integers
+    /// (a rowid table: smaller and faster than text keys). A state file created either way
+    /// works either way: SQLite converts the bound id to the column's type.
+    public init(path: String, topicCount: Int, integerIds: Bool = false) throws {
+        // The state and its offsets commit atomically, and the ack topic is read back on
+        // assignment, so commits lost to a power failure are redone without a second ack:
+        // no fsync per batch is needed.
+        let connection = try SQLiteConnection(path: path, durability: .normal)
         self.connection = connection
         self.topicCount = topicCount
         let timestampColumns = (0..<topicCount).map { ", t\($0) INTEGER" }.joined()
         try connection.transaction {
-            // WITHOUT ROWID: the id is the only key, so one B-tree per write instead of two.
+            // Text ids: WITHOUT ROWID, so that the id is the only key (one B-tree per write).
+            let idColumn = integerIds ? "id INTEGER PRIMARY KEY NOT NULL" : "id TEXT PRIMARY KEY NOT NULL"
             try connection.execute("""
                 CREATE TABLE IF NOT EXISTS acker_ids (
-                    id TEXT PRIMARY KEY NOT NULL, partition INTEGER NOT NULL, seen INTEGER NOT NULL,
-                    acked INTEGER NOT NULL DEFAULT 0\(timestampColumns)) WITHOUT ROWID;
+                    \(idColumn), partition INTEGER NOT NULL, seen INTEGER NOT NULL,
+                    acked INTEGER NOT NULL DEFAULT 0\(timestampColumns))\(integerIds ? "" : " WITHOUT ROWID");
                 CREATE TABLE IF NOT EXISTS acker_offsets (
                     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
                     PRIMARY KEY (topic, partition));

@@ -25,11 +25,21 @@ public final class SQLiteConnection {
     private var statements: [String: OpaquePointer] = [:]
     private var prepared: [SQLiteStatement] = []
     /// Pages SQLite keeps in memory per connection (`PRAGMA cache_size`), in KiB: enough for
-    /// the upper levels of large tables, fixed so memory does not grow with the data.
-    public static let cacheKiB = 16 * 1024
+    /// the upper levels of large tables; fixed and small, so memory does not grow with the data.
+    public static let cacheKiB = 4 * 1024
+
+    /// How hard a commit waits for the disk (`PRAGMA synchronous`).
+    public enum Durability: String, Sendable {
+        /// Every commit is on disk when `COMMIT` returns (fsync per commit).
+        case full = "FULL"
+        /// Commits are atomic and survive a crash of the process, but the last ones may be
+        /// lost if the machine loses power (WAL: fsync at checkpoints only). For state that
+        /// Kafka can rebuild.
+        case normal = "NORMAL"
+    }
 
     /// Opens (creating) the database at `path`, creating its directory if needed.
-    public init(path: String) throws {
+    public init(path: String, durability: Durability = .full) throws {
         self.path = path
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
@@ -46,7 +56,7 @@ public final class SQLiteConnection {
         db = handle
         sqlite3_busy_timeout(handle, 10_000)
         try execute("PRAGMA journal_mode=WAL")
-        try execute("PRAGMA synchronous=FULL")
+        try execute("PRAGMA synchronous=\(durability.rawValue)")
         try execute("PRAGMA foreign_keys=ON")
         try execute("PRAGMA cache_size=-\(Self.cacheKiB)")
     }
