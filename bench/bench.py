@@ -254,6 +254,20 @@ def run_baseline(args, work, data, rows, name, rate=0):
         }
 
 
+def run_transit(args, work, rate):
+    """The broker's latency floor at the paced rate, with plain librdkafka clients
+    (bench/transit.py, confluent-kafka): no Genetika involved."""
+    with Broker(work, "transit") as broker:
+        cpu0 = broker.cpu_seconds()
+        probe = Timed([str(args.venv / "bin/python"), str(ROOT / "bench/transit.py"), "--bootstrap", broker.bootstrap,
+                       "--rate", str(rate), "--seconds", "10"], work, "transit").wait(300)
+        result = probe.json_line()
+        result["broker_cpu_seconds"] = broker.cpu_seconds() - cpu0 if cpu0 is not None else None
+        if result["count"] != result["expected"]:
+            raise RuntimeError(f"transit probe: {result['count']} of {result['expected']} messages arrived")
+        return result
+
+
 def machine():
     cpu = "unknown CPU"
     for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
@@ -283,10 +297,14 @@ def main():
     parser.add_argument("--timeout", type=int, default=900)
     parser.add_argument("--baseline-timeout", type=int, default=7200)
     parser.add_argument("--write-docs", action="store_true", help="write the results into docs/benchmarks.md")
+    parser.add_argument("--transit-only", action="store_true", help="only measure the broker's latency floor (bench/transit.py)")
     args = parser.parse_args()
     args.large_rows = args.large_rows or 4 * args.rows
     args.work.mkdir(parents=True, exist_ok=True)
     args.dump_events = args.work / "events"
+    if args.transit_only:
+        print(json.dumps(run_transit(args, args.work, args.rate)))
+        return
     shutil.rmtree(args.dump_events, ignore_errors=True)
 
     def dataset(rows):
@@ -305,6 +323,8 @@ def main():
     results["kcat"] = run_kcat(args, args.work, args.dump_events, args.rows)
     log(f"Genetika, paced at {args.rate:,} events/s per topic, 3 × {args.paced_rows:,} rows")
     results["genetika_paced"] = run_genetika(args, args.work, paced, args.paced_rows, "genetika-paced", ratePerSecond=args.rate)
+    log(f"plain librdkafka clients, paced at {args.rate:,} messages/s per topic (the broker's latency floor)")
+    results["transit"] = run_transit(args, args.work, args.rate)
     log(f"Genetika, flat out, 3 × {args.large_rows:,} rows (peak RSS against N)")
     results["genetika_large"] = run_genetika(args, args.work, large, args.large_rows, "genetika-large")
     if not args.skip_baseline:
@@ -362,6 +382,10 @@ def render(args, r):
 
     lines.append(delay_row("Genetika", f"paced, {args.rate:,}/s per topic", gp))
     lines.append(delay_row("Genetika", "flat out", g))
+    tr = r.get("transit")
+    if tr:
+        lines.append(f"| librdkafka producer → consumer, no Genetika (`bench/transit.py`) | paced, {args.rate:,}/s per topic | "
+                     f"{tr['count']:,} messages | {fmt(tr['p50'], 1)} | {fmt(tr['p99'], 1)} | – | – |")
     if bp:
         lines.append(delay_row("baseline", f"paced, {args.rate:,}/s per topic", bp))
     if b:
