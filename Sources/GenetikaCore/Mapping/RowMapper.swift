@@ -8,16 +8,6 @@ public enum FieldValue: Sendable, Equatable, Hashable {
     /// `YYYY-MM-DD` (for `date`) or `YYYY-MM-DDTHH:MM:SS[.mmm]` (for `datetime`).
     case temporal(String)
 
-    var json: JSONValue {
-        switch self {
-        case .null: .null
-        case .integer(let v): .int(v)
-        case .real(let v): .double(v)
-        case .text(let v), .temporal(let v): .string(v)
-        case .boolean(let v): .bool(v)
-        }
-    }
-
     var sql: SQLValue {
         switch self {
         case .null: .null

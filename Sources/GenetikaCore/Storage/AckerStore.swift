@@ -76,7 +76,7 @@ public final class AckerStore {
     }
 
     public func entry(_ id: String) throws -> AckerEntry? {
-        selectEntry.bind(1, id)
+        try selectEntry.bind(1, .text(id))
         guard try selectEntry.next() else { return nil }
         defer { selectEntry.reset() }
         let timestamps: [Int64?] = (0..<Int32(topicCount)).map { column in
@@ -87,20 +87,20 @@ public final class AckerStore {
     }
 
     public func save(_ entry: AckerEntry) throws {
-        upsertEntry.bind(1, entry.id)
-        upsertEntry.bind(2, Int64(entry.partition))
-        upsertEntry.bind(3, entry.seen)
-        upsertEntry.bind(4, Int64(entry.acked ? 1 : 0))
+        try upsertEntry.bind(1, .text(entry.id))
+        try upsertEntry.bind(2, .integer(Int64(entry.partition)))
+        try upsertEntry.bind(3, .integer(entry.seen))
+        try upsertEntry.bind(4, .integer(entry.acked ? 1 : 0))
         for (index, timestamp) in entry.timestamps.enumerated() {
-            if let timestamp { upsertEntry.bind(Int32(5 + index), timestamp) } else { upsertEntry.bindNull(Int32(5 + index)) }
+            try upsertEntry.bind(Int32(5 + index), timestamp.map(SQLValue.integer) ?? .null)
         }
         try upsertEntry.run()
     }
 
     /// Marks an id acked (found in the ack topic), creating its row if needed.
     public func markAcked(_ id: String, partition: Int32) throws {
-        upsertAcked.bind(1, id)
-        upsertAcked.bind(2, Int64(partition))
+        try upsertAcked.bind(1, .text(id))
+        try upsertAcked.bind(2, .integer(Int64(partition)))
         try upsertAcked.run()
     }
 

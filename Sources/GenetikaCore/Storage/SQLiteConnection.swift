@@ -105,13 +105,7 @@ public final class SQLiteConnection {
     private func bind(_ statement: OpaquePointer, _ values: [SQLValue]) throws {
         for (index, value) in values.enumerated() {
             let position = Int32(index + 1)
-            let rc: Int32
-            switch value {
-            case .null: rc = sqlite3_bind_null(statement, position)
-            case .integer(let v): rc = sqlite3_bind_int64(statement, position, v)
-            case .real(let v): rc = sqlite3_bind_double(statement, position, v)
-            case .text(let v): rc = sqlite3_bind_text(statement, position, v, -1, sqliteTransient)
-            }
+            let rc = bindValue(statement, position, value)
             if rc != SQLITE_OK { throw error(rc, "\(path): bind parameter \(position)") }
         }
     }
@@ -181,6 +175,19 @@ public final class SQLiteConnection {
 /// SQLite's SQLITE_TRANSIENT: copy bound text before the call returns.
 private let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
+/// Binds one parameter (1-based); returns SQLite's result code.
+private func bindValue(_ statement: OpaquePointer?, _ position: Int32, _ value: SQLValue) -> Int32 {
+    switch value {
+    case .null: return sqlite3_bind_null(statement, position)
+    case .integer(let v): return sqlite3_bind_int64(statement, position, v)
+    case .real(let v): return sqlite3_bind_double(statement, position, v)
+    case .text(var v):
+        return v.withUTF8 { text in
+            text.withMemoryRebound(to: CChar.self) { sqlite3_bind_text(statement, position, $0.baseAddress, Int32(text.count), sqliteTransient) }
+        }
+    }
+}
+
 /// A prepared statement of one `SQLiteConnection` (and used only by its owner). Bind the
 /// parameters (1-based), then `run()` or step through rows with `next()`; both reset it.
 public final class SQLiteStatement {
@@ -199,22 +206,10 @@ public final class SQLiteStatement {
         handle = nil
     }
 
-    public func bind(_ position: Int32, _ value: Int64) { sqlite3_bind_int64(handle, position, value) }
-    public func bind(_ position: Int32, _ value: Double) { sqlite3_bind_double(handle, position, value) }
-    public func bindNull(_ position: Int32) { sqlite3_bind_null(handle, position) }
-    public func bind(_ position: Int32, _ value: String) {
-        var value = value
-        value.withUTF8 { text in
-            _ = text.withMemoryRebound(to: CChar.self) { sqlite3_bind_text(handle, position, $0.baseAddress, Int32(text.count), sqliteTransient) }
-        }
-    }
-    public func bind(_ position: Int32, _ value: SQLValue) {
-        switch value {
-        case .null: bindNull(position)
-        case .integer(let v): bind(position, v)
-        case .real(let v): bind(position, v)
-        case .text(let v): bind(position, v)
-        }
+    /// Binds parameter `position` (1-based).
+    public func bind(_ position: Int32, _ value: SQLValue) throws {
+        let rc = bindValue(handle, position, value)
+        if rc != SQLITE_OK { throw connection.failure(rc, "bind parameter \(position) of \(sql)") }
     }
 
     /// Runs the statement to completion (a write) and resets it.

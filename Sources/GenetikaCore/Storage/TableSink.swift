@@ -1,4 +1,5 @@
 import Foundation
+import CSQLite
 
 /// Where the DB stage writes rows: the source tables plus the consumed offsets, both in one
 /// transaction per batch, which is what makes each event land exactly once.
@@ -39,15 +40,12 @@ public enum TableSinks {
 public final class SQLiteTableSink: TableSink {
     let connection: SQLiteConnection
     let sources: [SourceConfiguration]
-    private let upserts: [String]
-    // Prepared on the first write (the tables exist by then).
-    private var upsertStatements: [SQLiteStatement] = []
-    private var offsetStatement: SQLiteStatement?
+    /// Each source's upsert and the offsets upsert, prepared by `prepare()` once the tables exist.
+    private var statements: (upserts: [SQLiteStatement], offsets: SQLiteStatement)?
 
     public init(path: String, sources: [SourceConfiguration]) throws {
         connection = try SQLiteConnection(path: path)
         self.sources = sources
-        upserts = sources.map { $0.upsertSQL(values: "(" + Array(repeating: "?", count: $0.columns.count).joined(separator: ", ") + ")") }
     }
 
     public func prepare() throws {
@@ -67,6 +65,14 @@ public final class SQLiteTableSink: TableSink {
                     next_offset INTEGER NOT NULL, PRIMARY KEY (consumer_group, topic, partition))
                 """)
         }
+        statements = (
+            upserts: try sources.map {
+                try connection.prepare($0.upsertSQL(values: "(" + Array(repeating: "?", count: $0.columns.count).joined(separator: ", ") + ")"))
+            },
+            offsets: try connection.prepare("""
+                INSERT INTO genetika_offsets (consumer_group, topic, partition, next_offset) VALUES (?, ?, ?, ?)
+                ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = excluded.next_offset
+                """))
     }
 
     public func storedOffsets(group: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
@@ -81,36 +87,21 @@ public final class SQLiteTableSink: TableSink {
     }
 
     public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String) throws {
-        if upsertStatements.isEmpty {
-            upsertStatements = try upserts.map(connection.prepare)
-            offsetStatement = try connection.prepare("""
-                INSERT INTO genetika_offsets (consumer_group, topic, partition, next_offset) VALUES (?, ?, ?, ?)
-                ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = excluded.next_offset
-                """)
+        guard let statements else {
+            throw SQLiteError(code: SQLITE_MISUSE, message: "prepare() was not called", context: "\(connection.path): write")
         }
         try connection.transaction {
             for row in rows {
-                let statement = upsertStatements[row.source]
-                for (index, value) in row.values.enumerated() {
-                    let position = Int32(index + 1)
-                    switch value {
-                    case .null: statement.bindNull(position)
-                    case .integer(let v): statement.bind(position, v)
-                    case .real(let v): statement.bind(position, v)
-                    case .text(let v), .temporal(let v): statement.bind(position, v)
-                    case .boolean(let v): statement.bind(position, Int64(v ? 1 : 0))
-                    }
-                }
+                let statement = statements.upserts[row.source]
+                for (index, value) in row.values.enumerated() { try statement.bind(Int32(index + 1), value.sql) }
                 try statement.run()
             }
-            if let offsetStatement {
-                for (partition, offset) in offsets {
-                    offsetStatement.bind(1, group)
-                    offsetStatement.bind(2, partition.topic)
-                    offsetStatement.bind(3, Int64(partition.partition))
-                    offsetStatement.bind(4, offset)
-                    try offsetStatement.run()
-                }
+            for (partition, offset) in offsets {
+                try statements.offsets.bind(1, .text(group))
+                try statements.offsets.bind(2, .text(partition.topic))
+                try statements.offsets.bind(3, .integer(Int64(partition.partition)))
+                try statements.offsets.bind(4, .integer(offset))
+                try statements.offsets.run()
             }
         }
     }
