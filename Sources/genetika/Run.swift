@@ -90,7 +90,7 @@ struct RunSummary {
     var throughputLine: String {
         let c = pipeline.counters
         func text(_ value: Double?) -> String { value.map { String(Int($0.rounded())) } ?? "-" }
-        return "producer \(text(rate(c.eventsProduced.value, c.producing))) events/s, db \(text(rate(c.rowsWritten.value, c.writing))) rows/s, acker \(text(rate(c.eventsConsumed.value - c.rowsWritten.value, c.acking))) events/s; peak RSS \(usage.ru_maxrss / 1024) MB"
+        return "producer \(text(rate(c.eventsProduced.value, c.producing))) events/s, db \(text(rate(c.rowsWritten.value, c.writing))) rows/s, acker \(text(rate(c.acks.value, c.acking))) acks/s; peak RSS \(usage.ru_maxrss / 1024) MB"
     }
 
     var json: JSONValue {

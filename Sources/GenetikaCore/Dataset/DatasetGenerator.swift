@@ -98,7 +98,8 @@ private func round2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
 private func round3(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
 private func round4(_ x: Double) -> Double { (x * 10000).rounded() / 10000 }
 
-/// SplitMix64: deterministic across platforms and Swift versions.
+/// SplitMix64: deterministic across platforms and Swift versions (datasets, and the
+/// pipeline's reservoir samples).
 struct DatasetRandom: RandomNumberGenerator {
     private var state: UInt64
     init(seed: UInt64) { state = seed }

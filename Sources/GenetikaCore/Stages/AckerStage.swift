@@ -41,8 +41,6 @@ public actor AckerStage: ConsumingStage {
     private var readBack: KafkaConsumer?
     private var deadLetters: DeadLetterWriter?
     private var batches = 0
-    /// When the batch in hand was received (precise epoch ms).
-    private var received = 0.0
 
     /// `afterAcks` runs after a batch's acks (at least one) were delivered and before its
     /// state is committed, with the batch number (tests inject crashes there).
@@ -95,7 +93,6 @@ public actor AckerStage: ConsumingStage {
 
     func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws {
         guard let store, let producer, let deadLetters else { return }
-        received = nowMillisecondsPrecise()
         counters.acking.started()
         batches += 1
         try await process(batch, offsets: offsets, store: store, producer: producer, deadLetters: deadLetters, batch: batches)
@@ -143,6 +140,7 @@ public actor AckerStage: ConsumingStage {
 
     private func process(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64], store: AckerStore, producer: KafkaProducer,
                          deadLetters: DeadLetterWriter, batch number: Int) async throws {
+        let received = nowMillisecondsPrecise()
         var entries: [String: AckerEntry] = [:]
         entries.reserveCapacity(batch.count)
         var due: [AckerEntry] = []
@@ -171,7 +169,7 @@ public actor AckerStage: ConsumingStage {
             entries[id] = entry
         }
         store.endRead()
-        let acks = due.map(ackMessage)
+        let acks = due.map { ackMessage($0, received: received) }
         let reports = try await producer.sendAll(acks)
         if let failed = reports.first(where: { $0.error != nil }), let error = failed.error {
             throw error
@@ -205,8 +203,9 @@ public actor AckerStage: ConsumingStage {
     }
 
     /// `{"id": …, "latest_event_ms": …, "ack_ms": …, "topics": {"topic1": ms, …}}`, keyed by
-    /// id, on the same partition number as the id's source events.
-    private func ackMessage(_ entry: AckerEntry) -> OutgoingMessage {
+    /// id, on the same partition number as the id's source events. `received`: when the
+    /// batch that completed the id was taken in (precise epoch ms), for the delay's split.
+    private func ackMessage(_ entry: AckerEntry, received: Double) -> OutgoingMessage {
         let precise = nowMillisecondsPrecise()
         let ackTime = Int64(precise)
         let latest = entry.timestamps.compactMap { $0 }.max() ?? ackTime

@@ -73,7 +73,7 @@ public final class DurationSample: Sendable {
     private struct State {
         var values: [Double] = []
         var seen = 0
-        var random = SplitMix(seed: 0x5EED)
+        var random = DatasetRandom(seed: 0x5EED)
     }
     private let state = Mutex(State())
     public let capacity: Int
@@ -93,19 +93,6 @@ public final class DurationSample: Sendable {
     }
 
     public var statistics: DelayStatistics? { DelayStatistics(state.withLock { $0.values }) }
-}
-
-/// A small deterministic generator (SplitMix64) for sampling.
-struct SplitMix {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// Counters shared by the stages (for logs, progress, tests, and `/metrics`).
@@ -240,7 +227,6 @@ public actor PipelineProgress {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
 /// Milliseconds since the Unix epoch with sub-millisecond precision.
 @inline(__always) public func nowMillisecondsPrecise() -> Double {
     var time = timespec()
@@ -248,6 +234,7 @@ public actor PipelineProgress {
     return Double(time.tv_sec) * 1000 + Double(time.tv_nsec) / 1_000_000
 }
 
+/// Milliseconds since the Unix epoch, now.
 @inline(__always) public func nowMilliseconds() -> Int64 {
     var spec = timespec()
     clock_gettime(CLOCK_REALTIME, &spec)
