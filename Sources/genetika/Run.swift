@@ -29,6 +29,9 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
+        // A daemon with sockets to brokers, databases and HTTP clients: a peer that went away
+        // is an error on that socket (EPIPE), never a reason for the process to die.
+        signal(SIGPIPE, SIG_IGN)
         let logger = Logger(label: "genetika")
         let configuration = try loadConfiguration(config)
         var kinds: [StageKind] = []

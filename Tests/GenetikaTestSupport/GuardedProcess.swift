@@ -12,6 +12,7 @@ public final class GuardedProcess: Sendable {
 
     /// Starts `arguments` (optionally as another user through runuser), logging to a temp file.
     public init(_ arguments: [String], user: String? = nil, name: String) throws {
+        ignoreBrokenPipes()
         let guardScript = """
             "$@" < /dev/null & child=$!
             read -r _ || true
@@ -58,6 +59,7 @@ public final class GuardedProcess: Sendable {
 /// Runs a command to completion; throws with its output if it fails.
 @discardableResult
 public func runCommand(_ arguments: [String], user: String? = nil) throws -> String {
+    ignoreBrokenPipes()
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = (user.map { ["runuser", "-u", $0, "--"] } ?? []) + arguments
@@ -78,3 +80,15 @@ public func runCommand(_ arguments: [String], user: String? = nil) throws -> Str
 func chownPath(_ path: String, user: String) -> Bool {
     (try? runCommand(["chown", "-R", user, path])) != nil
 }
+
+/// The test process talks to brokers, databases and children over sockets and pipes; one
+/// whose other end went away must fail the test with EPIPE, not kill the whole run with
+/// SIGPIPE (as a daemon, `genetika run` ignores it too).
+public func ignoreBrokenPipes() {
+    _ = brokenPipesIgnored
+}
+
+private let brokenPipesIgnored: Bool = {
+    signal(SIGPIPE, SIG_IGN)
+    return true
+}()

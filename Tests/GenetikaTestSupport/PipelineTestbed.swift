@@ -17,6 +17,7 @@ public final class PipelineTestbed: Sendable {
 
     public static func start(database: TestDatabase = .sqlite,
                              _ change: (inout GenetikaConfiguration) throws -> Void = { _ in }) async throws -> PipelineTestbed {
+        ignoreBrokenPipes()
         let broker = try await TestBroker.start()
         let postgres = database == .postgres ? try await TestPostgres.start() : nil
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genetika-test-\(UUID().uuidString.prefix(8))")

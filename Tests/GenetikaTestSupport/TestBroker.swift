@@ -20,6 +20,7 @@ public final class TestBroker: Sendable {
     private let process: GuardedProcess?
 
     public static func start(timeout: Duration = .seconds(30)) async throws -> TestBroker {
+        ignoreBrokenPipes()
         if let external = ProcessInfo.processInfo.environment["GENETIKA_TEST_BOOTSTRAP_SERVERS"], !external.isEmpty {
             let broker = TestBroker(bootstrapServers: external, process: nil)
             try await broker.waitReady(timeout: timeout)
@@ -100,6 +101,7 @@ public final class TestBroker: Sendable {
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 public func freePort() throws -> Int {
+    ignoreBrokenPipes()
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestSetupError("socket() failed: errno \(errno)") }
     defer { close(fd) }
