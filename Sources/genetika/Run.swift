@@ -110,7 +110,13 @@ struct RunSummary {
             ("rows_read", .int(Int64(c.rowsRead.value))), ("events_produced", .int(Int64(c.eventsProduced.value))),
             ("delivery_failures", .int(Int64(c.deliveryFailures.value))), ("rows_rejected", .int(Int64(c.rowsRejected.value))),
             ("events_consumed", .int(Int64(c.eventsConsumed.value))), ("rows_written", .int(Int64(c.rowsWritten.value))),
-            ("dead_lettered", .int(Int64(c.deadLettered.value))), ("acks", .int(Int64(c.acks.value))),
+            ("dead_lettered", .int(Int64(c.deadLettered.value))),
+            ("dead_lettered_by_stage", .object(JSONObject(StageKind.allCases.map {
+                ($0.rawValue, JSONValue.int(Int64(c.deadLetteredPerStage[$0.rawValue]?.value ?? 0)))
+            }))),
+            ("deliveries_resent", .int(Int64(c.deliveriesResent.value))),
+            ("partition_resets", .int(Int64(c.partitionResets.value))),
+            ("acks", .int(Int64(c.acks.value))),
             ("stage_restarts", .int(Int64(c.stageRestarts.value))),
             ("stages", .object(JSONObject([
                 ("producer", span(c.producing, count: c.eventsProduced.value)),
@@ -127,7 +133,9 @@ struct RunSummary {
 }
 
 /// SIGINT/SIGTERM: the first asks the stages to stop (finish the batch in hand, commit,
-/// close handles) and arms a deadline; a second signal, or the deadline, exits at once.
+/// close handles); a second signal exits at once. Whatever raised the stop (a signal, a
+/// stage the supervisor gave up on, `--exit-when-done`), the stages get `stopTimeout`
+/// seconds to stop; then the process exits with status 1 rather than hang.
 final class SignalHandling {
     private let sources: [any DispatchSourceSignal]
 
@@ -135,6 +143,12 @@ final class SignalHandling {
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let received = DispatchQueue(label: "genetika.signals")
+        pipeline.stop.onRequest { reason in
+            received.asyncAfter(deadline: .now() + .seconds(stopTimeout)) {
+                logger.critical("the stages did not stop within \(stopTimeout) s (--stop-timeout) after: \(reason); exiting")
+                exit(1)
+            }
+        }
         nonisolated(unsafe) var count = 0  // only touched on `received`, a serial queue
         sources = [SIGINT, SIGTERM].map { number in
             let source = DispatchSource.makeSignalSource(signal: number, queue: received)
@@ -145,11 +159,7 @@ final class SignalHandling {
                     exit(130)
                 }
                 logger.info("signal \(number): stopping (deadline \(stopTimeout) s)")
-                pipeline.stop.request()
-                received.asyncAfter(deadline: .now() + .seconds(stopTimeout)) {
-                    logger.critical("the stages did not stop within \(stopTimeout) s; exiting")
-                    exit(1)
-                }
+                pipeline.stop.request(reason: "signal \(number)")
             }
             source.resume()
             return source
@@ -189,7 +199,7 @@ final class ProgressReporter {
 
     func report(final: Bool) {
         let c = pipeline.counters
-        logger.info("totals: read \(c.rowsRead.value) rows, produced \(c.eventsProduced.value), delivery failures \(c.deliveryFailures.value), rejected rows \(c.rowsRejected.value), consumed \(c.eventsConsumed.value), written \(c.rowsWritten.value), dead-lettered \(c.deadLettered.value), acks \(c.acks.value), restarts \(c.stageRestarts.value)")
+        logger.info("totals: read \(c.rowsRead.value) rows, produced \(c.eventsProduced.value), delivery failures \(c.deliveryFailures.value) (resent after a restart \(c.deliveriesResent.value)), consumed \(c.eventsConsumed.value), written \(c.rowsWritten.value), dead-lettered \(c.deadLetteredSummary), acks \(c.acks.value), restarts \(c.stageRestarts.value), partition resets \(c.partitionResets.value)")
     }
 
     static func line(_ pipeline: Pipeline) -> String {
@@ -198,7 +208,7 @@ final class ProgressReporter {
             "\(source.topic) sent \(c.producedPerTopic[source.topic]?.value ?? 0) written \(c.writtenPerTable[source.table]?.value ?? 0)"
         }
         var parts = topics + ["acked \(c.acks.value)"]
-        if c.deadLettered.value + c.rowsRejected.value > 0 { parts.append("dead letters \(c.deadLettered.value + c.rowsRejected.value)") }
+        if c.deadLettered.value > 0 { parts.append("dead letters \(c.deadLettered.value)") }
         if c.stageRestarts.value > 0 { parts.append("restarts \(c.stageRestarts.value)") }
         return parts.joined(separator: " · ")
     }

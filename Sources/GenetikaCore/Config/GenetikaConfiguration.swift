@@ -86,6 +86,9 @@ public struct ObservabilityConfiguration: Sendable, Equatable {
     public var host: String
     /// 0 turns the endpoint off.
     public var port: Int
+    /// A running stage that has lag but commits nothing, or spends longer in one step (a
+    /// batch, a read-back), for this many seconds is reported stuck by `/health`.
+    public var stuckAfterSeconds: Int = 60
 }
 
 /// Everything `genetika` reads from `config.json`.
@@ -202,7 +205,8 @@ public struct GenetikaConfiguration: Sendable, Equatable {
         }
         let observability = reader.object("observability") { o in
             ObservabilityConfiguration(host: o.string("host", default: "127.0.0.1"),
-                                       port: o.integer("port", default: 9464, range: 0...65535))
+                                       port: o.integer("port", default: 9464, range: 0...65535),
+                                       stuckAfterSeconds: o.integer("stuckAfterSeconds", default: 60, range: 1...86_400))
         }
         guard let kafka, let topics, let database, let xlsx, let observability else { return nil }
         return GenetikaConfiguration(

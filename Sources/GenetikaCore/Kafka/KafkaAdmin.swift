@@ -1,4 +1,5 @@
 import CRdkafka
+import Foundation
 import Logging
 
 /// What the cluster says about itself.
@@ -23,13 +24,13 @@ public struct TopicSpecification: Sendable, Equatable {
 
 /// Cluster metadata and topic administration through librdkafka's Admin API.
 public final class KafkaAdmin: Sendable {
-    private let handle: KafkaHandle
+    let handle: KafkaHandle
     private let context: KafkaClientContext
     private let bootstrapServers: String
 
     public init(configuration: KafkaClientConfiguration, name: String = "admin",
                 logger: Logger = Logger(label: "genetika.kafka")) throws(KafkaError) {
-        let context = KafkaClientContext(name: name, logger: logger)
+        let context = KafkaClientContext(name: name, logger: logger, observer: configuration.observer)
         let conf = try configuration.makeConf(context: "create \(name)")
         context.install(on: conf)
         self.handle = try KafkaHandle(type: RD_KAFKA_PRODUCER, conf: conf, context: "create \(name)")
@@ -167,4 +168,68 @@ public final class KafkaAdmin: Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
     }
+}
+
+extension KafkaAdmin {
+    /// Each topic's id (base64), which changes when a topic is deleted and created again;
+    /// topics the broker does not know, or brokers without topic ids, are left out.
+    public func topicIds(_ topics: [String], timeout: Duration = .seconds(10)) throws(KafkaError) -> [String: String] {
+        try describeTopicIds(handle.pointer, topics, timeout: timeout, context: "describe topics")
+    }
+}
+
+extension KafkaProducer {
+    /// As `KafkaAdmin.topicIds`, through this producer's own handle.
+    public func topicIds(_ topics: [String], timeout: Duration = .seconds(10)) throws(KafkaError) -> [String: String] {
+        try describeTopicIds(handle.pointer, topics, timeout: timeout, context: "describe topics")
+    }
+}
+
+extension KafkaConsumer {
+    /// As `KafkaAdmin.topicIds`, through this consumer's own handle.
+    public func topicIds(_ topics: [String], timeout: Duration = .seconds(10)) throws(KafkaError) -> [String: String] {
+        try describeTopicIds(handle.pointer, topics, timeout: timeout, context: "\(name) describe topics")
+    }
+}
+
+/// DescribeTopics through `rk`, waiting up to `timeout` for the answer.
+func describeTopicIds(_ rk: OpaquePointer, _ topics: [String], timeout: Duration, context: String) throws(KafkaError) -> [String: String] {
+    guard !topics.isEmpty else { return [:] }
+    var names = topics.map { strdup($0) }
+    defer { for name in names { free(name) } }
+    let collection = names.withUnsafeMutableBufferPointer { buffer in
+        buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) {
+            rd_kafka_TopicCollection_of_topic_names($0, buffer.count)
+        }
+    }
+    defer { rd_kafka_TopicCollection_destroy(collection) }
+    var errstr = [CChar](repeating: 0, count: 512)
+    let options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBETOPICS)
+    defer { rd_kafka_AdminOptions_destroy(options) }
+    _ = rd_kafka_AdminOptions_set_request_timeout(options, Int32(timeout.milliseconds), &errstr, errstr.count)
+    let queue = rd_kafka_queue_new(rk)
+    defer { rd_kafka_queue_destroy(queue) }
+    rd_kafka_DescribeTopics(rk, collection, options, queue)
+    guard let event = rd_kafka_queue_poll(queue, Int32(timeout.milliseconds + 1000)) else {
+        throw KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, context: context)
+    }
+    defer { rd_kafka_event_destroy(event) }
+    let err = rd_kafka_event_error(event)
+    if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+        throw KafkaError(err, context: context, message: rd_kafka_event_error_string(event).map { String(cString: $0) })
+    }
+    guard let result = rd_kafka_event_DescribeTopics_result(event) else { return [:] }
+    var count = 0
+    guard let descriptions = rd_kafka_DescribeTopics_result_topics(result, &count) else { return [:] }
+    var ids: [String: String] = [:]
+    for i in 0..<count {
+        guard let description = descriptions[i],
+              rd_kafka_error_code(rd_kafka_TopicDescription_error(description)) == RD_KAFKA_RESP_ERR_NO_ERROR,
+              let uuid = rd_kafka_TopicDescription_topic_id(description),
+              let text = rd_kafka_Uuid_base64str(uuid) else { continue }
+        let id = String(cString: text)
+        // The all-zero id means "no topic id" (brokers before Kafka 2.8).
+        if id != "AAAAAAAAAAAAAAAAAAAAAA" { ids[String(cString: rd_kafka_TopicDescription_name(description))] = id }
+    }
+    return ids
 }

@@ -1,10 +1,14 @@
 import CRdkafka
+import Foundation
 import Logging
+import Synchronization
 
 /// librdkafka properties for one client handle, built from the shared Kafka settings plus
 /// what the client itself needs. Any librdkafka property may appear.
 public struct KafkaClientConfiguration: Sendable {
     public var properties: [String: String]
+    /// Told when the client loses every broker and when it reaches one again.
+    public var observer: (any KafkaConnectivityObserver)?
 
     public init(bootstrapServers: String, properties: [String: String] = [:]) {
         self.properties = properties
@@ -31,6 +35,9 @@ public struct KafkaClientConfiguration: Sendable {
     func makeConf(context: String) throws(KafkaError) -> OpaquePointer {
         let conf = rd_kafka_conf_new()!
         var errstr = [CChar](repeating: 0, count: 512)
+        var properties = properties
+        // With an observer, librdkafka's statistics (once a second) say when a broker is up again.
+        if observer != nil && properties["statistics.interval.ms"] == nil { properties["statistics.interval.ms"] = "1000" }
         for (key, value) in properties.sorted(by: { $0.key < $1.key }) {
             if rd_kafka_conf_set(conf, key, value, &errstr, errstr.count) != RD_KAFKA_CONF_OK {
                 rd_kafka_conf_destroy(conf)
@@ -42,6 +49,13 @@ public struct KafkaClientConfiguration: Sendable {
     }
 }
 
+/// Learns when a Kafka client can reach no broker at all and when it reaches one again
+/// (called on librdkafka's threads).
+public protocol KafkaConnectivityObserver: Sendable {
+    func brokersDown(client: String, reason: String)
+    func brokersUp(client: String)
+}
+
 /// State that librdkafka's callbacks reach through the handle's opaque pointer. The Swift
 /// client that creates the handle keeps its context alive until after `rd_kafka_destroy`.
 final class KafkaClientContext: Sendable {
@@ -49,11 +63,15 @@ final class KafkaClientContext: Sendable {
     let logger: Logger
     /// Consumers only: the rebalance handling that `rd_kafka_consumer_poll` calls back into.
     let rebalance: RebalanceState?
+    let observer: (any KafkaConnectivityObserver)?
+    /// True while every broker is down (from the error event until statistics show one up).
+    let down = Atomic<Bool>(false)
 
-    init(name: String, logger: Logger, rebalance: RebalanceState? = nil) {
+    init(name: String, logger: Logger, rebalance: RebalanceState? = nil, observer: (any KafkaConnectivityObserver)? = nil) {
         self.name = name
         self.logger = logger
         self.rebalance = rebalance
+        self.observer = observer
     }
 
     /// Installs this context as the opaque and routes librdkafka's log lines and error
@@ -62,6 +80,7 @@ final class KafkaClientContext: Sendable {
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(self).toOpaque())
         rd_kafka_conf_set_log_cb(conf, kafkaLogCallback)
         rd_kafka_conf_set_error_cb(conf, kafkaErrorCallback)
+        if observer != nil { rd_kafka_conf_set_stats_cb(conf, kafkaStatsCallback) }
     }
 
     static func of(_ rk: OpaquePointer?) -> KafkaClientContext? {
@@ -81,6 +100,9 @@ private let kafkaLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePoint
     let swiftLevel: Logger.Level
     switch level {
     case _ where fac == "CONFWARN": swiftLevel = .debug
+    // A failed connection, once per broker and retry: the error event for "all brokers
+    // down" says it once per outage instead (other failures come as error events too).
+    case _ where fac == "FAIL": swiftLevel = .debug
     case 0...3: swiftLevel = .error
     case 4: swiftLevel = .warning
     case 5, 6: swiftLevel = .info
@@ -93,6 +115,38 @@ private let kafkaErrorCallback: @convention(c) (OpaquePointer?, Int32, UnsafePoi
     guard let context = context(of: rk) else { return }
     let text = reason.map { String(cString: $0) } ?? ""
     let error = KafkaError(rd_kafka_resp_err_t(err), context: context.name, message: text)
+    if err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN.rawValue {
+        // One line when the brokers go, one when they come back (not one per retry).
+        if !context.down.exchange(true, ordering: .acquiringAndReleasing) {
+            context.logger.error("\(context.name): no Kafka broker reachable (\(text)); retrying")
+            context.observer?.brokersDown(client: context.name, reason: text)
+        }
+        return
+    }
+    if err == RD_KAFKA_RESP_ERR__TRANSPORT.rawValue || err == RD_KAFKA_RESP_ERR__RESOLVE.rawValue {
+        // A lost connection librdkafka retries by itself; ALL_BROKERS_DOWN says when it matters.
+        context.logger.debug("\(error)")
+        return
+    }
     let level: Logger.Level = err == RD_KAFKA_RESP_ERR__FATAL.rawValue ? .critical : .warning
     context.logger.log(level: level, "\(error)")
+}
+
+private let upMarker = Array(#""state":"UP""#.utf8)
+
+/// Statistics (JSON, once a second): a broker in state UP ends a "no broker reachable" spell.
+private let kafkaStatsCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutableRawPointer?) -> Int32 = { rk, json, length, _ in
+    guard let context = context(of: rk), let json, context.down.load(ordering: .acquiring) else { return 0 }
+    let bytes = UnsafeRawBufferPointer(start: json, count: length)
+    var found = false
+    if length >= upMarker.count {
+        for start in 0...(length - upMarker.count) where bytes[start] == upMarker[0] {
+            if (1..<upMarker.count).allSatisfy({ bytes[start + $0] == upMarker[$0] }) { found = true; break }
+        }
+    }
+    if found && context.down.exchange(false, ordering: .acquiringAndReleasing) {
+        context.logger.notice("\(context.name): a Kafka broker is reachable again")
+        context.observer?.brokersUp(client: context.name)
+    }
+    return 0
 }

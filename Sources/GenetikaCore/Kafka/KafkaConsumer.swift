@@ -30,9 +30,12 @@ public final class KafkaConsumer {
         // librdkafka prefetches up to 64 MB per consumer by default; 16 MB keeps a catching-up
         // stage just as busy and its memory well below that whatever the topics hold.
         "queued.max.messages.kbytes": "16384",
+        // Subscribed topics that appear (recreated after a broker lost them) are noticed
+        // within 10 s rather than librdkafka's 5 minutes.
+        "topic.metadata.refresh.interval.ms": "10000",
     ]
 
-    private let handle: KafkaHandle
+    let handle: KafkaHandle
     private let context: KafkaClientContext
     private let state: RebalanceState
     public let groupId: String
@@ -45,7 +48,7 @@ public final class KafkaConsumer {
         var configuration = configuration.with(defaults: Self.defaults)
         configuration["group.id"] = groupId
         let state = RebalanceState(handler: onRebalance, logger: logger, name: name)
-        let context = KafkaClientContext(name: name, logger: logger, rebalance: state)
+        let context = KafkaClientContext(name: name, logger: logger, rebalance: state, observer: configuration.observer)
         let conf = try configuration.makeConf(context: "create \(name)")
         context.install(on: conf)
         rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback)

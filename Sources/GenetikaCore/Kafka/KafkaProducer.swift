@@ -19,6 +19,10 @@ public final class KafkaProducer: Sendable {
         // At most 20,000 messages wait in librdkafka's queue (default 100,000): a fast reader
         // waits for the broker instead of buffering, so memory does not depend on the data.
         "queue.buffering.max.messages": "20000",
+        // A topic that vanished (a broker restarted without its data) must not come back
+        // through auto-creation with the broker's default partition count: Genetika creates
+        // its topics itself, with `topics.partitions`.
+        "allow.auto.create.topics": "false",
     ]
 
     let handle: KafkaHandle
@@ -28,7 +32,7 @@ public final class KafkaProducer: Sendable {
     /// Creates the producer; `name` identifies it in logs and errors.
     public init(configuration: KafkaClientConfiguration, name: String = "producer",
                 logger: Logger = Logger(label: "genetika.kafka")) throws(KafkaError) {
-        let context = KafkaClientContext(name: name, logger: logger)
+        let context = KafkaClientContext(name: name, logger: logger, observer: configuration.observer)
         let conf = try configuration.with(defaults: Self.safeDefaults).makeConf(context: "create \(name)")
         context.install(on: conf)
         rd_kafka_conf_set_dr_msg_cb(conf, deliveryReportCallback)

@@ -32,26 +32,55 @@ public struct TopicSnapshot {
     }
 }
 
+/// A partition's start offset lies beyond its end: the broker lost the log that offset
+/// pointed into (topic recreated, or a broker restarted without its data).
+public struct PartitionBeyondEnd: Error, CustomStringConvertible {
+    public var partition: TopicPartition
+    public var offset: Int64
+    public var end: Int64
+    public var description: String {
+        "\(partition): offset \(offset) is beyond the partition's end \(end): the broker lost its log (recreated, or restarted without its data)"
+    }
+}
+
+/// Reading was given up because the run is stopping.
+public struct ReadStopped: Error, CustomStringConvertible {
+    public var description: String { "stopped while reading" }
+}
+
 extension KafkaConsumer {
     /// Assigns `partitions` at the given start offsets and calls `body` with every message
     /// until each partition reports its end (needs `enable.partition.eof`, on by default
-    /// here); then unassigns. Throws if that takes longer than `timeout`.
-    public func readToEnd(_ partitions: [TopicPartition: Int64], timeout: Duration,
-                          body: (KafkaMessage) throws -> Void) throws {
+    /// here); then unassigns. Throws `PartitionBeyondEnd` when a start offset stays beyond
+    /// what the broker reports as the partition's end for `patience` (such a partition never
+    /// reports its end), `ReadStopped` once `stop` is raised, and a timeout after `timeout`.
+    public func readToEnd(_ partitions: [TopicPartition: Int64], timeout: Duration, stop: StopSignal? = nil,
+                          patience: Duration = .seconds(3), body: (KafkaMessage) throws -> Void) throws {
         guard !partitions.isEmpty else { return }
         try assign(partitions)
         defer { try? assign([:]) }
         var remaining = Set(partitions.keys)
-        let deadline = ContinuousClock.now.advanced(by: timeout)
+        var received: Set<TopicPartition> = []
+        let started = ContinuousClock.now
+        let deadline = started.advanced(by: timeout)
         while !remaining.isEmpty {
+            if stop?.isRequested == true { throw ReadStopped() }
             guard ContinuousClock.now < deadline else {
                 throw KafkaError(code: KafkaError.timedOut, message: "no end reached within \(timeout)",
                                  context: "\(name) read \(remaining.sorted().map(\.description).joined(separator: ", "))")
             }
             if let message = try poll(timeout: .milliseconds(200)) {
+                received.insert(message.topicPartition)
                 try body(message)
             }
             remaining.subtract(partitionsAtEnd)
+            if ContinuousClock.now - started >= patience {
+                for partition in remaining.sorted() where !received.contains(partition) {
+                    if let start = partitions[partition], start > 0, let high = cachedHighWatermark(partition), high < start {
+                        throw PartitionBeyondEnd(partition: partition, offset: start, end: high)
+                    }
+                }
+            }
         }
     }
 }

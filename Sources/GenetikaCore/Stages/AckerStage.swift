@@ -75,7 +75,7 @@ public actor AckerStage: ConsumingStage {
         let store = try Self.openStore(configuration)
         defer { store.close(); self.store = nil }
         self.store = store
-        let clientConfiguration = KafkaClientConfiguration(configuration.kafka)
+        let clientConfiguration = GenetikaCore.clientConfiguration(configuration, counters)
         let producer = try KafkaProducer(configuration: clientConfiguration, name: "acker-producer", logger: logger)
         defer { producer.close(); self.producer = nil; deadLetters = nil }
         self.producer = producer
@@ -87,8 +87,47 @@ public actor AckerStage: ConsumingStage {
         try await consume(configuration.acker)
     }
 
-    func beforeBatch() throws {
-        if !pendingReadBack.isEmpty, let store, let readBack { try readBackAcks(store: store, consumer: readBack) }
+    func beforeBatch(_ consumer: KafkaConsumer) throws {
+        guard !pendingReadBack.isEmpty, let store, let readBack else { return }
+        do {
+            try readBackAcks(store: store, consumer: readBack)
+        } catch let beyond as PartitionBeyondEnd {
+            // The ack partition lost its log: so did what the state says was acked there.
+            reportReset("\(beyond); forgetting partition \(beyond.partition.partition) and reading it again from the beginning")
+            let starts = try partitionsReset([beyond.partition], assignment: consumer.assignment)
+            for (partition, offset) in starts.sorted(by: { $0.key < $1.key }) where consumer.assignment.contains(partition) {
+                try consumer.seek(partition, to: offset)
+            }
+        }
+    }
+
+    var identifiedTopics: [String] { configuration.sources.map(\.topic) + [configuration.topics.ack] }
+
+    func topicsIdentified(_ ids: [String: String]) throws {
+        guard let store else { return }
+        let stored = try store.topicIds()
+        let recreated = ids.filter { stored[$0.key] != nil && stored[$0.key] != $0.value }.keys.sorted()
+        guard ids.contains(where: { stored[$0.key] != $0.value }) else { return }
+        if !recreated.isEmpty {
+            reportReset("topics \(recreated.joined(separator: ", ")) were recreated: the acker state describes logs that are gone; forgetting it and reading every topic again from the beginning")
+            waiting = [:]
+        }
+        try store.recordTopicIds(ids, forgetAll: !recreated.isEmpty)
+        if !recreated.isEmpty { throw TopicsRecreated(topics: recreated) }
+    }
+
+    /// Forgets every partition number involved (its ids and the offsets of each topic's
+    /// partition with that number): those source partitions are read again from the
+    /// beginning and that ack partition is read back from its beginning.
+    func partitionsReset(_ partitions: [TopicPartition], assignment: Set<TopicPartition>) throws -> [TopicPartition: Int64] {
+        let numbers = Set(partitions.map(\.partition))
+        for number in numbers.sorted() { try store?.forget(partition: number) }
+        waiting = waiting.filter { !numbers.contains($0.value.partition) }
+        pendingReadBack.formUnion(numbers)
+        let sources = Set(configuration.sources.map(\.topic))
+        let restart = assignment.filter { numbers.contains($0.partition) && sources.contains($0.topic) }
+        tracker.assigned(Dictionary(uniqueKeysWithValues: restart.map { ($0, 0) }))
+        return Dictionary(uniqueKeysWithValues: restart.map { ($0, KafkaOffset.beginning) })
     }
 
     func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws {
@@ -122,7 +161,9 @@ public actor AckerStage: ConsumingStage {
             let from = try store.offsets([partition])[partition] ?? 0
             var found: [String] = []
             var next = from
-            try consumer.readToEnd([partition: from], timeout: .seconds(60)) { message in
+            counters.health.busy(name, "reading back \(partition) from offset \(from)")
+            defer { counters.health.idle(name) }
+            try consumer.readToEnd([partition: from], timeout: .seconds(60), stop: stop) { message in
                 next = max(next, message.offset + 1)
                 if let id = message.keyText { found.append(id) }
             }

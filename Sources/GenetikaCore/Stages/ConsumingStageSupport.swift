@@ -13,43 +13,133 @@ protocol ConsumingStage: PipelineStage {
     var tracker: CatchUpTracker { get }
     /// Runs inside `poll` on assignment changes; returns where assigned partitions start.
     func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64]
+    /// The topics whose ids the stage's stored offsets depend on.
+    var identifiedTopics: [String] { get }
+    /// Runs inside `poll` on every assignment, before `rebalanced`, with the topics' current
+    /// ids: a topic whose id changed was recreated, and what is stored of it is dropped.
+    func topicsIdentified(_ ids: [String: String]) throws
+    /// Partitions whose stored position lies beyond their end: the broker lost their log.
+    /// Drops what is stored of them; returns where to read each partition from now.
+    func partitionsReset(_ partitions: [TopicPartition], assignment: Set<TopicPartition>) throws -> [TopicPartition: Int64]
     /// Work due after each poll, before its batch is handled (the acker's read-back).
-    func beforeBatch() throws
+    func beforeBatch(_ consumer: KafkaConsumer) throws
     /// Handles one batch, all from partitions this member owns; `offsets` are the batch's
     /// next offsets per partition.
     func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws
 }
 
 extension ConsumingStage {
-    func beforeBatch() throws {}
+    func beforeBatch(_ consumer: KafkaConsumer) throws {}
+
+    var identifiedTopics: [String] { configuration.sources.map(\.topic) }
+
+    /// Logs, counts and shows in `/health` that the broker lost what a stage had stored of a partition.
+    func reportReset(_ text: String) {
+        logger.warning("\(name): \(text)")
+        counters.partitionResets.add()
+        counters.health.note(name, "\(text) (at \(nowMilliseconds()) ms since the epoch)")
+    }
 
     /// Joins the group `settings.groupId` on the source topics and handles batches of up to
     /// `batchSize` messages (waiting up to `lingerMs` to fill one) until the stop signal.
     func consume(_ settings: ConsumerStageConfiguration) async throws {
-        let consumer = try KafkaConsumer(configuration: KafkaClientConfiguration(configuration.kafka), groupId: settings.groupId,
-                                         name: name, logger: logger) { [unowned self] event in
-            try self.assumeIsolated { stage in try stage.rebalanced(event) }
+        let box = ConsumerBox()
+        let topics = identifiedTopics
+        let consumer = try KafkaConsumer(configuration: clientConfiguration(configuration, counters), groupId: settings.groupId,
+                                         name: name, logger: logger) { [unowned self, logger, name] event in
+            if case .assigned = event, let consumer = box.consumer {
+                // Every assignment (a broker restart makes the group assign again) checks
+                // whether a topic was recreated since the stored offsets were written.
+                do {
+                    let ids = try consumer.topicIds(topics, timeout: .seconds(5))
+                    try self.assumeIsolated { stage in try stage.topicsIdentified(ids) }
+                } catch let error as KafkaError {
+                    logger.info("\(name): topic ids not checked (\(error)); stored offsets beyond a partition's end are still detected")
+                }
+            }
+            return try self.assumeIsolated { stage in try stage.rebalanced(event) }
         }
-        defer { consumer.close() }
+        box.consumer = consumer
+        defer { box.consumer = nil; consumer.close() }
         try consumer.subscribe(configuration.sources.map(\.topic))
-        let sourcePartitions = configuration.sources.count * configuration.topics.partitions
         var lag = LagReporter(stage: name, counters: counters)
+        var resets = ResetDetector()
         while !stop.isRequested {
             let batch = try consumer.poll(maxMessages: settings.batchSize, timeout: .milliseconds(100),
                                           linger: .milliseconds(settings.lingerMs))
-            try beforeBatch()
+            try beforeBatch(consumer)
             // A rebalance inside poll may have taken partitions away: their new owner redoes them.
             let owned = batch.filter { consumer.assignment.contains($0.topicPartition) }
             if !owned.isEmpty {
                 let offsets = nextOffsets(owned)
+                counters.health.busy(name, "handling a batch of \(owned.count) events")
                 try await handle(owned, offsets: offsets)
+                counters.health.idle(name)
                 consumer.commitAsync(offsets)
+                counters.health.progressed(name)
             }
-            lag.update(consumer: consumer, tracker: tracker)
+            if lag.update(consumer: consumer, tracker: tracker) {
+                let beyond = resets.check(consumer: consumer, tracker: tracker)
+                if !beyond.isEmpty {
+                    for (partition, next, high) in beyond {
+                        reportReset("\(partition): the stored offset \(next) is beyond the partition's end \(high): the broker lost its log (recreated, or restarted without its data); reading it again from the beginning")
+                    }
+                    let starts = try partitionsReset(beyond.map(\.0), assignment: consumer.assignment)
+                    for (partition, offset) in starts.sorted(by: { $0.key < $1.key }) where consumer.assignment.contains(partition) {
+                        try consumer.seek(partition, to: offset)
+                    }
+                }
+            }
             if !consumer.assignment.isEmpty { await progress.markReady(name) }
-            let allAtEnd = consumer.assignment.count == sourcePartitions && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
+            // A partition owned by another member counts as done for this one (scale-out);
+            // until the first assignment, nothing is.
+            let allAtEnd = consumer.assignmentGeneration > 0 && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
             await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
         }
+    }
+}
+
+/// Topics a consuming stage reads were recreated. What the stage stored of them is already
+/// dropped; it starts again with a fresh consumer, whose first assignment sees the new topics
+/// (a member that joins while its metadata still shows the old topics can be given nothing).
+struct TopicsRecreated: Error, CustomStringConvertible, RestartRequest {
+    var topics: [String]
+    var description: String { "topics \(topics.joined(separator: ", ")) were recreated; starting again with a fresh consumer" }
+}
+
+/// Lets the rebalance handler reach the consumer it belongs to (set once the consumer
+/// exists). `@unchecked Sendable`: written by the stage before its first poll and read
+/// only inside that stage's polls, all on the stage's one thread.
+final class ConsumerBox: @unchecked Sendable {
+    var consumer: KafkaConsumer?
+}
+
+/// Finds assigned partitions whose next offset lies beyond the high watermark that fetch
+/// responses report (what a broker that lost a partition's log answers, e.g. Tansu, which
+/// does not reply OFFSET_OUT_OF_RANGE). A partition must stay so for `patience` before it
+/// counts, so a watermark cached from an earlier fetch is not mistaken for one.
+struct ResetDetector {
+    var patience: Duration = .seconds(3)
+    private var since: [TopicPartition: ContinuousClock.Instant] = [:]
+
+    mutating func check(consumer: KafkaConsumer, tracker: CatchUpTracker) -> [(TopicPartition, Int64, Int64)] {
+        let now = ContinuousClock.now
+        var found: [(TopicPartition, Int64, Int64)] = []
+        for partition in consumer.assignment.sorted() {
+            guard let next = tracker.next[partition], next > 0, let high = consumer.cachedHighWatermark(partition), high < next else {
+                since[partition] = nil
+                continue
+            }
+            if let start = since[partition] {
+                if now - start >= patience {
+                    found.append((partition, next, high))
+                    since[partition] = nil
+                }
+            } else {
+                since[partition] = now
+            }
+        }
+        return found
     }
 }
 
@@ -75,7 +165,7 @@ struct DeadLetterWriter {
         ]
         try await producer.send(OutgoingMessage(topic: topic, key: message.key, value: message.value,
                                                 timestamp: message.timestamp, headers: headers))
-        counters.deadLettered.add()
+        counters.deadLettered(stage: stage)
     }
 }
 
@@ -127,14 +217,22 @@ struct LagReporter {
         self.counters = counters
     }
 
-    mutating func update(consumer: KafkaConsumer, tracker: CatchUpTracker) {
-        guard counters.factory != nil, ContinuousClock.now - last >= .seconds(1) else { return }
+    /// At most once a second (returns whether it ran): the gauges, and the total lag for `/health`.
+    mutating func update(consumer: KafkaConsumer, tracker: CatchUpTracker) -> Bool {
+        guard ContinuousClock.now - last >= .seconds(1) else { return false }
         last = ContinuousClock.now
+        var total: Int64 = 0
         for partition in consumer.assignment {
             guard let high = consumer.cachedHighWatermark(partition) else { continue }
             let position = tracker.next[partition] ?? 0
-            if gauges[partition] == nil { gauges[partition] = counters.lagGauge(stage: stage, partition: partition) }
-            gauges[partition]?.record(Double(max(0, high - position)))
+            let lag = max(0, high - position)
+            total += lag
+            if counters.factory != nil {
+                if gauges[partition] == nil { gauges[partition] = counters.lagGauge(stage: stage, partition: partition) }
+                gauges[partition]?.record(Double(lag))
+            }
         }
+        counters.health.lag(stage, total)
+        return true
     }
 }

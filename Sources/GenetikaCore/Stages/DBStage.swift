@@ -46,7 +46,7 @@ public actor DBStage: ConsumingStage {
         defer { sink.close(); self.sink = nil }
         try sink.prepare()
         self.sink = sink
-        let producer = try KafkaProducer(configuration: KafkaClientConfiguration(configuration.kafka), name: "db-dead-letters", logger: logger)
+        let producer = try KafkaProducer(configuration: clientConfiguration(configuration, counters), name: "db-dead-letters", logger: logger)
         defer { producer.close(); deadLetters = nil }
         deadLetters = DeadLetterWriter(producer: producer, topic: configuration.topics.deadLetter, stage: name, counters: counters, logger: logger)
         try await consume(configuration.db)
@@ -63,6 +63,25 @@ public actor DBStage: ConsumingStage {
             tracker.revoked(partitions)
             return [:]
         }
+    }
+
+    func topicsIdentified(_ ids: [String: String]) throws {
+        guard let sink else { return }
+        let group = configuration.db.groupId
+        let stored = try sink.topicIds(group: group)
+        let recreated = ids.filter { stored[$0.key] != nil && stored[$0.key] != $0.value }.keys.sorted()
+        guard ids.contains(where: { stored[$0.key] != $0.value }) else { return }
+        for topic in recreated {
+            reportReset("topic \(topic) was recreated (id \(stored[topic] ?? "?") → \(ids[topic] ?? "?")): its stored offsets no longer apply; reading it again from the beginning")
+        }
+        try sink.recordTopicIds(ids, resetting: recreated, group: group)
+        if !recreated.isEmpty { throw TopicsRecreated(topics: recreated) }
+    }
+
+    func partitionsReset(_ partitions: [TopicPartition], assignment: Set<TopicPartition>) throws -> [TopicPartition: Int64] {
+        try sink?.forgetOffsets(group: configuration.db.groupId, partitions: partitions)
+        tracker.assigned(Dictionary(uniqueKeysWithValues: partitions.map { ($0, 0) }))
+        return Dictionary(uniqueKeysWithValues: partitions.map { ($0, KafkaOffset.beginning) })
     }
 
     func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws {

@@ -17,11 +17,15 @@ public final class Pipeline: Sendable {
     /// This run's metrics, in the Prometheus text format at `/metrics`.
     public let registry = PrometheusCollectorRegistry()
     public let health: StageHealth
+    /// `genetika_stage_healthy{stage}`: 1 while `/health` finds nothing wrong with the stage.
+    private let stageHealthGauges: [(String, Gauge)]
     public let stop = StopSignal()
     public let logger: Logger
     /// Test hooks: run after each DB batch and after each acker batch's acks went out.
     let dbAfterBatch: (@Sendable (Int) throws -> Void)?
     let ackerAfterAcks: (@Sendable (Int) throws -> Void)?
+    /// What the producer sent completely, across restarts of its stage.
+    public let ledger = ProducerLedger()
     /// The sources the start-up check opened, handed to the first producer stage.
     private let checkedSources = Mutex<[ProducerStage.OpenSource]?>(nil)
 
@@ -34,9 +38,11 @@ public final class Pipeline: Sendable {
         self.exitWhenDone = exitWhenDone
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.valueHistogramBuckets["genetika_ack_delay_ms"] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
-        counters = PipelineCounters(sources: configuration.sources, factory: factory)
-        health = StageHealth(stages: stages.map(\.rawValue))
+        health = StageHealth(stages: stages.map(\.rawValue), stuckAfter: .seconds(configuration.observability.stuckAfterSeconds))
+        counters = PipelineCounters(sources: configuration.sources, factory: factory, health: health)
         self.logger = logger
+        let registry = registry
+        stageHealthGauges = stages.map { ($0.rawValue, registry.makeGauge(name: "genetika_stage_healthy", labels: [("stage", $0.rawValue)])) }
         self.dbAfterBatch = dbAfterBatch
         self.ackerAfterAcks = ackerAfterAcks
     }
@@ -54,7 +60,7 @@ public final class Pipeline: Sendable {
     public func checkStartup() async throws {
         let admin: KafkaAdmin
         do {
-            admin = try KafkaAdmin(configuration: KafkaClientConfiguration(configuration.kafka), name: "startup", logger: logger)
+            admin = try KafkaAdmin(configuration: clientConfiguration(configuration, counters), name: "startup", logger: logger)
         } catch {
             throw StartupError(what: "Kafka client configuration (kafka.properties)", cause: "\(error)")
         }
@@ -105,6 +111,8 @@ public final class Pipeline: Sendable {
     /// Runs the start-up checks, then the stages until stopped (or, with `exitWhenDone`,
     /// until the producer finished and the consuming stages caught up).
     public func run() async throws {
+        let locks = try lockState()
+        defer { for lock in locks { lock.release() } }
         let endpoint = try startEndpoint()
         defer { endpoint?.stop() }
         try await checkStartup()
@@ -128,15 +136,38 @@ public final class Pipeline: Sendable {
         try await supervisor.run(until: condition)
     }
 
+    /// Takes the state this run's stages write to for itself: the acker's state file and a
+    /// SQLite database. A second process on the same files would split the partitions with
+    /// this one while each believes it owns the database, so it is refused with a message
+    /// that says who holds them. (PostgreSQL is meant to be shared: several processes may
+    /// write to one, each with its own `stateDirectory`.)
+    func lockState() throws -> [InstanceLock] {
+        var locks: [InstanceLock] = []
+        do {
+            if stages.contains(.acker) {
+                locks.append(try InstanceLock(path: AckerStage.statePath(configuration) + ".lock",
+                                              guarding: "the acker state \(AckerStage.statePath(configuration))"))
+            }
+            if stages.contains(.db), let path = TableSinks.sqlitePath(url: configuration.database.url, configuration: configuration) {
+                locks.append(try InstanceLock(path: path + ".lock", guarding: "the SQLite database \(path)"))
+            }
+        } catch {
+            for lock in locks { lock.release() }
+            throw StartupError(what: "state", cause: "\(error)")
+        }
+        return locks
+    }
+
     /// Serves `/metrics` and `/health` on `observability.host:port` (unless the port is 0).
     func startEndpoint() throws -> HTTPEndpoint? {
         let settings = configuration.observability
         guard settings.port > 0 else { return nil }
         let endpoint: HTTPEndpoint
         do {
-            endpoint = try HTTPEndpoint(host: settings.host, port: settings.port) { [registry, health] path in
+            endpoint = try HTTPEndpoint(host: settings.host, port: settings.port) { [registry, health, stageHealthGauges] path in
                 switch path {
                 case "/metrics":
+                    for (stage, gauge) in stageHealthGauges { gauge.set(Double(health.isHealthy(stage) ? 1 : 0)) }
                     return HTTPEndpoint.Response(status: 200, contentType: "text/plain; version=0.0.4", body: registry.emitToBuffer())
                 case "/health":
                     return health.response()
@@ -162,7 +193,7 @@ public final class Pipeline: Sendable {
                         return sources
                     }
                     return ProducerStage(configuration: configuration, counters: counters, progress: progress, stop: stop,
-                                         logger: logger, opened: opened)
+                                         logger: logger, ledger: ledger, opened: opened)
                 }
             case .db:
                 StageSpec(name: kind.rawValue) { [self] in

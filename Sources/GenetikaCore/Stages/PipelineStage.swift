@@ -10,12 +10,79 @@ public protocol PipelineStage: Actor {
     func run() async throws
 }
 
-/// A stop request shared by the supervisor and every stage; stages check it between batches.
+/// A stop request shared by the supervisor and every stage; stages check it between
+/// batches. Whoever raises it may say why; `onRequest` handlers (the command's stop
+/// deadline) run once, on the first request, and `wait(upTo:)` ends early when it comes.
 public final class StopSignal: Sendable {
     private let flag = Atomic<Bool>(false)
+    private struct State {
+        var reason: String?
+        var handlers: [@Sendable (String) -> Void] = []
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var woken: Set<UInt64> = []
+        var next: UInt64 = 0
+    }
+    private let state = Mutex(State())
     public init() {}
     public var isRequested: Bool { flag.load(ordering: .acquiring) }
-    public func request() { flag.store(true, ordering: .releasing) }
+    /// Why the stop was requested (nil until it was, or when no reason was given).
+    public var reason: String? { state.withLock { $0.reason } }
+
+    public func request(reason: String = "stop requested") {
+        guard !flag.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let (handlers, waiters) = state.withLock { s in
+            s.reason = reason
+            defer { s.waiters = [:]; s.woken = [] }
+            return (s.handlers, Array(s.waiters.values))
+        }
+        for handler in handlers { handler(reason) }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Runs `handler` on the first request (at once if it already came).
+    public func onRequest(_ handler: @escaping @Sendable (String) -> Void) {
+        let already: String? = state.withLock { s in
+            if flag.load(ordering: .acquiring) { return s.reason ?? "stop requested" }
+            s.handlers.append(handler)
+            return nil
+        }
+        if let already { handler(already) }
+    }
+
+    /// Sleeps for `duration`, or less if a stop is requested (or the task is cancelled) first.
+    public func wait(upTo duration: Duration) async {
+        let id: UInt64 = state.withLock { s in
+            defer { s.next += 1 }
+            return s.next
+        }
+        let timer = Task { [self] in
+            do { try await Task.sleep(for: duration) } catch { return }
+            wake(id)
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s -> Bool in
+                    if flag.load(ordering: .acquiring) || s.woken.remove(id) != nil { return true }
+                    s.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            wake(id)
+        }
+        timer.cancel()
+    }
+
+    /// Resumes waiter `id`, or records that it is to return at once if it has not started waiting.
+    private func wake(_ id: UInt64) {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if let waiter = s.waiters.removeValue(forKey: id) { return waiter }
+            if !flag.load(ordering: .acquiring) { s.woken.insert(id) }
+            return nil
+        }
+        waiter?.resume()
+    }
 }
 
 /// A counter shared across threads, also exported as a swift-metrics counter when the
@@ -99,12 +166,25 @@ public final class DurationSample: Sendable {
 public final class PipelineCounters: Sendable {
     public let rowsRead: Counter
     public let eventsProduced: Counter
+    /// Events whose delivery failed for good: the producer stage was not restarted to send them again.
     public let deliveryFailures: Counter
+    /// Events whose delivery failed in a producer stage that the supervisor then restarted,
+    /// which sends their source again.
+    public let deliveriesResent: Counter
+    /// Rows the producer could not map to their columns' types (each also a dead letter).
     public let rowsRejected: Counter
     public let eventsConsumed: Counter
     public let rowsWritten: Counter
+    /// Dead letters sent by any stage (the sum of `deadLetteredPerStage`).
     public let deadLettered: Counter
+    /// Dead letters per stage (`producer`: rejected rows; `db`, `acker`: unusable events).
+    public let deadLetteredPerStage: [String: Counter]
     public let acks: Counter
+    /// Partitions found reset by the broker (topic recreated, or a stored offset beyond the
+    /// partition's end) and read again from the beginning.
+    public let partitionResets: Counter
+    /// What `/health` reports: each stage's state, progress and problems.
+    public let health: StageHealth
     public let stageRestarts: Counter
     /// Per source topic: events delivered to it.
     public let producedPerTopic: [String: Counter]
@@ -124,15 +204,21 @@ public final class PipelineCounters: Sendable {
     let factory: (any MetricsFactory)?
 
     /// Counters for `sources`, exported through `factory` when given.
-    public init(sources: [SourceConfiguration] = [], factory: (any MetricsFactory)? = nil) {
+    public init(sources: [SourceConfiguration] = [], factory: (any MetricsFactory)? = nil, health: StageHealth = StageHealth()) {
         self.factory = factory
+        self.health = health
         rowsRead = Counter("genetika_rows_read_total", factory: factory)
         eventsProduced = Counter("genetika_events_produced_total", factory: nil)
         deliveryFailures = Counter("genetika_delivery_failures_total", factory: factory)
+        deliveriesResent = Counter("genetika_deliveries_resent_total", factory: factory)
         rowsRejected = Counter("genetika_rows_rejected_total", factory: factory)
         eventsConsumed = Counter("genetika_events_consumed_total", factory: factory)
         rowsWritten = Counter("genetika_rows_written_total", factory: nil)
-        deadLettered = Counter("genetika_dead_lettered_total", factory: factory)
+        deadLettered = Counter("genetika_dead_lettered_total", factory: nil)
+        deadLetteredPerStage = Dictionary(uniqueKeysWithValues: StageKind.allCases.map {
+            ($0.rawValue, Counter("genetika_dead_lettered_total", [("stage", $0.rawValue)], factory: factory))
+        })
+        partitionResets = Counter("genetika_partition_resets_total", factory: factory)
         acks = Counter("genetika_acks_total", factory: factory)
         stageRestarts = Counter("genetika_stage_restarts_total", factory: factory)
         producedPerTopic = Dictionary(uniqueKeysWithValues: sources.map {
@@ -147,6 +233,18 @@ public final class PipelineCounters: Sendable {
     func produced(topic: String) {
         eventsProduced.add()
         producedPerTopic[topic]?.add()
+    }
+
+    /// A dead letter went out from `stage`.
+    func deadLettered(stage: String) {
+        deadLettered.add()
+        deadLetteredPerStage[stage]?.add()
+    }
+
+    /// "N (producer a, db b, acker c)", for the totals line.
+    public var deadLetteredSummary: String {
+        let parts = StageKind.allCases.map { "\($0.rawValue) \(deadLetteredPerStage[$0.rawValue]?.value ?? 0)" }
+        return "\(deadLettered.value) (\(parts.joined(separator: ", ")))"
     }
 
     func written(table: String, count: Int) {

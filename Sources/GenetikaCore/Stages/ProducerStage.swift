@@ -15,26 +15,30 @@ public actor ProducerStage: PipelineStage {
     private let progress: PipelineProgress
     private let stop: StopSignal
     private let logger: Logger
+    private let ledger: ProducerLedger
     /// Sources already opened (and checked) by the start-up checks, used instead of opening
     /// them again; nil for a restarted stage, which opens them afresh.
     private let opened: [OpenSource]?
 
+    /// `ledger` remembers, across restarts of the stage, which sources were sent completely.
     public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
-                stop: StopSignal, logger: Logger) {
-        self.init(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger, opened: nil)
+                stop: StopSignal, logger: Logger, ledger: ProducerLedger = ProducerLedger()) {
+        self.init(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
+                  ledger: ledger, opened: nil)
     }
 
     init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
-         stop: StopSignal, logger: Logger, opened: [OpenSource]?) {
+         stop: StopSignal, logger: Logger, ledger: ProducerLedger, opened: [OpenSource]?) {
         self.configuration = configuration
         self.counters = counters
         self.progress = progress
         self.stop = stop
         self.logger = logger
+        self.ledger = ledger
         self.opened = opened
     }
 
-    /// A delivery that failed for good.
+    /// Deliveries that failed for good in this run of the stage.
     public struct DeliveryFailures: Error, CustomStringConvertible {
         public var count: Int
         public var first: String
@@ -42,39 +46,89 @@ public actor ProducerStage: PipelineStage {
     }
 
     public func run() async throws {
-        let sources = try opened ?? Self.openSources(configuration)
-        let producer = try KafkaProducer(configuration: KafkaClientConfiguration(configuration.kafka)
+        if opened == nil {
+            // A restart: the topics may be gone (a broker restarted without its data).
+            let admin = try KafkaAdmin(configuration: clientConfiguration(configuration, counters), name: "producer-admin", logger: logger)
+            defer { admin.close() }
+            let topics = configuration.sources.map(\.topic) + [configuration.topics.ack, configuration.topics.deadLetter]
+            try await admin.ensureTopics(topics.map { TopicSpecification(name: $0, partitions: configuration.topics.partitions) },
+                                         create: configuration.topics.create)
+        }
+        let producer = try KafkaProducer(configuration: clientConfiguration(configuration, counters)
             .with(defaults: ["partitioner": "murmur2_random"]), name: "producer", logger: logger)
         defer { producer.close() }
-        let tracker = DeliveryTracker()
+        // A source sent completely before is sent again only if its topic was recreated since.
+        let topicIds = (try? producer.topicIds(configuration.sources.map(\.topic))) ?? [:]
+        for file in ledger.forgetRecreated(topicIds, sources: configuration.sources) {
+            logger.warning("producer: the topic of \(file) was recreated since it was sent; sending it again")
+        }
+        let pending = configuration.sources.indices.filter { !ledger.isComplete($0) }
+        let sources = try (opened ?? Self.openSources(configuration, only: Set(pending))).filter { !ledger.isComplete($0.index) }
+        if sources.count < configuration.sources.count {
+            let done = configuration.sources.indices.filter { ledger.isComplete($0) }.map { configuration.sources[$0].file }
+            logger.info("producer: not sending again what was already delivered: \(done.joined(separator: ", "))")
+        }
+        let outage = ledger.outage
         // Consumers started by this process join their groups first, so that the ack delay
         // measures the pipeline rather than a group join (about half of session.timeout.ms).
         if await !progress.waitForConsumers(timeout: .seconds(30)) {
             logger.warning("producer: the consuming stages have no partitions after 30 s; sending anyway")
         }
         let start = ContinuousClock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        // Each source on its own: one that fails (a file corrupt halfway) does not stop the others.
+        let results = await withTaskGroup(of: (Int, SourceResult).self) { group in
             for source in sources {
                 group.addTask { [configuration, counters, stop, logger] in
-                    try await Self.send(source, configuration: configuration, producer: producer, counters: counters,
-                                        stop: stop, tracker: tracker, logger: logger)
+                    let tracker = DeliveryTracker(outage: outage, logger: logger)
+                    var sent = 0
+                    do {
+                        sent = try await Self.send(source, configuration: configuration, producer: producer, counters: counters,
+                                                   stop: stop, tracker: tracker, logger: logger)
+                        return (source.index, SourceResult(source: source, tracker: tracker, sent: sent, error: nil))
+                    } catch {
+                        return (source.index, SourceResult(source: source, tracker: tracker, sent: tracker.handedOver, error: error))
+                    }
                 }
             }
-            try await group.waitForAll()
+            var results: [Int: SourceResult] = [:]
+            for await (index, result) in group { results[index] = result }
+            return results
         }
-        try producer.flush(timeout: .seconds(120))
-        while tracker.inFlight > 0 { try await Task.sleep(for: .milliseconds(1)) }
-        if let failures = tracker.failures { throw failures }
+        // Every delivery report is in before the outcome is judged (close() would fail the rest).
+        while results.values.contains(where: { $0.tracker.inFlight > 0 }) && !stop.isRequested {
+            try? producer.flush(timeout: .milliseconds(100))
+        }
+        var firstError: Error?
+        for index in results.keys.sorted() {
+            guard let result = results[index] else { continue }
+            if let error = result.error {
+                logger.error("\(result.source.file): failed after \(result.sent) rows were handed to Kafka for \(result.source.source.topic) (they are kept; a restart sends the file again): \(error)")
+                firstError = firstError ?? error
+            } else if let failures = result.tracker.failures {
+                firstError = firstError ?? failures
+            } else if !stop.isRequested && result.tracker.inFlight == 0 {
+                ledger.complete(index, offsets: result.tracker.nextOffsets, topicId: topicIds[result.source.source.topic])
+            }
+        }
+        if let firstError { throw firstError }
         if stop.isRequested { return }
-        // Exact targets for "caught up": the highest offset each partition got from this run.
-        await progress.producerDone(targets: tracker.nextOffsets)
-        logger.info("producer finished: \(counters.eventsProduced.value) events from \(sources.count) files in \(ContinuousClock.now - start), \(counters.rowsRejected.value) rows dead-lettered")
+        // Exact targets for "caught up": the highest offset each partition got from the producer.
+        await progress.producerDone(targets: ledger.nextOffsets)
+        logger.info("producer finished: \(counters.eventsProduced.value) events from \(configuration.sources.count) files in \(ContinuousClock.now - start), \(counters.rowsRejected.value) rows dead-lettered")
+    }
+
+    private struct SourceResult: Sendable {
+        var source: OpenSource
+        var tracker: DeliveryTracker
+        var sent: Int
+        var error: (any Error)?
     }
 
     /// A source checked at start-up: the file opens, the sheet exists, the header has every column.
     struct OpenSource: @unchecked Sendable {
         // @unchecked: an OpenSource has one user at a time: the start-up check hands it (under
         // a lock, once) to the first producer stage, which gives it to exactly one task.
+        var index: Int
         var source: SourceConfiguration
         var path: String
         var file: String
@@ -82,8 +136,8 @@ public actor ProducerStage: PipelineStage {
         var mapper: RowMapper
     }
 
-    static func openSources(_ configuration: GenetikaConfiguration) throws -> [OpenSource] {
-        try configuration.sources.map { source in
+    static func openSources(_ configuration: GenetikaConfiguration, only: Set<Int>? = nil) throws -> [OpenSource] {
+        try configuration.sources.enumerated().filter { only?.contains($0.offset) ?? true }.map { index, source in
             let path = configuration.resolve(source.file)
             let workbook = try XlsxWorkbook(path: path, limits: XlsxLimits(configuration.xlsx))
             let reader = try workbook.rows(sheet: source.sheet)
@@ -91,21 +145,22 @@ public actor ProducerStage: PipelineStage {
                 throw XlsxError(.missingSheet, file: workbook.file, "the sheet has no header row")
             }
             let mapper = try RowMapper(source: source, header: header, file: workbook.file)
-            return OpenSource(source: source, path: path, file: workbook.file, reader: reader, mapper: mapper)
+            return OpenSource(index: index, source: source, path: path, file: workbook.file, reader: reader, mapper: mapper)
         }
     }
 
     private static func send(_ open: OpenSource, configuration: GenetikaConfiguration, producer: KafkaProducer,
                              counters: PipelineCounters, stop: StopSignal, tracker: DeliveryTracker,
-                             logger: Logger) async throws {
+                             logger: Logger) async throws -> Int {
         let topic = open.source.topic
         let file = open.file
         let fileHeader = KafkaHeader(GenetikaHeader.sourceFile, file)
         let maxDelay = configuration.producer.maxDelayMs
         let pacer = configuration.producer.ratePerSecond > 0 ? Pacer(ratePerSecond: configuration.producer.ratePerSecond) : nil
         var rows = 0
+        var rejected = 0
         while let row = try open.reader.next() {
-            if stop.isRequested { return }
+            if stop.isRequested { return rows }
             if row.isEmpty { continue }
             counters.rowsRead.add()
             rows += 1
@@ -117,6 +172,7 @@ public actor ProducerStage: PipelineStage {
                 values = try open.mapper.values(of: row)
             } catch {
                 counters.rowsRejected.add()
+                rejected += 1
                 logger.warning("\(file) row \(row.number): \(error.reason); sent to \(configuration.topics.deadLetter)")
                 let payload = JSONWriter.serialize(.object(JSONObject([
                     ("file", .string(file)), ("row", .int(Int64(row.number))), ("topic", .string(topic)),
@@ -127,6 +183,7 @@ public actor ProducerStage: PipelineStage {
                     topic: configuration.topics.deadLetter, key: nil, value: payload, timestamp: created,
                     headers: [fileHeader, rowHeader, KafkaHeader(GenetikaHeader.error, error.reason),
                               KafkaHeader(GenetikaHeader.stage, "producer")]))
+                counters.deadLettered(stage: "producer")
                 continue
             }
             let message = OutgoingMessage(topic: topic, key: Array(open.mapper.key(of: values).utf8),
@@ -134,18 +191,20 @@ public actor ProducerStage: PipelineStage {
                                           headers: [fileHeader, rowHeader])
             tracker.started()
             let rowNumber = row.number
-            try await producer.send(message) { report in
-                if let error = report.error {
-                    counters.deliveryFailures.add()
-                    let text = "\(file) row \(rowNumber) to \(topic): \(error)"
-                    logger.error("delivery failed: \(text)")
-                    tracker.failed(text)
-                } else {
-                    counters.produced(topic: topic)
-                    counters.producing.finished()
-                    tracker.delivered(TopicPartition(report.topic, report.partition), offset: report.offset)
+            do {
+                try await producer.send(message) { report in
+                    if let error = report.error {
+                        tracker.failed("\(file) row \(rowNumber) to \(topic): \(error)")
+                    } else {
+                        counters.produced(topic: topic)
+                        counters.producing.finished()
+                        tracker.delivered(TopicPartition(report.topic, report.partition), offset: report.offset)
+                    }
+                    tracker.finished()
                 }
-                tracker.finished()
+            } catch {
+                tracker.finished()  // never handed over: no delivery report will come
+                throw error
             }
             if let pacer {
                 try await pacer.wait(afterEvent: rows)
@@ -155,7 +214,8 @@ public actor ProducerStage: PipelineStage {
                 await Task.yield()
             }
         }
-        logger.info("\(file): \(rows) rows sent to \(topic)")
+        logger.info("\(file): \(rows) rows sent to \(topic), \(rejected) of them dead-lettered to \(configuration.topics.deadLetter)")
+        return rows
     }
 }
 
@@ -171,23 +231,103 @@ struct Pacer {
     }
 }
 
-/// Messages awaiting their delivery report, the failures among those reported, and the
-/// next offset after the last delivered message of each partition.
+/// What the producer has done across restarts of its stage: the sources whose every row
+/// was delivered (a restart does not send them again), the next offset after the last
+/// delivered event of each partition, and whether deliveries are failing right now.
+public final class ProducerLedger: Sendable {
+    /// Complete sources with the id their topic had then (nil: unknown).
+    private let state = Mutex<(complete: [Int: String?], offsets: [TopicPartition: Int64])>(([:], [:]))
+    let outage = DeliveryOutage()
+
+    public init() {}
+
+    func isComplete(_ source: Int) -> Bool { state.withLock { $0.complete[source] != nil } }
+
+    func complete(_ source: Int, offsets: [TopicPartition: Int64], topicId: String?) {
+        state.withLock { s in
+            s.complete[source] = .some(topicId)
+            for (partition, offset) in offsets { s.offsets[partition] = max(s.offsets[partition] ?? 0, offset) }
+        }
+    }
+
+    /// Forgets the complete sources whose topic now has another id (it was recreated, and
+    /// what was sent to it is gone); returns their files.
+    func forgetRecreated(_ ids: [String: String], sources: [SourceConfiguration]) -> [String] {
+        state.withLock { s in
+            var files: [String] = []
+            for (index, recorded) in s.complete {
+                let topic = sources[index].topic
+                guard let recorded, let current = ids[topic], current != recorded else { continue }
+                s.complete[index] = nil
+                s.offsets = s.offsets.filter { $0.key.topic != topic }
+                files.append(sources[index].file)
+            }
+            return files.sorted()
+        }
+    }
+
+    var nextOffsets: [TopicPartition: Int64] { state.withLock { $0.offsets } }
+}
+
+/// Logs the start of a spell of failing deliveries once (with the first error) and its end
+/// once (with how many failed meanwhile), rather than a line per event.
+final class DeliveryOutage: Sendable {
+    private let state = Mutex<(failing: Bool, since: ContinuousClock.Instant, failed: Int)>((false, .now, 0))
+
+    func failed(_ text: String, logger: Logger) {
+        let first = state.withLock { s -> Bool in
+            s.failed += 1
+            guard !s.failing else { return false }
+            s.failing = true
+            s.since = .now
+            return true
+        }
+        if first { logger.error("deliveries are failing: \(text); further failures are counted, not logged one by one") }
+    }
+
+    func delivered(logger: Logger) {
+        let ended = state.withLock { s -> (Int, Duration)? in
+            guard s.failing else { return nil }
+            defer { s.failing = false; s.failed = 0 }
+            return (s.failed, .now - s.since)
+        }
+        if let (failed, duration) = ended {
+            logger.notice("deliveries succeed again after \(duration): \(failed) failed meanwhile (their files are sent again)")
+        }
+    }
+}
+
+/// One source's messages awaiting their delivery report, the failures among those
+/// reported, and the next offset after the last delivered message of each partition.
 final class DeliveryTracker: Sendable {
     private let pending = Atomic<Int>(0)
+    private let handed = Atomic<Int>(0)
     private let failure = Mutex<ProducerStage.DeliveryFailures?>(nil)
     private let offsets = Mutex<[TopicPartition: Int64]>([:])
+    private let outage: DeliveryOutage
+    private let logger: Logger
+
+    init(outage: DeliveryOutage, logger: Logger) {
+        self.outage = outage
+        self.logger = logger
+    }
 
     var nextOffsets: [TopicPartition: Int64] { offsets.withLock { $0 } }
 
     func delivered(_ partition: TopicPartition, offset: Int64) {
         offsets.withLock { $0[partition] = max($0[partition] ?? 0, offset + 1) }
+        outage.delivered(logger: logger)
     }
 
     var inFlight: Int { pending.load(ordering: .acquiring) }
+    /// Events handed to librdkafka so far.
+    var handedOver: Int { handed.load(ordering: .relaxed) }
     var failures: ProducerStage.DeliveryFailures? { failure.withLock { $0 } }
 
-    func started() { pending.add(1, ordering: .relaxed) }
+    func started() {
+        pending.add(1, ordering: .relaxed)
+        handed.add(1, ordering: .relaxed)
+    }
     func finished() { pending.subtract(1, ordering: .releasing) }
 
     func failed(_ text: String) {
@@ -195,5 +335,13 @@ final class DeliveryTracker: Sendable {
             if state == nil { state = ProducerStage.DeliveryFailures(count: 0, first: text) }
             state?.count += 1
         }
+        outage.failed(text, logger: logger)
     }
+}
+
+/// The Kafka client settings of a stage: the configured ones, reporting broker outages to `/health`.
+func clientConfiguration(_ configuration: GenetikaConfiguration, _ counters: PipelineCounters) -> KafkaClientConfiguration {
+    var client = KafkaClientConfiguration(configuration.kafka)
+    client.observer = counters.health
+    return client
 }

@@ -41,6 +41,7 @@ public final class AckerStore {
                 CREATE TABLE IF NOT EXISTS acker_offsets (
                     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
                     PRIMARY KEY (topic, partition));
+                CREATE TABLE IF NOT EXISTS acker_topic_ids (topic TEXT PRIMARY KEY NOT NULL, topic_id TEXT NOT NULL);
                 """)
         }
         let columns = (0..<topicCount).map { ", t\($0)" }.joined()
@@ -120,6 +121,38 @@ public final class AckerStore {
                 INSERT INTO acker_offsets (topic, partition, next_offset) VALUES (?, ?, ?)
                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset
                 """, [.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset)])
+        }
+    }
+
+    /// The topic ids the state was built from (by topic).
+    public func topicIds() throws -> [String: String] {
+        var ids: [String: String] = [:]
+        for row in try connection.query("SELECT topic, topic_id FROM acker_topic_ids") {
+            if case .text(let topic) = row[0], case .text(let id) = row[1] { ids[topic] = id }
+        }
+        return ids
+    }
+
+    /// Records the topics' ids; with `forgetAll`, first drops every id and offset (the
+    /// topics were recreated: the state describes logs that are gone).
+    public func recordTopicIds(_ ids: [String: String], forgetAll: Bool) throws {
+        try connection.transaction {
+            if forgetAll {
+                try connection.execute("DELETE FROM acker_ids; DELETE FROM acker_offsets;")
+            }
+            for (topic, id) in ids {
+                try connection.run("INSERT INTO acker_topic_ids (topic, topic_id) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET topic_id = excluded.topic_id",
+                                   [.text(topic), .text(id)])
+            }
+        }
+    }
+
+    /// Drops what is known of partition number `partition`: its ids and the offsets of every
+    /// topic's partition with that number (read again from the beginning).
+    public func forget(partition: Int32) throws {
+        try connection.transaction {
+            try connection.run("DELETE FROM acker_ids WHERE partition = ?", [.integer(Int64(partition))])
+            try connection.run("DELETE FROM acker_offsets WHERE partition = ?", [.integer(Int64(partition))])
         }
     }
 

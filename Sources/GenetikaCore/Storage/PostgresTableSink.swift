@@ -34,6 +34,42 @@ public final class PostgresTableSink: TableSink {
                     consumer_group TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
                     next_offset BIGINT NOT NULL, PRIMARY KEY (consumer_group, topic, partition))
                 """)
+            try connection.execute("""
+                CREATE TABLE IF NOT EXISTS genetika_topic_ids (
+                    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, topic_id TEXT NOT NULL,
+                    PRIMARY KEY (consumer_group, topic))
+                """)
+        }
+    }
+
+    public func topicIds(group: String) throws -> [String: String] {
+        var ids: [String: String] = [:]
+        for row in try connection.query("SELECT topic, topic_id FROM genetika_topic_ids WHERE consumer_group = $1", [group]) {
+            if let topic = row[0], let id = row[1] { ids[topic] = id }
+        }
+        return ids
+    }
+
+    public func recordTopicIds(_ ids: [String: String], resetting reset: [String], group: String) throws {
+        try connection.transaction {
+            for topic in reset {
+                _ = try connection.query("DELETE FROM genetika_offsets WHERE consumer_group = $1 AND topic = $2", [group, topic])
+            }
+            for (topic, id) in ids {
+                _ = try connection.query("""
+                    INSERT INTO genetika_topic_ids (consumer_group, topic, topic_id) VALUES ($1, $2, $3)
+                    ON CONFLICT (consumer_group, topic) DO UPDATE SET topic_id = excluded.topic_id
+                    """, [group, topic, id])
+            }
+        }
+    }
+
+    public func forgetOffsets(group: String, partitions: [TopicPartition]) throws {
+        try connection.transaction {
+            for partition in partitions {
+                _ = try connection.query("DELETE FROM genetika_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
+                                         [group, partition.topic, String(partition.partition)])
+            }
         }
     }
 

@@ -8,6 +8,13 @@ public protocol TableSink: AnyObject {
     func prepare() throws
     /// The next offset to read for each partition that has one stored for `group`.
     func storedOffsets(group: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64]
+    /// The topic ids `group`'s stored offsets belong to (by topic).
+    func topicIds(group: String) throws -> [String: String]
+    /// Records `ids` as the topics' ids for `group`, and forgets `group`'s stored offsets
+    /// of the topics in `reset` (recreated: their offsets point into a log that is gone).
+    func recordTopicIds(_ ids: [String: String], resetting reset: [String], group: String) throws
+    /// Forgets `group`'s stored offsets of `partitions`.
+    func forgetOffsets(group: String, partitions: [TopicPartition]) throws
     /// Upserts `rows` (by key) and stores `offsets` for `group`, atomically.
     func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String) throws
     func close()
@@ -26,9 +33,13 @@ public struct SinkRow: Sendable, Equatable {
 
 /// Opens the sink that a database URL names.
 public enum TableSinks {
+    /// The file a `sqlite://` URL names (nil for other databases).
+    public static func sqlitePath(url: String, configuration: GenetikaConfiguration) -> String? {
+        url.hasPrefix("sqlite://") ? configuration.resolve(String(url.dropFirst("sqlite://".count))) : nil
+    }
+
     public static func open(url: String, configuration: GenetikaConfiguration) throws -> TableSink {
-        if url.hasPrefix("sqlite://") {
-            let path = configuration.resolve(String(url.dropFirst("sqlite://".count)))
+        if let path = sqlitePath(url: url, configuration: configuration) {
             return try SQLiteTableSink(path: path, sources: configuration.sources)
         }
         return try PostgresTableSink(url: url, sources: configuration.sources)
@@ -62,7 +73,10 @@ public final class SQLiteTableSink: TableSink {
             try connection.execute("""
                 CREATE TABLE IF NOT EXISTS genetika_offsets (
                     consumer_group TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
-                    next_offset INTEGER NOT NULL, PRIMARY KEY (consumer_group, topic, partition))
+                    next_offset INTEGER NOT NULL, PRIMARY KEY (consumer_group, topic, partition));
+                CREATE TABLE IF NOT EXISTS genetika_topic_ids (
+                    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, topic_id TEXT NOT NULL,
+                    PRIMARY KEY (consumer_group, topic));
                 """)
         }
         statements = (
@@ -84,6 +98,37 @@ public final class SQLiteTableSink: TableSink {
             if case .integer(let offset)? = rows.first?.first { result[partition] = offset }
         }
         return result
+    }
+
+    public func topicIds(group: String) throws -> [String: String] {
+        var ids: [String: String] = [:]
+        for row in try connection.query("SELECT topic, topic_id FROM genetika_topic_ids WHERE consumer_group = ?", [.text(group)]) {
+            if case .text(let topic) = row[0], case .text(let id) = row[1] { ids[topic] = id }
+        }
+        return ids
+    }
+
+    public func recordTopicIds(_ ids: [String: String], resetting reset: [String], group: String) throws {
+        try connection.transaction {
+            for topic in reset {
+                try connection.run("DELETE FROM genetika_offsets WHERE consumer_group = ? AND topic = ?", [.text(group), .text(topic)])
+            }
+            for (topic, id) in ids {
+                try connection.run("""
+                    INSERT INTO genetika_topic_ids (consumer_group, topic, topic_id) VALUES (?, ?, ?)
+                    ON CONFLICT (consumer_group, topic) DO UPDATE SET topic_id = excluded.topic_id
+                    """, [.text(group), .text(topic), .text(id)])
+            }
+        }
+    }
+
+    public func forgetOffsets(group: String, partitions: [TopicPartition]) throws {
+        try connection.transaction {
+            for partition in partitions {
+                try connection.run("DELETE FROM genetika_offsets WHERE consumer_group = ? AND topic = ? AND partition = ?",
+                                   [.text(group), .text(partition.topic), .integer(Int64(partition.partition))])
+            }
+        }
     }
 
     public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String) throws {

@@ -31,6 +31,10 @@ public struct RestartPolicy: Sendable {
     }
 }
 
+/// An error by which a stage asks to be started again at once, as part of its normal work
+/// (not a failure: no backoff, and it does not count against the restart policy).
+public protocol RestartRequest: Error {}
+
 /// A stage gave up: it failed more often than the policy allows.
 public struct TooManyRestarts: Error, CustomStringConvertible {
     public var stage: String
@@ -102,18 +106,21 @@ public actor Supervisor {
                 group.addTask { [stop] in
                     while !stop.isRequested {
                         if await condition() {
-                            stop.request()
+                            stop.request(reason: "--exit-when-done: the producer finished and every consuming stage caught up")
                             return
                         }
                         try await Task.sleep(for: .milliseconds(100))
                     }
                 }
             }
+            // The first stage to give up ends the run: `waitForAll()` would wait for the
+            // healthy stages, which never end on their own, so take results one by one.
             do {
-                try await group.waitForAll()
+                while try await group.next() != nil {}
             } catch {
-                stop.request()
-                try? await group.waitForAll()
+                stop.request(reason: "\(error)")
+                group.cancelAll()
+                while !group.isEmpty { _ = try? await group.next() }
                 throw error
             }
         }
@@ -134,8 +141,14 @@ public actor Supervisor {
                 if stop.isRequested || spec.finishes { return }
                 // A long-running stage that returned without a stop request is restarted.
                 logger.warning("stage \(spec.name) ended unexpectedly; restarting")
+            } catch let request as RestartRequest where !stop.isRequested {
+                logger.notice("stage \(spec.name): \(request)")
+                continue
             } catch {
+                let undelivered = (error as? ProducerStage.DeliveryFailures)?.count ?? 0
+                health?.failed(spec.name, "\(error)")
                 if stop.isRequested {
+                    counters.deliveryFailures.add(undelivered)
                     logger.info("stage \(spec.name) ended while stopping: \(error)")
                     set(spec.name, .stopped)
                     return
@@ -143,6 +156,7 @@ public actor Supervisor {
                 let now = ContinuousClock.now
                 restarts = restarts.filter { now - $0 < policy.window }
                 if restarts.count >= policy.maxRestarts {
+                    counters.deliveryFailures.add(undelivered)
                     set(spec.name, .failed)
                     let failure = TooManyRestarts(stage: spec.name, restarts: restarts.count, window: policy.window, lastError: "\(error)")
                     logger.critical("\(failure)")
@@ -150,15 +164,11 @@ public actor Supervisor {
                 }
                 restarts.append(now)
                 counters.stageRestarts.add()
+                counters.deliveriesResent.add(undelivered)
                 let delay = policy.backoff(restart: restarts.count)
                 set(spec.name, .restarting)
                 logger.error("stage \(spec.name) failed: \(error); restart \(restarts.count) of at most \(policy.maxRestarts) in \(policy.window), in \(delay)")
-                var waited = Duration.zero
-                while waited < delay && !stop.isRequested {
-                    let step = min(.milliseconds(50), delay - waited)
-                    try await Task.sleep(for: step)
-                    waited += step
-                }
+                await stop.wait(upTo: delay)
             }
         }
     }
