@@ -5,7 +5,7 @@ CONFIG ?= config.json
 SWIFT_BUILD_FLAGS ?=
 GENETIKA := .build/debug/genetika
 
-.PHONY: all deps build release test run e2e broker-start broker-stop clean help bench bench-xlsx scale-out compose-check
+.PHONY: all deps build release test run e2e broker-start broker-stop clean help bench bench-xlsx scale-out compose-check compose-smoke faults
 
 all: build
 
@@ -16,7 +16,9 @@ help:
 	@echo "make run           deps + local broker + genetika run --config $(CONFIG)"
 	@echo "make e2e           the whole pipeline against a fresh broker, checked end to end"
 	@echo "make scale-out     two processes sharing the groups and PostgreSQL; one is killed mid-stream"
-	@echo "make compose-check validate compose.yaml (docker-compose config)"
+	@echo "make faults        inject faults (broker loss, corrupt file, full disk, ...) and check the outcome"
+	@echo "make compose-check validate compose.yaml (docker-compose config) and what a stack relies on"
+	@echo "make compose-smoke run the Dockerfile-built binary with compose's environment against a local broker"
 	@echo "make bench         the whole pipeline against the Python design and kcat (docs/benchmarks.md)"
 	@echo "make bench-xlsx    the xlsx reader against python-calamine and openpyxl"
 	@echo "make broker-start  start a local broker on 127.0.0.1:9092 with Genetika's topics"
@@ -59,8 +61,17 @@ e2e: deps
 scale-out: deps
 	@scripts/scale-out.sh
 
-# Validates compose.yaml with Debian's docker-compose (v1), installed if missing; no Docker
-# engine is needed for this.
+faults: build
+	@python3 scripts/faults.py .build/debug/genetika
+
+# Validates compose.yaml with Debian's docker-compose (v1), installed if missing, with and
+# without the postgres profile, and checks its guarantees; no Docker engine is needed.
 compose-check:
 	@command -v docker-compose >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
-	docker-compose -f compose.yaml config -q && echo "compose.yaml is valid"
+	@python3 -c 'import yaml' 2>/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml >/dev/null; }
+	@python3 scripts/compose_check.py
+
+# The Dockerfile's build command, then the compose service's environment and command.
+compose-smoke: deps compose-check
+	swift build -c release --static-swift-stdlib --product genetika
+	@python3 scripts/compose_smoke.py "$$(swift build -c release --show-bin-path)/genetika"

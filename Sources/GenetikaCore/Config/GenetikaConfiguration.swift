@@ -49,6 +49,9 @@ public struct TopicsConfiguration: Sendable, Equatable {
 public struct DatabaseConfiguration: Sendable, Equatable {
     /// `sqlite://path` (relative to the configuration file) or `postgres://user:pass@host:port/db`.
     public var url: String
+    /// How long start-up waits for a PostgreSQL server that refuses connections (still
+    /// starting, e.g. in Docker Compose) before giving up.
+    public var connectTimeoutMs: Int = 30_000
 }
 
 public struct ProducerStageConfiguration: Sendable, Equatable {
@@ -114,8 +117,9 @@ public struct GenetikaConfiguration: Sendable, Equatable {
     }
 
     /// Loads and validates a configuration file. Environment variables
-    /// `GENETIKA_BOOTSTRAP_SERVERS`, `GENETIKA_DATABASE_URL` and `GENETIKA_OBSERVABILITY_HOST`
-    /// override those settings.
+    /// `GENETIKA_BOOTSTRAP_SERVERS`, `GENETIKA_DATABASE_URL`, `GENETIKA_OBSERVABILITY_HOST`,
+    /// `GENETIKA_OBSERVABILITY_PORT` and `GENETIKA_TOPIC_PARTITIONS` override those settings (a
+    /// bad value is an error naming it).
     public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GenetikaConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(file: path, issues: [ConfigIssue(path: "", message: "cannot read the file")])
@@ -130,6 +134,20 @@ public struct GenetikaConfiguration: Sendable, Equatable {
         }
         if let host = environment["GENETIKA_OBSERVABILITY_HOST"], !host.isEmpty {
             configuration.observability.host = host
+        }
+        if let text = environment["GENETIKA_OBSERVABILITY_PORT"], !text.isEmpty {
+            guard let port = Int(text), (0...65535).contains(port) else {
+                throw ConfigError(file: path, issues: [ConfigIssue(path: "GENETIKA_OBSERVABILITY_PORT (environment)",
+                                                                   message: "expected a port from 0 to 65535, found \"\(text)\"")])
+            }
+            configuration.observability.port = port
+        }
+        if let text = environment["GENETIKA_TOPIC_PARTITIONS"], !text.isEmpty {
+            guard let partitions = Int(text), (1...10_000).contains(partitions) else {
+                throw ConfigError(file: path, issues: [ConfigIssue(path: "GENETIKA_TOPIC_PARTITIONS (environment)",
+                                                                   message: "expected a whole number from 1 to 10000, found \"\(text)\"")])
+            }
+            configuration.topics.partitions = partitions
         }
         return configuration
     }
@@ -169,7 +187,8 @@ public struct GenetikaConfiguration: Sendable, Equatable {
         }
         let sources = reader.objects("sources") { source in readSource(&source) }
         let database = reader.object("database") { database in
-            DatabaseConfiguration(url: database.string("url", default: "sqlite://state/genetika.db"))
+            DatabaseConfiguration(url: database.string("url", default: "sqlite://state/genetika.db"),
+                                  connectTimeoutMs: database.integer("connectTimeoutMs", default: 30_000, range: 0...3_600_000))
         }
         let stateDirectory = reader.string("stateDirectory", default: "state")
         var producer = ProducerStageConfiguration(maxDelayMs: 0)

@@ -92,8 +92,8 @@ extension ConsumingStage {
             }
             if !consumer.assignment.isEmpty { await progress.markReady(name) }
             // A partition owned by another member counts as done for this one (scale-out);
-            // until the first assignment, nothing is.
-            let allAtEnd = consumer.assignmentGeneration > 0 && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
+            // owning nothing (before the first assignment, or between a revoke and the next) does not.
+            let allAtEnd = !consumer.assignment.isEmpty && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
             await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
         }
     }
@@ -186,10 +186,12 @@ struct CatchUpTracker: Sendable {
         for (partition, offset) in offsets { next[partition] = max(next[partition] ?? 0, offset) }
     }
 
-    /// True when this stage owns every target partition and has processed up to its target.
+    /// True when this stage owns partitions and has processed each one it owns up to its
+    /// target. A partition owned by another member (scale-out) is that member's to finish;
+    /// owning nothing (between a revoke and the next assignment) is never "caught up".
     func isCaughtUp(_ targets: [TopicPartition: Int64]) -> Bool {
-        targets.allSatisfy { partition, target in
-            guard let position = next[partition] else { return false }
+        !next.isEmpty && targets.allSatisfy { partition, target in
+            guard let position = next[partition] else { return true }
             return position >= target
         }
     }

@@ -87,12 +87,24 @@ public final class Pipeline: Sendable {
             }
         }
         if stages.contains(.db) {
-            do {
-                let sink = try TableSinks.open(url: configuration.database.url, configuration: configuration)
-                defer { sink.close() }
-                try sink.prepare()
-            } catch {
-                throw StartupError(what: "database \(configuration.database.url)", cause: "\(error)")
+            // A PostgreSQL server that is still starting refuses connections: wait for it
+            // (database.connectTimeoutMs). Anything else fails at once.
+            let deadline = ContinuousClock.now + .milliseconds(configuration.database.connectTimeoutMs)
+            var waiting = false
+            while true {
+                do {
+                    let sink = try TableSinks.open(url: configuration.database.url, configuration: configuration)
+                    defer { sink.close() }
+                    try sink.prepare()
+                    if waiting { logger.info("the database answers") }
+                    break
+                } catch let error as PostgresError where error.isConnectionFailure && ContinuousClock.now < deadline && !stop.isRequested {
+                    if !waiting { logger.notice("waiting up to \(configuration.database.connectTimeoutMs) ms for the database: \(error)") }
+                    waiting = true
+                    await stop.wait(upTo: .milliseconds(500))
+                } catch {
+                    throw StartupError(what: "database \(maskPassword(configuration.database.url))", cause: "\(error)")
+                }
             }
         }
         if stages.contains(.acker) {

@@ -56,7 +56,8 @@ public actor ProducerStage: PipelineStage {
         }
         let producer = try KafkaProducer(configuration: clientConfiguration(configuration, counters)
             .with(defaults: ["partitioner": "murmur2_random"]), name: "producer", logger: logger)
-        defer { producer.close() }
+        let abort = AbortSignal()
+        defer { producer.close(timeout: abort.error == nil ? .seconds(10) : .zero) }
         // A source sent completely before is sent again only if its topic was recreated since.
         let topicIds = (try? producer.topicIds(configuration.sources.map(\.topic))) ?? [:]
         for file in ledger.forgetRecreated(topicIds, sources: configuration.sources) {
@@ -69,6 +70,9 @@ public actor ProducerStage: PipelineStage {
             logger.info("producer: not sending again what was already delivered: \(done.joined(separator: ", "))")
         }
         let outage = ledger.outage
+        let watchdog = Self.watchTopics(producer: producer, ids: topicIds, topics: configuration.sources.map(\.topic),
+                                        outage: outage, abort: abort)
+        defer { watchdog.cancel() }
         // Consumers started by this process join their groups first, so that the ack delay
         // measures the pipeline rather than a group join (about half of session.timeout.ms).
         if await !progress.waitForConsumers(timeout: .seconds(30)) {
@@ -83,7 +87,7 @@ public actor ProducerStage: PipelineStage {
                     var sent = 0
                     do {
                         sent = try await Self.send(source, configuration: configuration, producer: producer, counters: counters,
-                                                   stop: stop, tracker: tracker, logger: logger)
+                                                   stop: stop, abort: abort, tracker: tracker, logger: logger)
                         return (source.index, SourceResult(source: source, tracker: tracker, sent: sent, error: nil))
                     } catch {
                         return (source.index, SourceResult(source: source, tracker: tracker, sent: tracker.handedOver, error: error))
@@ -95,10 +99,10 @@ public actor ProducerStage: PipelineStage {
             return results
         }
         // Every delivery report is in before the outcome is judged (close() would fail the rest).
-        while results.values.contains(where: { $0.tracker.inFlight > 0 }) && !stop.isRequested {
+        while results.values.contains(where: { $0.tracker.inFlight > 0 }) && !stop.isRequested && abort.error == nil {
             try? producer.flush(timeout: .milliseconds(100))
         }
-        var firstError: Error?
+        var firstError: Error? = abort.error
         for index in results.keys.sorted() {
             guard let result = results[index] else { continue }
             if let error = result.error {
@@ -106,7 +110,7 @@ public actor ProducerStage: PipelineStage {
                 firstError = firstError ?? error
             } else if let failures = result.tracker.failures {
                 firstError = firstError ?? failures
-            } else if !stop.isRequested && result.tracker.inFlight == 0 {
+            } else if !stop.isRequested && abort.error == nil && result.tracker.inFlight == 0 {
                 ledger.complete(index, offsets: result.tracker.nextOffsets, topicId: topicIds[result.source.source.topic])
             }
         }
@@ -149,8 +153,49 @@ public actor ProducerStage: PipelineStage {
         }
     }
 
+    /// Deliveries that make no progress for 5 s while events are outstanding may be waiting
+    /// for a topic the broker lost (librdkafka would hold them until `message.timeout.ms`):
+    /// if a source topic is gone or was recreated, the stage is aborted, and its restart
+    /// creates the topics again and resends.
+    private static func watchTopics(producer: KafkaProducer, ids: [String: String], topics: [String],
+                                    outage: DeliveryOutage, abort: AbortSignal) -> Task<Void, Never> {
+        Task.detached {
+            var last = outage.reports
+            var since = ContinuousClock.now
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let reports = outage.reports
+                if reports != last || producer.outstanding == 0 {
+                    last = reports
+                    since = .now
+                    continue
+                }
+                guard ContinuousClock.now - since >= .seconds(5) else { continue }
+                since = .now
+                // DescribeTopics blocks: on a thread of its own, not on Swift's shared pool.
+                let current: [String: String]? = await withCheckedContinuation { continuation in
+                    Thread { continuation.resume(returning: try? producer.topicIds(topics, timeout: .seconds(5))) }.start()
+                }
+                guard let current else { continue }  // no broker answered: librdkafka keeps trying
+                let gone = topics.filter { current[$0] != ids[$0] }
+                if !gone.isEmpty {
+                    abort.raise(TopicsGone(topics: gone))
+                    return
+                }
+            }
+        }
+    }
+
+    /// Source topics disappeared or were recreated while events waited for them.
+    struct TopicsGone: Error, CustomStringConvertible {
+        var topics: [String]
+        var description: String {
+            "topics \(topics.joined(separator: ", ")) are gone or were recreated while events waited for them (the broker lost its data); the restart creates them and sends again"
+        }
+    }
+
     private static func send(_ open: OpenSource, configuration: GenetikaConfiguration, producer: KafkaProducer,
-                             counters: PipelineCounters, stop: StopSignal, tracker: DeliveryTracker,
+                             counters: PipelineCounters, stop: StopSignal, abort: AbortSignal, tracker: DeliveryTracker,
                              logger: Logger) async throws -> Int {
         let topic = open.source.topic
         let file = open.file
@@ -161,6 +206,7 @@ public actor ProducerStage: PipelineStage {
         var rejected = 0
         while let row = try open.reader.next() {
             if stop.isRequested { return rows }
+            if let error = abort.error { throw error }
             if row.isEmpty { continue }
             counters.rowsRead.add()
             rows += 1
@@ -269,12 +315,24 @@ public final class ProducerLedger: Sendable {
     var nextOffsets: [TopicPartition: Int64] { state.withLock { $0.offsets } }
 }
 
+/// A reason to give up the stage's work, raised by a watchdog and seen by every sender.
+final class AbortSignal: Sendable {
+    private let state = Mutex<(any Error)?>(nil)
+    var error: (any Error)? { state.withLock { $0 } }
+    func raise(_ error: any Error) { state.withLock { if $0 == nil { $0 = error } } }
+}
+
 /// Logs the start of a spell of failing deliveries once (with the first error) and its end
 /// once (with how many failed meanwhile), rather than a line per event.
 final class DeliveryOutage: Sendable {
     private let state = Mutex<(failing: Bool, since: ContinuousClock.Instant, failed: Int)>((false, .now, 0))
+    private let reported = Atomic<Int>(0)
+
+    /// Delivery reports so far, successful or not.
+    var reports: Int { reported.load(ordering: .relaxed) }
 
     func failed(_ text: String, logger: Logger) {
+        reported.add(1, ordering: .relaxed)
         let first = state.withLock { s -> Bool in
             s.failed += 1
             guard !s.failing else { return false }
@@ -286,6 +344,7 @@ final class DeliveryOutage: Sendable {
     }
 
     func delivered(logger: Logger) {
+        reported.add(1, ordering: .relaxed)
         let ended = state.withLock { s -> (Int, Duration)? in
             guard s.failing else { return nil }
             defer { s.failing = false; s.failed = 0 }

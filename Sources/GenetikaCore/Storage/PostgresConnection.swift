@@ -5,6 +5,9 @@ import Glibc
 public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var context: String
+    /// The server could not be reached or is not ready yet (refused, starting up, unknown
+    /// host): worth waiting for, unlike a wrong password or a missing database.
+    public var isConnectionFailure = false
     public var description: String { "\(context): \(message)" }
 }
 
@@ -22,7 +25,10 @@ public final class PostgresConnection {
         guard let connection, PQstatus(connection) == CONNECTION_OK else {
             let message = connection.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
             PQfinish(connection)
-            throw PostgresError(message: message.trimmedWhitespace, context: "connect to \(maskPassword(url))")
+            let transient = ["Connection refused", "starting up", "shutting down", "could not translate host name",
+                             "timeout expired", "No such file or directory", "closed the connection unexpectedly"]
+            throw PostgresError(message: message.trimmedWhitespace, context: "connect to \(maskPassword(url))",
+                                isConnectionFailure: transient.contains { message.contains($0) })
         }
         self.connection = connection
         _ = try execute("SET client_min_messages = warning")
