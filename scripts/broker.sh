@@ -81,7 +81,16 @@ case "${1:-}" in
   start)
     if docker_engine; then
       log "Docker engine found: starting Apache Kafka from compose.yaml"
-      PARTITIONS="$PARTITIONS" compose up -d --wait kafka kafka-init
+      # Kafka alone is waited for (--wait on a one-shot service fails once it exits 0,
+      # docker/compose#10596; Compose v1 has no --wait: kafka-wait.py waits instead), then
+      # the topics are created by the one-shot kafka-init, run to completion.
+      if docker compose version >/dev/null 2>&1; then
+        PARTITIONS="$PARTITIONS" compose up -d --wait kafka
+      else
+        PARTITIONS="$PARTITIONS" compose up -d kafka
+      fi
+      python3 "$ROOT/scripts/kafka-wait.py" "127.0.0.1:$PORT" --timeout "$TIMEOUT"
+      PARTITIONS="$PARTITIONS" compose run --rm kafka-init
       wait_ready
       log "ready: 127.0.0.1:$PORT"
     else

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import Prometheus
 import Synchronization
@@ -18,7 +19,7 @@ public final class Pipeline: Sendable {
     public let registry = PrometheusCollectorRegistry()
     public let health: StageHealth
     /// `genetika_stage_healthy{stage}`: 1 while `/health` finds nothing wrong with the stage.
-    private let stageHealthGauges: [(String, Gauge)]
+    private let stageHealthGauges: [(String, CoreMetrics.Gauge)]
     public let stop = StopSignal()
     public let logger: Logger
     /// Test hooks: run after each DB batch and after each acker batch's acks went out.
@@ -41,8 +42,9 @@ public final class Pipeline: Sendable {
         health = StageHealth(stages: stages.map(\.rawValue), stuckAfter: .seconds(configuration.observability.stuckAfterSeconds))
         counters = PipelineCounters(sources: configuration.sources, factory: factory, health: health)
         self.logger = logger
-        let registry = registry
-        stageHealthGauges = stages.map { ($0.rawValue, registry.makeGauge(name: "genetika_stage_healthy", labels: [("stage", $0.rawValue)])) }
+        stageHealthGauges = stages.map { [factory] in
+            ($0.rawValue, CoreMetrics.Gauge(label: "genetika_stage_healthy", dimensions: [("stage", $0.rawValue)], factory: factory))
+        }
         self.dbAfterBatch = dbAfterBatch
         self.ackerAfterAcks = ackerAfterAcks
     }
@@ -179,7 +181,7 @@ public final class Pipeline: Sendable {
             endpoint = try HTTPEndpoint(host: settings.host, port: settings.port) { [registry, health, stageHealthGauges] path in
                 switch path {
                 case "/metrics":
-                    for (stage, gauge) in stageHealthGauges { gauge.set(Double(health.isHealthy(stage) ? 1 : 0)) }
+                    for (stage, gauge) in stageHealthGauges { gauge.record(health.isHealthy(stage) ? 1 : 0) }
                     return HTTPEndpoint.Response(status: 200, contentType: "text/plain; version=0.0.4", body: registry.emitToBuffer())
                 case "/health":
                     return health.response()
