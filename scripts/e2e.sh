@@ -3,9 +3,12 @@
 #  1. Seed run: Fixtures/sim_file1..3.xlsx; exactly 50 rows in each of data1..3 whose values
 #     equal the spreadsheets', exactly 50 acks with distinct ids, none before the latest of
 #     its three topic events.
-#  2. Crash run: a generated 3 x ROWS dataset (20,000); genetika is killed with SIGKILL at
-#     three random moments mid-stream and restarted each time; then exact row counts, no
-#     duplicate row, exactly one ack per id.
+#  2. Crash run: a generated 3 x ROWS dataset (20,000). The producer runs once, to
+#     completion, in its own process; then the DB and acker stages (`--stages db,acker`) are
+#     killed with SIGKILL at three random moments mid-stream (each kill is checked to have
+#     landed before the end) and restarted each time, so only their stored offsets and state
+#     can bring them to the end. Then every value of every table is compared with the
+#     generated spreadsheets as openpyxl reads them, and each id must have exactly one ack.
 # Environment: ROWS (20000), KILLS (3), E2E_SEED (random), KEEP=1 keeps the work directory.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +43,7 @@ for source in config["sources"]:
     source["file"] = f"{data}/{source['file'].split('/')[-1]}"
 config["database"]["url"] = f"sqlite://{state}/genetika.db"
 config["stateDirectory"] = state
+config["observability"]["port"] = 0  # no fixed port
 json.dump(config, open(out, "w"), indent=2)
 PY
 }
@@ -61,6 +65,9 @@ scripts/broker.sh stop >/dev/null
 scripts/broker.sh start
 "$GENETIKA" generate --rows "$ROWS" --out "$WORK/crash-data" --seed "$SEED" >/dev/null
 make_config "$WORK/crash.json" "$WORK/crash-data" "$WORK/crash-state"
+# The producer once, to completion: what the stages below reach, they reach from the topics.
+timeout 300 "$GENETIKA" run --config "$WORK/crash.json" --stages producer --exit-when-done 2>> "$WORK/crash-run.log" \
+  || { tail -n 40 "$WORK/crash-run.log"; exit 1; }
 written() {
   sqlite3 "$WORK/crash-state/genetika.db" "select (select count(*) from data1)+(select count(*) from data2)+(select count(*) from data3)" 2>/dev/null || echo 0
 }
@@ -69,7 +76,7 @@ for kill in $(seq 1 "$KILLS"); do
   # Kill k lands at a random point of the k-th slice of the stream (by rows written), so
   # every kill is mid-stream whatever the machine's speed.
   target=$(python3 -c "import random; random.seed($SEED * 10 + $kill); k=$kill; n=$KILLS; t=3*$ROWS; print(int(t * random.uniform((k - 1) / n * 0.9 + 0.02, k / n * 0.9)))")
-  "$GENETIKA" run --config "$WORK/crash.json" 2>> "$WORK/crash-run.log" &
+  "$GENETIKA" run --config "$WORK/crash.json" --stages db,acker 2>> "$WORK/crash-run.log" &
   pid=$!
   deadline=$((SECONDS + 300))
   while [ "$(written)" -lt "$target" ]; do
@@ -80,13 +87,20 @@ for kill in $(seq 1 "$KILLS"); do
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   pid=""
-  log "  kill $kill (SIGKILL) at $(written) of $((3 * ROWS)) rows written, $(acked) of $ROWS ids acked"
+  at_written=$(written); at_acked=$(acked)
+  log "  kill $kill (SIGKILL) at $at_written of $((3 * ROWS)) rows written, $at_acked of $ROWS ids acked"
+  [ "$at_written" -lt $((3 * ROWS)) ] || { log "FAIL: kill $kill landed after every row was written"; exit 1; }
+  [ "$at_acked" -lt "$ROWS" ] || { log "FAIL: kill $kill landed after every id was acked"; exit 1; }
 done
-timeout 900 "$GENETIKA" run --config "$WORK/crash.json" --exit-when-done 2>> "$WORK/crash-run.log" \
+timeout 900 "$GENETIKA" run --config "$WORK/crash.json" --stages db,acker --exit-when-done 2>> "$WORK/crash-run.log" \
   || { tail -n 40 "$WORK/crash-run.log"; exit 1; }
 grep -E "totals" "$WORK/crash-run.log" | tail -n 1 | sed 's/^/[e2e]   /'
 log "  acks found already sent after a crash (read back, not re-sent): $(grep -c "were sent but not recorded" "$WORK/crash-run.log" || true) partition read-backs"
 "$GENETIKA" report --config "$WORK/crash.json" --out "$WORK/crash-report" | sed 's/^/[e2e]   /'
-python3 scripts/e2e_check.py crash --config "$WORK/crash.json" --database "$WORK/crash-state/genetika.db" \
-  --summary "$WORK/crash-report/summary.json" --rows "$ROWS"
+# openpyxl reads the generated spreadsheets for the expected values (an independent reader).
+VENV="$ROOT/.deps/e2e-venv"
+[ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import openpyxl' 2>/dev/null \
+  || { python3 -m venv "$VENV" && "$VENV/bin/pip" install --quiet openpyxl; }
+"$VENV/bin/python" scripts/e2e_check.py crash --config "$WORK/crash.json" --database "$WORK/crash-state/genetika.db" \
+  --summary "$WORK/crash-report/summary.json" --rows "$ROWS" --spreadsheets "$WORK/crash-data"
 log "passed"

@@ -50,19 +50,25 @@ psql_count() { psql "$PG_URL" -Atc "select (select count(*) from data1)+(select 
 log "starting processes A and B (db + acker) in the same groups"
 "$GENETIKA" run --config "$WORK/a.json" --stages db,acker 2> "$WORK/a.log" & pids+=($!); A=$!
 "$GENETIKA" run --config "$WORK/b.json" --stages db,acker 2> "$WORK/b.log" & pids+=($!); B=$!
-# Both members must hold partitions before the stream starts.
+# Both members must hold partitions of both groups before the stream starts. The group has
+# settled once each stage's latest assignments in A and B together cover the 9 source
+# partitions, each member with some (no fixed sleep).
+latest_parts() {  # log, stage: the partitions of that stage's latest "assigned" line
+  grep "$2 assigned" "$1" | tail -n1 | grep -o "topic[0-9]\[[0-9]*\]" || true
+}
+split_ok() {  # stage
+  local a b; a=$(latest_parts "$WORK/a.log" "$1"); b=$(latest_parts "$WORK/b.log" "$1")
+  [ -n "$a" ] && [ -n "$b" ] && [ "$(printf '%s\n%s\n' "$a" "$b" | sort -u | wc -l)" -eq 9 ] \
+    && [ "$(printf '%s\n%s\n' "$a" "$b" | wc -l)" -eq 9 ]
+}
 deadline=$((SECONDS + 120))
-until grep -q "db assigned" "$WORK/a.log" && grep -q "db assigned" "$WORK/b.log"; do
-  [ $SECONDS -lt $deadline ] || { tail -n 20 "$WORK/a.log" "$WORK/b.log"; log "both processes did not get partitions"; exit 1; }
+until split_ok db && split_ok acker; do
+  [ $SECONDS -lt $deadline ] || { tail -n 20 "$WORK/a.log" "$WORK/b.log"; log "the db and acker groups were not split between A and B"; exit 1; }
   sleep 0.2
 done
-sleep 3  # let the group settle on its two-member assignment
-log "A: $(grep "db assigned" "$WORK/a.log" | tail -n1 | sed 's/.*db assigned //')"
-log "B: $(grep "db assigned" "$WORK/b.log" | tail -n1 | sed 's/.*db assigned //')"
-a_parts=$(grep "db assigned" "$WORK/a.log" | tail -n1 | grep -o "topic[0-9]\[[0-9]*\]" | wc -l)
-b_parts=$(grep "db assigned" "$WORK/b.log" | tail -n1 | grep -o "topic[0-9]\[[0-9]*\]" | wc -l)
-[ "$a_parts" -gt 0 ] && [ "$b_parts" -gt 0 ] && [ $((a_parts + b_parts)) -eq 9 ] \
-  || { log "expected the 9 source partitions split between A and B, found $a_parts + $b_parts"; exit 1; }
+for stage in db acker; do
+  log "$stage: A $(latest_parts "$WORK/a.log" $stage | tr '\n' ' ')| B $(latest_parts "$WORK/b.log" $stage | tr '\n' ' ')"
+done
 
 log "producing 3 x $ROWS rows"
 "$GENETIKA" run --config "$WORK/a.json" --stages producer --exit-when-done 2> "$WORK/producer.log" & producer=$!; pids+=($producer)
@@ -83,26 +89,31 @@ until [ "$(psql_count)" -eq $((3 * ROWS)) ]; do
 done
 wait "$producer" || { tail -n 20 "$WORK/producer.log"; log "the producer failed"; exit 1; }
 log "all rows written; B took over: $(grep "db assigned" "$WORK/b.log" | tail -n1 | sed 's/.*db assigned //')"
-until "$GENETIKA" report --config "$WORK/b.json" --out "$WORK/report" > "$WORK/report.txt" 2>/dev/null && \
-      python3 -c "import json,sys; s=json.load(open('$WORK/report/summary.json')); sys.exit(0 if s['acked_ids'] >= $ROWS else 1)"; do
-  [ $SECONDS -lt $deadline ] || { cat "$WORK/report.txt"; log "acks incomplete"; exit 1; }
-  sleep 2
+# B owns every partition now and has read every ack partition back: its state knows each ack.
+until [ "$(sqlite3 "$WORK/state-b/acker.db" "select count(*) from acker_ids where acked=1" 2>/dev/null || echo 0)" -ge "$ROWS" ]; do
+  [ $SECONDS -lt $deadline ] || { tail -n 30 "$WORK/b.log"; log "acks incomplete"; exit 1; }
+  sleep 1
 done
 kill -TERM "$B"; wait "$B" || { log "B did not stop cleanly"; exit 1; }
+# The report is taken after B stopped, so that a late duplicate ack would be in it.
+"$GENETIKA" report --config "$WORK/b.json" --out "$WORK/report" > "$WORK/report.txt"
 sed 's/^/[scale-out]   /' "$WORK/report.txt"
 python3 - "$WORK/report/summary.json" "$ROWS" <<'PY'
 import json, sys
 summary, rows = json.load(open(sys.argv[1])), int(sys.argv[2])
 problems = []
 if summary["acks"] != rows: problems.append(f"{summary['acks']} acks for {rows} ids")
+if summary["acked_ids"] != rows: problems.append(f"{summary['acked_ids']} acked ids for {rows}")
 if summary["duplicate_acks"]: problems.append(f"duplicate acks: {summary['duplicate_acks'][:10]}")
 if summary["missing_ack"]: problems.append(f"missing acks: {summary['missing_ack'][:10]}")
+if summary["acks_on_wrong_partition"]: problems.append(f"acks off their id's partition: {summary['acks_on_wrong_partition'][:10]}")
+if summary["acks_not_matching_topics"]: problems.append(f"acks not matching the topics: {summary['acks_not_matching_topics'][:10]}")
 if problems:
     print("[scale-out] FAIL: " + "; ".join(problems), file=sys.stderr); sys.exit(1)
 PY
 for table in data1 data2 data3; do
-  read -r count distinct <<<"$(psql "$PG_URL" -Atc "select count(*), count(distinct id) from $table" | tr '|' ' ')"
-  [ "$count" -eq "$ROWS" ] && [ "$distinct" -eq "$ROWS" ] || { log "FAIL: $table has $count rows ($distinct distinct ids)"; exit 1; }
-  log "  $table: $count rows, no duplicates"
+  read -r count low high <<<"$(psql "$PG_URL" -Atc "select count(*), min(id), max(id) from $table" | tr '|' ' ')"
+  [ "$count" -eq "$ROWS" ] && [ "$low" -eq 1 ] && [ "$high" -eq "$ROWS" ] || { log "FAIL: $table has $count rows, ids $low..$high"; exit 1; }
+  log "  $table: $count rows, ids 1..$ROWS"
 done
-log "passed: both processes held partitions; after A was killed, B finished with exact counts and one ack per id"
+log "passed: both processes held partitions of both groups; after A was killed, B finished with exact counts and one ack per id"

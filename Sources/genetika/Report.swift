@@ -22,7 +22,17 @@ struct Report: ParsableCommand {
         try TopicSnapshot(configuration: KafkaClientConfiguration(configuration.kafka))
             .read(topics + [configuration.topics.ack]) { message in
                 guard let id = message.keyText, let timestamp = message.timestamp else { return }
-                report.record(id: id, topic: message.topic, timestamp: timestamp, isAck: message.topic == configuration.topics.ack)
+                let isAck = message.topic == configuration.topics.ack
+                var claims: [String: Int64?]?
+                if isAck, case .object(let fields)? = try? JSONParser.parse(message.value), case .object(let seen)? = fields["topics"] {
+                    claims = Dictionary(uniqueKeysWithValues: topics.map { topic in
+                        if case .int(let ms)? = seen[topic] { return (topic, Optional(ms)) }
+                        return (topic, nil)
+                    })
+                } else if isAck {
+                    claims = [:]  // an ack without its topics field matches nothing
+                }
+                report.record(id: id, topic: message.topic, timestamp: timestamp, isAck: isAck, partition: message.partition, claims: claims)
             }
         print("events: " + topics.map { "\($0) \(report.eventCounts[$0] ?? 0)" }.joined(separator: ", ") + ", \(configuration.topics.ack) \(report.ackCount)")
         print("ids: \(report.ids.count)")
@@ -31,6 +41,12 @@ struct Report: ParsableCommand {
                          s.count, s.min, s.p50, s.p90, s.p99, s.max, s.mean))
         } else {
             print("ack delay: no acked id with all its events")
+        }
+        if !report.acksNotMatchingTopics.isEmpty {
+            print("acks that do not match their id's events in the topics: \(report.acksNotMatchingTopics.prefix(20).joined(separator: ", "))")
+        }
+        if !report.acksOnWrongPartition.isEmpty {
+            print("acks not on their id's partition number: \(report.acksOnWrongPartition.prefix(20).joined(separator: ", "))")
         }
         for (topic, ids) in report.missingFromTopic.sorted(by: { $0.key < $1.key }) {
             print("missing from \(topic): \(ids.count) id(s): \(ids.prefix(20).joined(separator: ", "))\(ids.count > 20 ? ", …" : "")")

@@ -263,7 +263,17 @@ struct ReportPlotTests {
         let delay = try count(report.delaySVG())
         #expect(delay.root == "svg")
         #expect(delay.marks == 35, "one mark per acked id")
-        #expect(delay.bars > 0)
+        // The histogram's bars hold every acked id once: their counts (each bar's title) add up to 35.
+        let svg = report.delaySVG()
+        var barTotal = 0
+        var rest = svg[...]
+        while let bar = rest.range(of: "<rect class=\"bar\"") {
+            rest = rest[bar.upperBound...]
+            guard let open = rest.range(of: "<title>"), let close = rest.range(of: "</title>") else { break }
+            barTotal += Int(rest[open.upperBound..<close.lowerBound]) ?? -1_000
+            rest = rest[close.upperBound...]
+        }
+        #expect(delay.bars > 0 && barTotal == 35, "bars \(delay.bars), ids in them \(barTotal)")
         #expect(report.delaySVG().contains("ack delay (ms)"))
     }
 }

@@ -32,7 +32,10 @@ struct XlsxFixtureTests {
         let grid = Self.grid(rows)
         #expect(grid.count == expectedRows.count, "row count")
         for (r, expectedRow) in expectedRows.enumerated() where r < grid.count {
-            guard case .array(let expectedCells) = expectedRow else { continue }
+            guard case .array(let expectedCells) = expectedRow else {
+                Issue.record("\(name).expected.json row \(r + 1) is not an array")
+                continue
+            }
             let width = max(expectedCells.count, grid[r].count)
             for c in 0..<width {
                 let actual = c < grid[r].count ? grid[r][c] : .empty

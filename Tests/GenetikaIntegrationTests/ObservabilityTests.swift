@@ -44,8 +44,13 @@ struct ObservabilityTests {
         }
         #expect(sample(text, "genetika_rows_read_total") == 150)
         #expect(sample(text, "genetika_acks_total") == 50)
-        #expect(sample(text, "genetika_dead_lettered_total") ?? 0 == 0)
-        #expect(sample(text, "genetika_stage_restarts_total") ?? 0 == 0)
+        // Present and zero: a missing series must fail, not pass as 0.
+        for stage in ["producer", "db", "acker"] {
+            #expect(sample(text, "genetika_dead_lettered_total{stage=\"\(stage)\"}") == 0, "\(stage)")
+            #expect(sample(text, "genetika_stage_healthy{stage=\"\(stage)\"}") == 1, "\(stage)")
+        }
+        #expect(sample(text, "genetika_stage_restarts_total") == 0)
+        #expect(sample(text, "genetika_partition_resets_total") == 0)
         #expect(sample(text, "genetika_ack_delay_ms_count") == 50)
         // Lag per partition is published once a second; once caught up it is 0 everywhere.
         try await eventually("lag gauges at 0") {

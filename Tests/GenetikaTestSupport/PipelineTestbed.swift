@@ -27,6 +27,9 @@ public final class PipelineTestbed: Sendable {
         configuration.kafka.properties["heartbeat.interval.ms"] = "500"
         configuration.database.url = "sqlite://" + directory.appendingPathComponent("genetika.db").path
         configuration.stateDirectory = directory.appendingPathComponent("state").path
+        // No fixed port: a test that wants /metrics picks a free one (an endpoint on
+        // config.json's 9464 would fail while `make run`, or anything, holds that port).
+        configuration.observability.port = 0
         for index in configuration.sources.indices {
             configuration.sources[index].file = configuration.resolve(configuration.sources[index].file)
         }

@@ -44,6 +44,13 @@ public struct AckDelayReport: Sendable {
     public struct Arrivals: Sendable, Equatable {
         public var topics: [String: Int64] = [:]
         public var acks: [Int64] = []
+        /// Every timestamp of the id's events, per source topic.
+        public var eventTimes: [String: Set<Int64>] = [:]
+        /// The partitions the id's source events are on, and those its acks are on.
+        public var partitions: Set<Int32> = []
+        public var ackPartitions: [Int32] = []
+        /// Each ack's claim, per source topic, of the event it saw there (nil: none).
+        public var ackClaims: [[String: Int64?]] = []
     }
 
     public let sourceTopics: [String]
@@ -57,12 +64,19 @@ public struct AckDelayReport: Sendable {
         for topic in sourceTopics { eventCounts[topic] = 0 }
     }
 
-    /// Records an event of a source topic (`isAck` false) or an ack.
-    public mutating func record(id: String, topic: String, timestamp: Int64, isAck: Bool) {
+    /// Records an event of a source topic (`isAck` false) or an ack. `partition` and, for an
+    /// ack, `claims` (its `topics` field: per source topic the timestamp of the event the acker
+    /// saw, nil where it saw none) let the report check acks against the topics themselves.
+    public mutating func record(id: String, topic: String, timestamp: Int64, isAck: Bool, partition: Int32? = nil,
+                                claims: [String: Int64?]? = nil) {
         if isAck {
             ids[id, default: Arrivals()].acks.append(timestamp)
+            if let partition { ids[id, default: Arrivals()].ackPartitions.append(partition) }
+            if let claims { ids[id, default: Arrivals()].ackClaims.append(claims) }
             ackCount += 1
         } else {
+            if let partition { ids[id, default: Arrivals()].partitions.insert(partition) }
+            ids[id, default: Arrivals()].eventTimes[topic, default: []].insert(timestamp)
             eventCounts[topic, default: 0] += 1
             let previous = ids[id]?.topics[topic]
             ids[id, default: Arrivals()].topics[topic] = previous.map { Swift.min($0, timestamp) } ?? timestamp
@@ -106,6 +120,28 @@ public struct AckDelayReport: Sendable {
         delays.filter { $0.delay < 0 }.map(\.id)
     }
 
+    /// Acks whose claims do not match the topics: an ack must name, for every source topic,
+    /// the timestamp of an event of its id that really is in that topic (an ack sent before
+    /// the acker saw all three names none for the missing one).
+    public var acksNotMatchingTopics: [String] {
+        ids.filter { _, arrivals in
+            arrivals.ackClaims.contains { claims in
+                sourceTopics.contains { topic in
+                    guard case .some(.some(let claimed)) = claims[topic] else { return true }
+                    return arrivals.eventTimes[topic]?.contains(claimed) != true
+                }
+            }
+        }.map(\.key).sorted(by: idOrder)
+    }
+
+    /// Acks on another partition number than their id's source events (scale-out relies on it),
+    /// and ids whose source events are on several partition numbers.
+    public var acksOnWrongPartition: [String] {
+        ids.filter { _, arrivals in
+            arrivals.partitions.count > 1 || arrivals.ackPartitions.contains { !arrivals.partitions.contains($0) }
+        }.map(\.key).sorted(by: idOrder)
+    }
+
     public var summary: JSONValue {
         var object = JSONObject()
         object["events"] = .object(JSONObject(sourceTopics.map { ($0, JSONValue.int(Int64(eventCounts[$0] ?? 0))) }))
@@ -117,6 +153,8 @@ public struct AckDelayReport: Sendable {
         object["missing_ack"] = .array(missingAck.map(JSONValue.string))
         object["duplicate_acks"] = .array(duplicateAcks.map(JSONValue.string))
         object["acks_before_latest_event"] = .array(acksBeforeLatestEvent.map(JSONValue.string))
+        object["acks_not_matching_topics"] = .array(acksNotMatchingTopics.map(JSONValue.string))
+        object["acks_on_wrong_partition"] = .array(acksOnWrongPartition.map(JSONValue.string))
         return .object(object)
     }
 }
