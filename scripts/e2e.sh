@@ -101,6 +101,6 @@ log "  acks found already sent after a crash (read back, not re-sent): $(grep -c
 VENV="$ROOT/.deps/e2e-venv"
 [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import openpyxl' 2>/dev/null \
   || { python3 -m venv "$VENV" && "$VENV/bin/pip" install --quiet openpyxl; }
-"$VENV/bin/python" scripts/e2e_check.py crash --config "$WORK/crash.json" --database "$WORK/crash-state/genetika.db" \
+PYTHONWARNINGS=ignore "$VENV/bin/python" scripts/e2e_check.py crash --config "$WORK/crash.json" --database "$WORK/crash-state/genetika.db" \
   --summary "$WORK/crash-report/summary.json" --rows "$ROWS" --spreadsheets "$WORK/crash-data"
 log "passed"

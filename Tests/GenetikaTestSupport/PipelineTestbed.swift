@@ -86,6 +86,15 @@ public final class PipelineTestbed: Sendable {
     }
 
     /// Produces `value` to `topic` with `key`, waiting for delivery.
+    /// One event per key to `topic`, through one producer.
+    public func produce(_ topic: String, keys: [String], _ value: String) async throws {
+        let producer = try KafkaProducer(configuration: KafkaClientConfiguration(configuration.kafka)
+            .with(defaults: ["partitioner": "murmur2_random"]), name: "test-producer")
+        defer { producer.close() }
+        let reports = try await producer.sendAll(keys.map { OutgoingMessage(topic: topic, key: Array($0.utf8), value: Array(value.utf8)) })
+        if let error = reports.compactMap(\.error).first { throw error }
+    }
+
     public func produce(_ topic: String, key: String?, _ value: String, partition: Int32? = nil) async throws {
         let producer = try KafkaProducer(configuration: KafkaClientConfiguration(configuration.kafka)
             .with(defaults: ["partitioner": "murmur2_random"]), name: "test-producer")

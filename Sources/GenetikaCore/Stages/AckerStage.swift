@@ -34,7 +34,8 @@ public actor AckerStage: ConsumingStage {
     /// Most entries `waiting` holds; beyond it, half are dropped (they stay in the store).
     /// Ids whose events arrive far apart (the source files in different orders) would
     /// otherwise make memory grow with the data.
-    static let waitingCapacity = 20_000
+    static let defaultWaitingCapacity = 20_000
+    let waitingCapacity: Int
     // Set while `run()` runs.
     private var store: AckerStore?
     private var producer: KafkaProducer?
@@ -46,6 +47,14 @@ public actor AckerStage: ConsumingStage {
     /// state is committed, with the batch number (tests inject crashes there).
     public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
                 stop: StopSignal, logger: Logger, afterAcks: (@Sendable (Int) throws -> Void)? = nil) {
+        self.init(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
+                  afterAcks: afterAcks, waitingCapacity: Self.defaultWaitingCapacity)
+    }
+
+    /// `waitingCapacity`: how many waiting ids stay in memory (tests make it small).
+    init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
+         stop: StopSignal, logger: Logger, afterAcks: (@Sendable (Int) throws -> Void)?, waitingCapacity: Int) {
+        self.waitingCapacity = waitingCapacity
         self.configuration = configuration
         self.counters = counters
         self.progress = progress
@@ -227,10 +236,10 @@ public actor AckerStage: ConsumingStage {
             try store.setOffsets(ackOffsets)
         }
         for entry in entries.values { waiting[entry.id] = entry.acked ? nil : entry }
-        if waiting.count > Self.waitingCapacity {
+        if waiting.count > waitingCapacity {
             // Rebuilt rather than thinned in place: deleting a run of buckets would leave the
             // rest clustered, and every later lookup would probe through the cluster.
-            waiting = Dictionary(uniqueKeysWithValues: waiting.prefix(Self.waitingCapacity / 2).map { ($0.key, $0.value) })
+            waiting = Dictionary(uniqueKeysWithValues: waiting.prefix(waitingCapacity / 2).map { ($0.key, $0.value) })
         }
         if !acks.isEmpty { counters.acking.finished() }
         tracker.processed(offsets)
