@@ -493,8 +493,102 @@ def stuck_stage_reported(genetika, work):
         broker.kill()
 
 
+def signals_and_stop_timeout(genetika, work):
+    """SIGTERM mid-stream: exit 0, and every table's rows match the offsets stored with them
+    (no half batch). With the DB stage blocked (another process holds the database), a second
+    SIGTERM exits at once (130), and with one signal --stop-timeout bounds the wait (exit 1)."""
+    rows = 8000
+    broker = Broker(work)
+    try:
+        data = generate(genetika, work, rows)
+        path, config = make_config(work, "run", broker, data)
+        run = Run(genetika, path, os.path.join(work, "run.log"))
+        wait_for(lambda: rows_written(config) >= 3 * rows // 5, 120, "a fifth of the rows written")
+        run.process.send_signal(signal.SIGTERM)
+        began = time.monotonic()
+        check(run.wait(20) == 0, f"SIGTERM mid-stream: exit {run.process.returncode}: {run.text()[-800:]}")
+        stopped = time.monotonic() - began
+        db = sqlite3.connect(config["database"]["url"][len("sqlite://"):])
+        written = 0
+        for source in config["sources"]:
+            count = db.execute(f'SELECT count(*) FROM "{source["table"]}"').fetchone()[0]
+            offsets = db.execute("SELECT coalesce(sum(next_offset), 0) FROM genetika_offsets WHERE consumer_group = ? AND topic = ?",
+                                 (config["stages"]["db"]["groupId"], source["topic"])).fetchone()[0]
+            check(count == offsets, f"{source['table']}: {count} rows but stored offsets cover {offsets} events")
+            written += count
+        db.close()
+        check(0 < written < 3 * rows, f"the stop did not land mid-stream ({written} rows)")
+        acker = sqlite3.connect(os.path.join(config["stateDirectory"], "acker.db"))
+        recorded = acker.execute("SELECT count(*) FROM acker_ids WHERE acked = 1").fetchone()[0]
+        acker.close()
+        summary = report(genetika, path, os.path.join(work, "report"))
+        check(summary["acks"] == recorded and not summary["duplicate_acks"],
+              f"acks in the topic {summary['acks']}, recorded by the acker {recorded}")
+
+        # The DB stage cannot commit while another process holds the database: stopping waits.
+        database = config["database"]["url"][len("sqlite://"):]
+
+        def blocked_run(log, *args):
+            run = Run(genetika, path, os.path.join(work, log), *args)
+            wait_for(lambda: "db assigned" in run.text(), 60, "the DB stage to get its partitions")
+            holder = sqlite3.connect(database, timeout=10, isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            time.sleep(1.5)  # the producer resends the files: the DB stage's next commit waits
+            return run, holder
+
+        run, holder = blocked_run("second.log")
+        try:
+            run.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            check(run.process.poll() is None, "genetika stopped although its DB stage was blocked")
+            run.process.send_signal(signal.SIGTERM)
+            code = run.wait(5)
+            check(code == 130 and "second signal" in run.text(), f"a second signal: exit {code}, expected 130 at once")
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        run, holder = blocked_run("third.log", "--stop-timeout", "2")
+        try:
+            run.process.send_signal(signal.SIGTERM)
+            began_timeout = time.monotonic()
+            code = run.wait(15)
+            waited = time.monotonic() - began_timeout
+            check(code == 1 and "did not stop within 2 s" in run.text(), f"--stop-timeout 2: exit {code} after {waited:.1f} s")
+            check(waited < 6, f"--stop-timeout 2 took {waited:.1f} s")
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return (f"SIGTERM mid-stream: exit 0 in {stopped:.1f} s with {written} rows matching their offsets; "
+                f"second signal: 130; --stop-timeout 2: exit 1 after {waited:.1f} s")
+    finally:
+        broker.kill()
+
+
+def report_on_empty_and_missing_topics(genetika, work):
+    """`genetika report` on topics with no events says so and writes an empty summary; on a
+    topic that does not exist it fails naming the topic."""
+    broker = Broker(work)
+    try:
+        path, config = make_config(work, "run", broker, os.path.join(ROOT, "Fixtures"))
+        out = os.path.join(work, "report")
+        result = subprocess.run([genetika, "report", "--config", path, "--out", out], capture_output=True, text=True, timeout=120)
+        check(result.returncode == 0, f"report on empty topics failed: {result.stdout[-400:]} {result.stderr[-400:]}")
+        summary = json.load(open(os.path.join(out, "summary.json")))
+        check(summary["ids"] == 0 and summary["acks"] == 0 and summary["delay_ms"] is None, f"empty topics: {summary}")
+        check("ids: 0" in result.stdout, f"the output does not say there are no ids: {result.stdout[-300:]}")
+        config["sources"][2]["topic"] = "topic-that-is-not-there"
+        json.dump(config, open(path, "w"))
+        result = subprocess.run([genetika, "report", "--config", path, "--out", out], capture_output=True, text=True, timeout=120)
+        check(result.returncode != 0, "report on a missing topic succeeded")
+        check("topic-that-is-not-there" in result.stdout + result.stderr, f"the error does not name the topic: {result.stderr[-400:]}")
+        return "empty topics: ids 0, no delay; a missing topic is named: " + (result.stderr.strip().splitlines() or [""])[-1][:120]
+    finally:
+        broker.kill()
+
+
 SCENARIOS = [broker_outage_keeps_data, broker_restart_loses_data, supervisor_gives_up, disk_full,
-             second_instance_refused, dead_letter_counts_agree, stuck_stage_reported]
+             second_instance_refused, dead_letter_counts_agree, stuck_stage_reported, signals_and_stop_timeout,
+             report_on_empty_and_missing_topics]
 
 
 def main():

@@ -277,3 +277,35 @@ struct ReportPlotTests {
         #expect(report.delaySVG().contains("ack delay (ms)"))
     }
 }
+
+@Suite("Report checks of acks against the topics")
+struct AckCheckTests {
+    let topics = ["topic1", "topic2", "topic3"]
+
+    func report(claims: [String: Int64?], ackPartition: Int32 = 1) -> AckDelayReport {
+        var report = AckDelayReport(sourceTopics: topics)
+        for (index, topic) in topics.enumerated() {
+            report.record(id: "9", topic: topic, timestamp: 100 + Int64(index), isAck: false, partition: 1)
+        }
+        report.record(id: "9", topic: "ack", timestamp: 200, isAck: true, partition: ackPartition, claims: claims)
+        return report
+    }
+
+    @Test("an ack naming each topic's event of its id, on its partition, passes")
+    func good() {
+        let r = report(claims: ["topic1": 100, "topic2": 101, "topic3": 102])
+        #expect(r.acksNotMatchingTopics.isEmpty && r.acksOnWrongPartition.isEmpty)
+    }
+
+    @Test("an ack sent before the acker saw topic3 (null there) is flagged, as is one naming an event that is not in the topic")
+    func premature() {
+        #expect(report(claims: ["topic1": 100, "topic2": 101, "topic3": nil]).acksNotMatchingTopics == ["9"])
+        #expect(report(claims: ["topic1": 100, "topic2": 101, "topic3": 150]).acksNotMatchingTopics == ["9"])
+        #expect(report(claims: [:]).acksNotMatchingTopics == ["9"], "an ack without its topics field")
+    }
+
+    @Test("an ack on another partition number than its id's events is flagged")
+    func wrongPartition() {
+        #expect(report(claims: ["topic1": 100, "topic2": 101, "topic3": 102], ackPartition: 0).acksOnWrongPartition == ["9"])
+    }
+}
