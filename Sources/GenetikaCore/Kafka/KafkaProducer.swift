@@ -80,20 +80,16 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Sends all `messages` and waits for every delivery report (in the messages' order).
+    /// Everything is handed over from the calling task, so nothing touches the producer after
+    /// this returns or throws (the caller may close it then).
     public func sendAll(_ messages: [OutgoingMessage]) async throws -> [DeliveryReport] {
         guard !messages.isEmpty else { return [] }
         let collector = ReportCollector(count: messages.count)
-        return try await withCheckedThrowingContinuation { continuation in
+        for (index, message) in messages.enumerated() {
+            try await send(message) { collector.record($0, at: index) }
+        }
+        return await withCheckedContinuation { continuation in
             collector.onComplete { continuation.resume(returning: $0) }
-            Task {
-                do {
-                    for (index, message) in messages.enumerated() {
-                        try await self.send(message) { collector.record($0, at: index) }
-                    }
-                } catch {
-                    collector.fail(error, continuation: continuation)
-                }
-            }
         }
     }
 
@@ -285,35 +281,34 @@ extension Duration {
     }
 }
 
-/// Gathers the delivery reports of `sendAll` and resumes its caller once, when all arrived
-/// (or when handing a message over failed).
+/// Gathers the delivery reports of `sendAll` and hands them over once, when all arrived
+/// (to a completion registered before or after the last one).
 private final class ReportCollector: Sendable {
-    private let state: Mutex<(reports: [DeliveryReport?], remaining: Int, done: Bool, completion: (@Sendable ([DeliveryReport]) -> Void)?)>
+    private let state: Mutex<(reports: [DeliveryReport?], remaining: Int, completion: (@Sendable ([DeliveryReport]) -> Void)?)>
 
     init(count: Int) {
-        state = Mutex((Array(repeating: nil, count: count), count, false, nil))
+        state = Mutex((Array(repeating: nil, count: count), count, nil))
     }
 
     func onComplete(_ body: @escaping @Sendable ([DeliveryReport]) -> Void) {
-        state.withLock { $0.completion = body }
+        let ready: [DeliveryReport]? = state.withLock { s in
+            guard s.remaining == 0 else {
+                s.completion = body
+                return nil
+            }
+            return s.reports.compactMap { $0 }
+        }
+        if let ready { body(ready) }
     }
 
     func record(_ report: DeliveryReport, at index: Int) {
-        let finished: (([DeliveryReport]) -> Void, [DeliveryReport])? = state.withLock { s in
+        let finished: ((([DeliveryReport]) -> Void), [DeliveryReport])? = state.withLock { s in
             s.reports[index] = report
             s.remaining -= 1
-            guard s.remaining == 0, !s.done, let completion = s.completion else { return nil }
-            s.done = true
+            guard s.remaining == 0, let completion = s.completion else { return nil }
+            s.completion = nil
             return (completion, s.reports.compactMap { $0 })
         }
         if let (completion, reports) = finished { completion(reports) }
-    }
-
-    func fail(_ error: Error, continuation: CheckedContinuation<[DeliveryReport], Error>) {
-        let first = state.withLock { s -> Bool in
-            defer { s.done = true }
-            return !s.done
-        }
-        if first { continuation.resume(throwing: error) }
     }
 }

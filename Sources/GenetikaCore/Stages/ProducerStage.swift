@@ -70,9 +70,9 @@ public actor ProducerStage: PipelineStage {
             logger.info("producer: not sending again what was already delivered: \(done.joined(separator: ", "))")
         }
         let outage = ledger.outage
+        // Ended and awaited below, before anything can close the producer under it.
         let watchdog = Self.watchTopics(producer: producer, ids: topicIds, topics: configuration.sources.map(\.topic),
                                         outage: outage, abort: abort)
-        defer { watchdog.cancel() }
         // Consumers started by this process join their groups first, so that the ack delay
         // measures the pipeline rather than a group join (about half of session.timeout.ms).
         if await !progress.waitForConsumers(timeout: .seconds(30)) {
@@ -102,6 +102,8 @@ public actor ProducerStage: PipelineStage {
         while results.values.contains(where: { $0.tracker.inFlight > 0 }) && !stop.isRequested && abort.error == nil {
             try? producer.flush(timeout: .milliseconds(100))
         }
+        watchdog.cancel()
+        await watchdog.value
         var firstError: Error? = abort.error
         for index in results.keys.sorted() {
             guard let result = results[index] else { continue }
@@ -174,7 +176,7 @@ public actor ProducerStage: PipelineStage {
                 since = .now
                 // DescribeTopics blocks: on a thread of its own, not on Swift's shared pool.
                 let current: [String: String]? = await withCheckedContinuation { continuation in
-                    Thread { continuation.resume(returning: try? producer.topicIds(topics, timeout: .seconds(5))) }.start()
+                    Thread { continuation.resume(returning: try? producer.topicIds(topics, timeout: .seconds(3))) }.start()
                 }
                 guard let current else { continue }  // no broker answered: librdkafka keeps trying
                 let gone = topics.filter { current[$0] != ids[$0] }
