@@ -100,9 +100,13 @@ def main():
 
         config_path = os.path.join(app, "config.json")
         run = start(genetika, service, app, broker, os.path.join(work, "up2.log"))
-        time.sleep(1)
         wait_for(lambda: "producer finished" in run.text(), 60, "the producer to resend the files after up")
-        time.sleep(3)
+
+        def consumed():
+            status, text = http_get(run.port, "/metrics")
+            return (metric(text, "genetika_events_consumed_total") or 0) if status == 200 else 0
+        # Both consuming stages have read the 150 resent events: any second ack would be out.
+        wait_for(lambda: consumed() >= 300, 60, "the DB stage and the acker to read the resent events")
         run.process.send_signal(signal.SIGTERM)
         check(run.wait(grace) == 0, "the second start did not stop cleanly")
         os.environ["GENETIKA_BOOTSTRAP_SERVERS"] = broker.bootstrap

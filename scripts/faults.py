@@ -533,7 +533,9 @@ def signals_and_stop_timeout(genetika, work):
             wait_for(lambda: "db assigned" in run.text(), 60, "the DB stage to get its partitions")
             holder = sqlite3.connect(database, timeout=10, isolation_level=None)
             holder.execute("BEGIN EXCLUSIVE")
-            time.sleep(1.5)  # the producer resends the files: the DB stage's next commit waits
+            # The producer resends the files: the DB stage's next batch waits for the lock.
+            port = json.load(open(path))["observability"]["port"]
+            wait_for(lambda: '"busy":"handling a batch' in http_get(port, "/health")[1], 30, "the DB stage blocked in a batch")
             return run, holder
 
         run, holder = blocked_run("second.log")

@@ -202,10 +202,9 @@ public actor AckerStage: ConsumingStage {
                 try await deadLetters.send(message, reason: "event without a key (the id)")
                 continue
             }
-            guard let index = topicIndex[message.topic] else {
-                try await deadLetters.send(message, reason: "unknown topic \(message.topic)")
-                continue
-            }
+            // The consumer subscribes to exactly the source topics and only batches of partitions
+            // it owns get here: an event of another topic cannot occur.
+            guard let index = topicIndex[message.topic] else { preconditionFailure("acker: event of unsubscribed topic \(message.topic)") }
             var entry = try entries[id] ?? waiting[id] ?? store.entry(id)
                 ?? AckerEntry(id: id, partition: message.partition, seen: 0,
                               timestamps: Array(repeating: nil, count: topicIndex.count), acked: false)

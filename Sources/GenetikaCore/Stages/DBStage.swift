@@ -90,10 +90,9 @@ public actor DBStage: ConsumingStage {
         var rows: [SinkRow] = []
         rows.reserveCapacity(batch.count)
         for message in batch {
-            guard let (index, decoder) = decoders[message.topic] else {
-                try await deadLetters.send(message, reason: "unknown topic \(message.topic)")
-                continue
-            }
+            // The consumer subscribes to exactly the source topics and only batches of partitions
+            // it owns get here: an event of another topic cannot occur.
+            guard let (index, decoder) = decoders[message.topic] else { preconditionFailure("db: event of unsubscribed topic \(message.topic)") }
             do {
                 rows.append(SinkRow(source: index, values: try decoder.decode(message.value)))
             } catch {
