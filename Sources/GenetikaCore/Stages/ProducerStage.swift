@@ -39,10 +39,18 @@ public actor ProducerStage: PipelineStage {
     }
 
     /// Deliveries that failed for good in this run of the stage.
-    public struct DeliveryFailures: Error, CustomStringConvertible {
+    public struct DeliveryFailures: Error, CustomStringConvertible, UndeliveredEvents {
         public var count: Int
         public var first: String
         public var description: String { "\(count) event(s) were not delivered; first: \(first)" }
+        public var undelivered: Int { count }
+    }
+
+    /// The stage failed (`cause`) with events handed to Kafka and not delivered.
+    public struct FailedWithUndelivered: Error, CustomStringConvertible, UndeliveredEvents {
+        public var cause: any Error
+        public var undelivered: Int
+        public var description: String { "\(cause)" }
     }
 
     public func run() async throws {
@@ -116,7 +124,15 @@ public actor ProducerStage: PipelineStage {
                 ledger.complete(index, offsets: result.tracker.nextOffsets, topicId: topicIds[result.source.source.topic])
             }
         }
-        if let firstError { throw firstError }
+        if let firstError {
+            // Whatever ended the stage, the events still in flight are purged by close():
+            // count them with the failure (the supervisor counts them as resent or lost).
+            let undelivered = results.values.reduce(0) { $0 + $1.tracker.inFlight + ($1.tracker.failures?.count ?? 0) }
+            if undelivered > 0 && !(firstError is DeliveryFailures) {
+                throw FailedWithUndelivered(cause: firstError, undelivered: undelivered)
+            }
+            throw firstError
+        }
         if stop.isRequested { return }
         // Exact targets for "caught up": the highest offset each partition got from the producer.
         await progress.producerDone(targets: ledger.nextOffsets)

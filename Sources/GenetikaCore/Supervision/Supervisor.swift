@@ -35,6 +35,11 @@ public struct RestartPolicy: Sendable {
 /// (not a failure: no backoff, and it does not count against the restart policy).
 public protocol RestartRequest: Error {}
 
+/// A failure that left events handed to Kafka but not delivered (the producer's).
+public protocol UndeliveredEvents: Error {
+    var undelivered: Int { get }
+}
+
 /// A stage gave up: it failed more often than the policy allows.
 public struct TooManyRestarts: Error, CustomStringConvertible {
     public var stage: String
@@ -145,7 +150,7 @@ public actor Supervisor {
                 logger.notice("stage \(spec.name): \(request)")
                 continue
             } catch {
-                let undelivered = (error as? ProducerStage.DeliveryFailures)?.count ?? 0
+                let undelivered = (error as? UndeliveredEvents)?.undelivered ?? 0
                 health?.failed(spec.name, "\(error)")
                 if stop.isRequested {
                     counters.deliveryFailures.add(undelivered)
