@@ -180,8 +180,11 @@ extension KafkaAdmin {
 
 extension KafkaProducer {
     /// As `KafkaAdmin.topicIds`, through this producer's own handle.
-    public func topicIds(_ topics: [String], timeout: Duration = .seconds(10)) throws(KafkaError) -> [String: String] {
-        try describeTopicIds(handle.pointer, topics, timeout: timeout, context: "describe topics")
+    public func topicIds(_ topics: [String], timeout: Duration = .seconds(10)) throws -> [String: String] {
+        guard let ids = try withHandle({ try describeTopicIds($0, topics, timeout: timeout, context: "describe topics") }) else {
+            throw Self.closedError("describe topics")
+        }
+        return ids
     }
 }
 

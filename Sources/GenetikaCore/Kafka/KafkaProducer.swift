@@ -28,6 +28,22 @@ public final class KafkaProducer: Sendable {
     let handle: KafkaHandle
     private let context: KafkaClientContext
     private let pollThread: PollThread
+    /// Orders closing against every other use of the handle: a use registers while the
+    /// producer is open, and `close()` marks it closed, then waits for the registered uses
+    /// to end before it destroys the handle. So no call ever reaches a destroyed handle.
+    private let gate = Mutex<(closed: Bool, users: Int)>((false, 0))
+
+    /// Runs `body` with the handle, or returns nil once the producer is closed.
+    func withHandle<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T? {
+        let open = gate.withLock { state -> Bool in
+            guard !state.closed else { return false }
+            state.users += 1
+            return true
+        }
+        guard open else { return nil }
+        defer { gate.withLock { $0.users -= 1 } }
+        return try body(handle.pointer)
+    }
 
     /// Creates the producer; `name` identifies it in logs and errors.
     public init(configuration: KafkaClientConfiguration, name: String = "producer",
@@ -95,19 +111,31 @@ public final class KafkaProducer: Sendable {
 
     /// Waits until every message handed over so far has its delivery report.
     public func flush(timeout: Duration = .seconds(30)) throws(KafkaError) {
-        let err = rd_kafka_flush(handle.pointer, Int32(timeout.milliseconds))
+        let result = withHandle { rk in (rd_kafka_flush(rk, Int32(timeout.milliseconds)), rd_kafka_outq_len(rk)) }
+        guard let (err, left) = result else { throw Self.closedError("flush \(context.name)") }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            throw KafkaError(err, context: "flush \(context.name) (\(rd_kafka_outq_len(handle.pointer)) messages outstanding)")
+            throw KafkaError(err, context: "flush \(context.name) (\(left) messages outstanding)")
         }
     }
 
-    /// Messages handed over whose delivery report has not run yet.
-    public var outstanding: Int { Int(rd_kafka_outq_len(handle.pointer)) }
+    /// Messages handed over whose delivery report has not run yet (0 once closed).
+    public var outstanding: Int { withHandle { Int(rd_kafka_outq_len($0)) } ?? 0 }
+
+    static func closedError(_ what: String) -> KafkaError {
+        KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer is closed", context: what)
+    }
 
     /// Flushes for up to `timeout`, fails whatever is still undelivered (its delivery
     /// callback runs with an error), stops the poll thread and destroys the handle.
     public func close(timeout: Duration = .seconds(10)) {
-        guard handle.beginClose() else { return }
+        let first = gate.withLock { state -> Bool in
+            defer { state.closed = true }
+            return !state.closed
+        }
+        guard first, handle.beginClose() else { return }
+        // Uses that began before the producer was marked closed end first (enqueues return at
+        // once; a flush within its timeout).
+        while gate.withLock({ $0.users }) > 0 { usleep(200) }
         _ = rd_kafka_flush(handle.pointer, Int32(timeout.milliseconds))
         let purge = Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
         _ = rd_kafka_purge(handle.pointer, purge)
@@ -119,10 +147,7 @@ public final class KafkaProducer: Sendable {
 
     /// Enqueues without waiting; returns librdkafka's error if it refused the message.
     private func enqueue(_ message: OutgoingMessage, opaque: UnsafeMutableRawPointer) -> KafkaError? {
-        guard !handle.isClosed else {
-            return KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer is closed",
-                              context: "produce to \(message.topic)")
-        }
+
         // Header names and values go into one scratch buffer that outlives the call;
         // librdkafka copies everything (RD_KAFKA_MSG_F_COPY), so nothing is kept after it.
         var scratch: [UInt8] = []
@@ -186,7 +211,10 @@ public final class KafkaProducer: Sendable {
                             vu.u.header.size = span.size
                             vus.append(vu)
                         }
-                        guard let error = rd_kafka_produceva(handle.pointer, vus, vus.count) else { return nil }
+                        guard let produced = withHandle({ rd_kafka_produceva($0, vus, vus.count) }) else {
+                            return Self.closedError("produce to \(message.topic)")
+                        }
+                        guard let error = produced else { return nil }
                         return KafkaError(consuming: error, context: "produce to \(message.topic)")
                     }
                 }
