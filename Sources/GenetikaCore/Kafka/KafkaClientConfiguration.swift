@@ -132,18 +132,12 @@ private let kafkaErrorCallback: @convention(c) (OpaquePointer?, Int32, UnsafePoi
     context.logger.log(level: level, "\(error)")
 }
 
-private let upMarker = Array(#""state":"UP""#.utf8)
+private let upMarker = Data(#""state":"UP""#.utf8)
 
 /// Statistics (JSON, once a second): a broker in state UP ends a "no broker reachable" spell.
 private let kafkaStatsCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutableRawPointer?) -> Int32 = { rk, json, length, _ in
     guard let context = context(of: rk), let json, context.down.load(ordering: .acquiring) else { return 0 }
-    let bytes = UnsafeRawBufferPointer(start: json, count: length)
-    var found = false
-    if length >= upMarker.count {
-        for start in 0...(length - upMarker.count) where bytes[start] == upMarker[0] {
-            if (1..<upMarker.count).allSatisfy({ bytes[start + $0] == upMarker[$0] }) { found = true; break }
-        }
-    }
+    let found = Data(bytesNoCopy: json, count: length, deallocator: .none).range(of: upMarker) != nil
     if found && context.down.exchange(false, ordering: .acquiringAndReleasing) {
         context.logger.notice("\(context.name): a Kafka broker is reachable again")
         context.observer?.brokersUp(client: context.name)

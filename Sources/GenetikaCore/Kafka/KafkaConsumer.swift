@@ -235,6 +235,14 @@ public final class KafkaConsumer {
         return err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 ? high : nil
     }
 
+    /// The partition's end as the last fetch response reported it, when that lies below
+    /// `offset` (> 0): the broker lost the log `offset` points into. Nil otherwise, or until
+    /// the partition has been fetched.
+    public func endBefore(_ offset: Int64, in partition: TopicPartition) -> Int64? {
+        guard offset > 0, let high = cachedHighWatermark(partition), high < offset else { return nil }
+        return high
+    }
+
     /// Leaves the group (running the revoke handler) and destroys the handle.
     public func close() {
         guard handle.beginClose() else { return }

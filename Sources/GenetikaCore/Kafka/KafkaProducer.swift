@@ -28,20 +28,19 @@ public final class KafkaProducer: Sendable {
     let handle: KafkaHandle
     private let context: KafkaClientContext
     private let pollThread: PollThread
-    /// Orders closing against every other use of the handle: a use registers while the
-    /// producer is open, and `close()` marks it closed, then waits for the registered uses
-    /// to end before it destroys the handle. So no call ever reaches a destroyed handle.
-    private let gate = Mutex<(closed: Bool, users: Int)>((false, 0))
+    /// Order closing against every other use of the handle: a use announces itself in
+    /// `users`, then backs off if `closed` is set; `close()` sets `closed`, then waits for
+    /// `users` to drain before it destroys the handle. Both sides use sequentially consistent
+    /// operations, so either the use sees `closed` or `close()` sees the use: no call ever
+    /// reaches a destroyed handle, and an enqueue (the hot path) takes no lock.
+    private let closed = Atomic<Bool>(false)
+    private let users = Atomic<Int>(0)
 
     /// Runs `body` with the handle, or returns nil once the producer is closed.
     func withHandle<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T? {
-        let open = gate.withLock { state -> Bool in
-            guard !state.closed else { return false }
-            state.users += 1
-            return true
-        }
-        guard open else { return nil }
-        defer { gate.withLock { $0.users -= 1 } }
+        users.add(1, ordering: .sequentiallyConsistent)
+        defer { users.subtract(1, ordering: .sequentiallyConsistent) }
+        guard !closed.load(ordering: .sequentiallyConsistent) else { return nil }
         return try body(handle.pointer)
     }
 
@@ -128,14 +127,10 @@ public final class KafkaProducer: Sendable {
     /// Flushes for up to `timeout`, fails whatever is still undelivered (its delivery
     /// callback runs with an error), stops the poll thread and destroys the handle.
     public func close(timeout: Duration = .seconds(10)) {
-        let first = gate.withLock { state -> Bool in
-            defer { state.closed = true }
-            return !state.closed
-        }
-        guard first, handle.beginClose() else { return }
+        guard !closed.exchange(true, ordering: .sequentiallyConsistent), handle.beginClose() else { return }
         // Uses that began before the producer was marked closed end first (enqueues return at
         // once; a flush within its timeout).
-        while gate.withLock({ $0.users }) > 0 { usleep(200) }
+        while users.load(ordering: .sequentiallyConsistent) > 0 { usleep(200) }
         _ = rd_kafka_flush(handle.pointer, Int32(timeout.milliseconds))
         let purge = Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
         _ = rd_kafka_purge(handle.pointer, purge)

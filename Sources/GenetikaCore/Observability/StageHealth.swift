@@ -98,28 +98,33 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
 
     /// Why the run is not healthy, one sentence each (empty when it is).
     public var problems: [String] {
+        var problems = list.isEmpty ? ["no stages"] : []
+        problems += entries.withLock { $0 }.compactMap(problem)
         let now = ContinuousClock.now
-        var problems: [String] = []
-        let list = entries.withLock { $0 }
-        if list.isEmpty { problems.append("no stages") }
-        for entry in list {
-            switch entry.state {
-            case .running:
-                if let busy = entry.busy, now - busy.since > stuckAfter {
-                    problems.append("stage \(entry.stage) is stuck: \(busy.what) for \(Self.seconds(now - busy.since)) s")
-                } else if entry.lag > 0, now - entry.lastProgress > stuckAfter {
-                    problems.append("stage \(entry.stage) is stuck: no progress for \(Self.seconds(now - entry.lastProgress)) s with a lag of \(entry.lag) events")
-                }
-            case .finished:
-                break
-            default:
-                problems.append("stage \(entry.stage) is \(entry.state.rawValue)" + (entry.lastError.map { ": \($0)" } ?? ""))
-            }
-        }
         for (client, down) in brokersDown.withLock({ $0 }).sorted(by: { $0.key < $1.key }) where now - down.since > brokerGrace {
             problems.append("Kafka client \(client) has reached no broker for \(Self.seconds(now - down.since)) s: \(down.reason)")
         }
         return problems
+    }
+
+    private var list: [Entry] { entries.withLock { $0 } }
+
+    /// What is wrong with one stage, if anything.
+    private func problem(_ entry: Entry) -> String? {
+        let now = ContinuousClock.now
+        switch entry.state {
+        case .running:
+            if let busy = entry.busy, now - busy.since > stuckAfter {
+                return "stage \(entry.stage) is stuck: \(busy.what) for \(Self.seconds(now - busy.since)) s"
+            } else if entry.lag > 0, now - entry.lastProgress > stuckAfter {
+                return "stage \(entry.stage) is stuck: no progress for \(Self.seconds(now - entry.lastProgress)) s with a lag of \(entry.lag) events"
+            }
+            return nil
+        case .finished:
+            return nil
+        default:
+            return "stage \(entry.stage) is \(entry.state.rawValue)" + (entry.lastError.map { ": \($0)" } ?? "")
+        }
     }
 
     /// Healthy when every stage is running (and not stuck) or has finished its work (the
@@ -128,7 +133,7 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
 
     /// Whether one stage is healthy (for the `genetika_stage_healthy` gauge).
     public func isHealthy(_ stage: String) -> Bool {
-        !problems.contains { $0.hasPrefix("stage \(stage) ") }
+        !list.contains { $0.stage == stage && problem($0) != nil }
     }
 
     /// `/health`: 200 when healthy, 503 otherwise; the stages' states, the problems, and per

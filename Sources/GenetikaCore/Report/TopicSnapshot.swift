@@ -76,8 +76,8 @@ extension KafkaConsumer {
             remaining.subtract(partitionsAtEnd)
             if ContinuousClock.now - started >= patience {
                 for partition in remaining.sorted() where !received.contains(partition) {
-                    if let start = partitions[partition], start > 0, let high = cachedHighWatermark(partition), high < start {
-                        throw PartitionBeyondEnd(partition: partition, offset: start, end: high)
+                    if let start = partitions[partition], let end = endBefore(start, in: partition) {
+                        throw PartitionBeyondEnd(partition: partition, offset: start, end: end)
                     }
                 }
             }

@@ -103,10 +103,7 @@ public actor AckerStage: ConsumingStage {
         } catch let beyond as PartitionBeyondEnd {
             // The ack partition lost its log: so did what the state says was acked there.
             reportReset("\(beyond); forgetting partition \(beyond.partition.partition) and reading it again from the beginning")
-            let starts = try partitionsReset([beyond.partition], assignment: consumer.assignment)
-            for (partition, offset) in starts.sorted(by: { $0.key < $1.key }) where consumer.assignment.contains(partition) {
-                try consumer.seek(partition, to: offset)
-            }
+            try resetPartitions([beyond.partition], consumer: consumer)
         }
     }
 
@@ -114,9 +111,9 @@ public actor AckerStage: ConsumingStage {
 
     func topicsIdentified(_ ids: [String: String]) throws {
         guard let store else { return }
-        let stored = try store.topicIds()
-        let recreated = ids.filter { stored[$0.key] != nil && stored[$0.key] != $0.value }.keys.sorted()
-        guard ids.contains(where: { stored[$0.key] != $0.value }) else { return }
+        let comparison = TopicIdComparison(stored: try store.topicIds(), current: ids)
+        guard comparison.changed else { return }
+        let recreated = comparison.recreated
         if !recreated.isEmpty {
             reportReset("topics \(recreated.joined(separator: ", ")) were recreated: the acker state describes logs that are gone; forgetting it and reading every topic again from the beginning")
             waiting = [:]

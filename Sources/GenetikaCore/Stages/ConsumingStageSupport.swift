@@ -40,6 +40,15 @@ extension ConsumingStage {
         counters.health.note(name, "\(text) (at \(nowMilliseconds()) ms since the epoch)")
     }
 
+    /// Has the stage drop what it stored of `partitions` and moves `consumer` to where the
+    /// stage says to read them from now (for the partitions it still owns).
+    func resetPartitions(_ partitions: [TopicPartition], consumer: KafkaConsumer) throws {
+        let starts = try partitionsReset(partitions, assignment: consumer.assignment)
+        for (partition, offset) in starts.sorted(by: { $0.key < $1.key }) where consumer.assignment.contains(partition) {
+            try consumer.seek(partition, to: offset)
+        }
+    }
+
     /// Joins the group `settings.groupId` on the source topics and handles batches of up to
     /// `batchSize` messages (waiting up to `lingerMs` to fill one) until the stop signal.
     func consume(_ settings: ConsumerStageConfiguration) async throws {
@@ -84,10 +93,7 @@ extension ConsumingStage {
                     for (partition, next, high) in beyond {
                         reportReset("\(partition): the stored offset \(next) is beyond the partition's end \(high): the broker lost its log (recreated, or restarted without its data); reading it again from the beginning")
                     }
-                    let starts = try partitionsReset(beyond.map(\.0), assignment: consumer.assignment)
-                    for (partition, offset) in starts.sorted(by: { $0.key < $1.key }) where consumer.assignment.contains(partition) {
-                        try consumer.seek(partition, to: offset)
-                    }
+                    try resetPartitions(beyond.map(\.0), consumer: consumer)
                 }
             }
             if !consumer.assignment.isEmpty { await progress.markReady(name) }
@@ -96,6 +102,19 @@ extension ConsumingStage {
             let allAtEnd = !consumer.assignment.isEmpty && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
             await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
         }
+    }
+}
+
+/// How the topics' current ids compare with the ones a stage stored: `changed` when any id
+/// is new or different (then they are to be recorded), `recreated` the topics that had an id
+/// stored and now have another.
+struct TopicIdComparison {
+    var changed: Bool
+    var recreated: [String]
+
+    init(stored: [String: String], current: [String: String]) {
+        changed = current.contains { stored[$0.key] != $0.value }
+        recreated = current.filter { stored[$0.key] != nil && stored[$0.key] != $0.value }.keys.sorted()
     }
 }
 
@@ -126,7 +145,7 @@ struct ResetDetector {
         let now = ContinuousClock.now
         var found: [(TopicPartition, Int64, Int64)] = []
         for partition in consumer.assignment.sorted() {
-            guard let next = tracker.next[partition], next > 0, let high = consumer.cachedHighWatermark(partition), high < next else {
+            guard let next = tracker.next[partition], let high = consumer.endBefore(next, in: partition) else {
                 since[partition] = nil
                 continue
             }

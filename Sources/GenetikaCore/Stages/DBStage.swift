@@ -69,8 +69,9 @@ public actor DBStage: ConsumingStage {
         guard let sink else { return }
         let group = configuration.db.groupId
         let stored = try sink.topicIds(group: group)
-        let recreated = ids.filter { stored[$0.key] != nil && stored[$0.key] != $0.value }.keys.sorted()
-        guard ids.contains(where: { stored[$0.key] != $0.value }) else { return }
+        let comparison = TopicIdComparison(stored: stored, current: ids)
+        guard comparison.changed else { return }
+        let recreated = comparison.recreated
         for topic in recreated {
             reportReset("topic \(topic) was recreated (id \(stored[topic] ?? "?") → \(ids[topic] ?? "?")): its stored offsets no longer apply; reading it again from the beginning")
         }

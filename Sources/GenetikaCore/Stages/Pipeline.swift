@@ -73,10 +73,8 @@ public final class Pipeline: Sendable {
         } catch {
             throw StartupError(what: "broker \(configuration.kafka.bootstrapServers) unreachable", cause: "\(error)")
         }
-        let topics = configuration.sources.map(\.topic) + [configuration.topics.ack, configuration.topics.deadLetter]
         do {
-            try await admin.ensureTopics(topics.map { TopicSpecification(name: $0, partitions: configuration.topics.partitions) },
-                                         create: configuration.topics.create)
+            try await admin.ensureTopics(of: configuration)
         } catch {
             throw StartupError(what: "topics", cause: "\(error)")
         }

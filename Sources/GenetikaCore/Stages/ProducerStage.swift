@@ -58,9 +58,7 @@ public actor ProducerStage: PipelineStage {
             // A restart: the topics may be gone (a broker restarted without its data).
             let admin = try KafkaAdmin(configuration: clientConfiguration(configuration, counters), name: "producer-admin", logger: logger)
             defer { admin.close() }
-            let topics = configuration.sources.map(\.topic) + [configuration.topics.ack, configuration.topics.deadLetter]
-            try await admin.ensureTopics(topics.map { TopicSpecification(name: $0, partitions: configuration.topics.partitions) },
-                                         create: configuration.topics.create)
+            try await admin.ensureTopics(of: configuration)
         }
         let producer = try KafkaProducer(configuration: clientConfiguration(configuration, counters)
             .with(defaults: ["partitioner": "murmur2_random"]), name: "producer", logger: logger)
@@ -92,9 +90,8 @@ public actor ProducerStage: PipelineStage {
             for source in sources {
                 group.addTask { [configuration, counters, stop, logger] in
                     let tracker = DeliveryTracker(outage: outage, logger: logger)
-                    var sent = 0
                     do {
-                        sent = try await Self.send(source, configuration: configuration, producer: producer, counters: counters,
+                        let sent = try await Self.send(source, configuration: configuration, producer: producer, counters: counters,
                                                    stop: stop, abort: abort, tracker: tracker, logger: logger)
                         return (source.index, SourceResult(source: source, tracker: tracker, sent: sent, error: nil))
                     } catch {
@@ -345,6 +342,9 @@ final class AbortSignal: Sendable {
 final class DeliveryOutage: Sendable {
     private let state = Mutex<(failing: Bool, since: ContinuousClock.Instant, failed: Int)>((false, .now, 0))
     private let reported = Atomic<Int>(0)
+    /// `state.failing`, readable without the lock: a delivery while nothing fails (every
+    /// event, normally) takes no lock.
+    private let failing = Atomic<Bool>(false)
 
     /// Delivery reports so far, successful or not.
     var reports: Int { reported.load(ordering: .relaxed) }
@@ -356,6 +356,7 @@ final class DeliveryOutage: Sendable {
             guard !s.failing else { return false }
             s.failing = true
             s.since = .now
+            failing.store(true, ordering: .releasing)
             return true
         }
         if first { logger.error("deliveries are failing: \(text); further failures are counted, not logged one by one") }
@@ -363,9 +364,10 @@ final class DeliveryOutage: Sendable {
 
     func delivered(logger: Logger) {
         reported.add(1, ordering: .relaxed)
+        guard failing.load(ordering: .acquiring) else { return }
         let ended = state.withLock { s -> (Int, Duration)? in
             guard s.failing else { return nil }
-            defer { s.failing = false; s.failed = 0 }
+            defer { s.failing = false; s.failed = 0; failing.store(false, ordering: .releasing) }
             return (s.failed, .now - s.since)
         }
         if let (failed, duration) = ended {
@@ -413,6 +415,16 @@ final class DeliveryTracker: Sendable {
             state?.count += 1
         }
         outage.failed(text, logger: logger)
+    }
+}
+
+extension KafkaAdmin {
+    /// Every topic the configuration names (sources, ack, dead letters) exists with
+    /// `topics.partitions` partitions; missing ones are created if `topics.create`.
+    func ensureTopics(of configuration: GenetikaConfiguration) async throws {
+        let topics = configuration.sources.map(\.topic) + [configuration.topics.ack, configuration.topics.deadLetter]
+        try await ensureTopics(topics.map { TopicSpecification(name: $0, partitions: configuration.topics.partitions) },
+                               create: configuration.topics.create)
     }
 }
 
