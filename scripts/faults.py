@@ -250,6 +250,16 @@ def corrupt_middle(path, part="xl/worksheets/sheet1.xml", at=0.5):
     open(path, "wb").write(bytes(data))
 
 
+def run_to_failure(genetika, path, work, timeout):
+    """Runs genetika as a daemon (no --exit-when-done) and expects it to end with status 1
+    within `timeout` s; returns the run and its log."""
+    run = Run(genetika, path, os.path.join(work, "run.log"))
+    code = run.wait(timeout)
+    text = run.text()
+    check(code == 1, f"exit status {code}, expected 1: {text[-1500:]}")
+    return run, text
+
+
 # ---- scenarios ------------------------------------------------------------------------------
 
 def broker_outage_keeps_data(genetika, work):
@@ -349,13 +359,8 @@ def supervisor_gives_up(genetika, work):
     try:
         data = generate(genetika, work, rows)
         corrupt_middle(os.path.join(data, "sim_file2.xlsx"))
-        path, config = make_config(work, "run", broker, data)
-        config["stages"]["supervisor"]["maxRestarts"] = 2
-        json.dump(config, open(path, "w"))
-        run = Run(genetika, path, os.path.join(work, "run.log"))
-        code = run.wait(90)
-        text = run.text()
-        check(code == 1, f"exit status {code}, expected 1: {text[-1500:]}")
+        path, config = make_config(work, "run", broker, data, stages__supervisor__maxRestarts=2)
+        run, text = run_to_failure(genetika, path, work, 90)
         check("giving up" in text and "sim_file2.xlsx" in text, f"the last lines do not name the failing file: {text[-800:]}")
         sent_before = re.findall(r"sim_file2.xlsx: failed after (\d+) rows", text)
         check(sent_before, "no line reports how many rows of the failed file were sent")
@@ -379,13 +384,9 @@ def disk_full(genetika, work):
     check(result.returncode == 0, f"cannot mount a small tmpfs (needs root): {result.stderr}")
     try:
         data = generate(genetika, work, rows)
-        path, config = make_config(work, "run", broker, data, database__url=f"sqlite://{mount}/genetika.db")
-        config["stages"]["supervisor"]["maxRestarts"] = 2
-        json.dump(config, open(path, "w"))
-        run = Run(genetika, path, os.path.join(work, "run.log"))
-        code = run.wait(120)
-        text = run.text()
-        check(code == 1, f"exit status {code}, expected 1: {text[-1500:]}")
+        path, config = make_config(work, "run", broker, data, database__url=f"sqlite://{mount}/genetika.db",
+                                   stages__supervisor__maxRestarts=2)
+        run, text = run_to_failure(genetika, path, work, 120)
         check("database or disk is full" in text, "the log does not say the disk is full")
         check("stage db failed 3 times" in text, f"the supervisor did not give up on the db stage: {text[-800:]}")
         return f"exit 1 after {time.monotonic() - run.started:.1f} s: 'database or disk is full'"

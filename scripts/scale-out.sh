@@ -98,19 +98,7 @@ kill -TERM "$B"; wait "$B" || { log "B did not stop cleanly"; exit 1; }
 # The report is taken after B stopped, so that a late duplicate ack would be in it.
 "$GENETIKA" report --config "$WORK/b.json" --out "$WORK/report" > "$WORK/report.txt"
 sed 's/^/[scale-out]   /' "$WORK/report.txt"
-python3 - "$WORK/report/summary.json" "$ROWS" <<'PY'
-import json, sys
-summary, rows = json.load(open(sys.argv[1])), int(sys.argv[2])
-problems = []
-if summary["acks"] != rows: problems.append(f"{summary['acks']} acks for {rows} ids")
-if summary["acked_ids"] != rows: problems.append(f"{summary['acked_ids']} acked ids for {rows}")
-if summary["duplicate_acks"]: problems.append(f"duplicate acks: {summary['duplicate_acks'][:10]}")
-if summary["missing_ack"]: problems.append(f"missing acks: {summary['missing_ack'][:10]}")
-if summary["acks_on_wrong_partition"]: problems.append(f"acks off their id's partition: {summary['acks_on_wrong_partition'][:10]}")
-if summary["acks_not_matching_topics"]: problems.append(f"acks not matching the topics: {summary['acks_not_matching_topics'][:10]}")
-if problems:
-    print("[scale-out] FAIL: " + "; ".join(problems), file=sys.stderr); sys.exit(1)
-PY
+python3 scripts/e2e_check.py acks --summary "$WORK/report/summary.json" --rows "$ROWS" || { log "FAIL: the acks above"; exit 1; }
 for table in data1 data2 data3; do
   read -r count low high <<<"$(psql "$PG_URL" -Atc "select count(*), min(id), max(id) from $table" | tr '|' ' ')"
   [ "$count" -eq "$ROWS" ] && [ "$low" -eq 1 ] && [ "$high" -eq "$ROWS" ] || { log "FAIL: $table has $count rows, ids $low..$high"; exit 1; }

@@ -4,22 +4,23 @@ import GenetikaTestSupport
 import Logging
 import Testing
 
+/// Runs an acker stage on `bed` until `condition` holds, waits a second more (an ack that
+/// should not come would come then), and stops it.
+func runAcker(_ bed: PipelineTestbed, logger: Logger, waitingCapacity: Int = AckerStage.defaultWaitingCapacity,
+              counters: PipelineCounters = PipelineCounters(), until condition: @escaping () throws -> Bool) async throws {
+    let stop = StopSignal()
+    let stage = AckerStage(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop,
+                           logger: logger, afterAcks: nil, waitingCapacity: waitingCapacity)
+    let run = Task { try await stage.run() }
+    try await eventually("acker progress", condition)
+    try await Task.sleep(for: .seconds(1))
+    stop.request()
+    try await run.value
+}
+
 @Suite("Acker behaviours against a real broker", .serialized)
 struct AckerBehaviourTests {
     let logger = Logger(label: "test")
-
-    /// Runs an acker stage until `condition` holds (plus a second for stragglers), then stops it.
-    func runAcker(_ bed: PipelineTestbed, waitingCapacity: Int = AckerStage.defaultWaitingCapacity, counters: PipelineCounters = PipelineCounters(),
-                  until condition: @escaping () throws -> Bool) async throws {
-        let stop = StopSignal()
-        let stage = AckerStage(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop,
-                               logger: logger, afterAcks: nil, waitingCapacity: waitingCapacity)
-        let run = Task { try await stage.run() }
-        try await eventually("acker progress", condition)
-        try await Task.sleep(for: .seconds(1))
-        stop.request()
-        try await run.value
-    }
 
     @Test("ids evicted from the in-memory waiting set are answered from the store: every id still gets one ack")
     func waitingEviction() async throws {
@@ -28,10 +29,10 @@ struct AckerBehaviourTests {
         // 60 ids reach topic1 and topic2 first: far more than the 8 the acker keeps in memory.
         for topic in ["topic1", "topic2"] { try await bed.produce(topic, keys: (1...60).map(String.init), "{}") }
         let counters = PipelineCounters()
-        try await runAcker(bed, waitingCapacity: 8, counters: counters) { counters.eventsConsumed.value >= 120 }
+        try await runAcker(bed, logger: logger, waitingCapacity: 8, counters: counters) { counters.eventsConsumed.value >= 120 }
         #expect(try bed.messages("ack").isEmpty, "no id has reached topic3 yet")
         try await bed.produce("topic3", keys: (1...60).map(String.init), "{}")
-        try await runAcker(bed, waitingCapacity: 8) { try bed.messages("ack").count >= 60 }
+        try await runAcker(bed, logger: logger, waitingCapacity: 8) { try bed.messages("ack").count >= 60 }
         let acks = try bed.messages("ack")
         #expect(acks.count == 60)
         #expect(Set(acks.compactMap(\.keyText)) == Set((1...60).map(String.init)))
@@ -44,7 +45,7 @@ struct AckerBehaviourTests {
         try await bed.produce("topic2", key: nil, #"{"id": 7}"#, partition: 1)
         for topic in ["topic1", "topic2", "topic3"] { try await bed.produce(topic, key: "1", "{}") }
         let counters = PipelineCounters()
-        try await runAcker(bed, counters: counters) { try bed.messages("ack").count >= 1 && counters.deadLettered.value >= 1 }
+        try await runAcker(bed, logger: logger, counters: counters) { try bed.messages("ack").count >= 1 && counters.deadLettered.value >= 1 }
         #expect(counters.deadLetteredPerStage["acker"]?.value == 1)
         let letters = try bed.messages("dead-letter")
         #expect(letters.count == 1)
@@ -81,7 +82,7 @@ struct AckerBehaviourTests {
         let stop = StopSignal()
         let db = DBStage(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop, logger: logger)
         let dbRun = Task { try await db.run() }
-        try await runAcker(bed) { try bed.messages("ack").count >= 4 }
+        try await runAcker(bed, logger: logger) { try bed.messages("ack").count >= 4 }
         try await eventually("12 rows") { counters.rowsWritten.value == 12 }
         stop.request()
         try await dbRun.value

@@ -111,16 +111,7 @@ struct StageTests {
             try await bed.produce("topic2", key: "\(id)", "{}")
             if id <= 5 { try await bed.produce("topic3", key: "\(id)", "{}") }
         }
-        func runAcker(until condition: @escaping () throws -> Bool) async throws {
-            let stop = StopSignal()
-            let stage = AckerStage(configuration: bed.configuration, counters: PipelineCounters(), progress: PipelineProgress(), stop: stop, logger: logger)
-            let run = Task { try await stage.run() }
-            try await eventually("acker progress", condition)
-            try await Task.sleep(for: .seconds(1))
-            stop.request()
-            try await run.value
-        }
-        try await runAcker { try bed.messages("ack").count >= 5 }
+        try await runAcker(bed, logger: logger) { try bed.messages("ack").count >= 5 }
         var acks = try bed.messages("ack")
         #expect(Set(acks.compactMap(\.keyText)) == Set((1...5).map(String.init)))
         #expect(acks.count == 5)
@@ -138,7 +129,7 @@ struct StageTests {
         // The rest of ids 6...10 arrive, and ids 1...3 again (a producer re-run): only 6...10 get acks.
         for id in 6...10 { try await bed.produce("topic3", key: "\(id)", "{}") }
         for id in 1...3 { try await bed.produce("topic1", key: "\(id)", "{}") }
-        try await runAcker { try bed.messages("ack").count >= 10 }
+        try await runAcker(bed, logger: logger) { try bed.messages("ack").count >= 10 }
         acks = try bed.messages("ack")
         #expect(acks.count == 10)
         #expect(Set(acks.compactMap(\.keyText)) == Set((1...10).map(String.init)))
