@@ -41,6 +41,9 @@ public final class KafkaConsumer {
     public let groupId: String
     /// Partitions whose end was reached and that have not delivered a message since.
     public private(set) var partitionsAtEnd: Set<TopicPartition> = []
+    /// A poll reported a subscribed topic or partition that does not exist (a broker that
+    /// lost its topics).
+    public private(set) var sawUnknownTopic = false
 
     public init(configuration: KafkaClientConfiguration, groupId: String, name: String = "consumer",
                 logger: Logger = Logger(label: "genetika.kafka"),
@@ -106,6 +109,10 @@ public final class KafkaConsumer {
                     partitionsAtEnd.insert(TopicPartition(topic, m.partition))
                 } else {
                     try checkFatal()
+                    if m.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || m.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+                        || m.err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION {
+                        sawUnknownTopic = true
+                    }
                     let text = rd_kafka_message_errstr(message).map { String(cString: $0) }
                     let error = KafkaError(m.err, context: "\(name) consume \(topic)[\(m.partition)] at offset \(m.offset)", message: text)
                     context.logger.warning("\(error)")

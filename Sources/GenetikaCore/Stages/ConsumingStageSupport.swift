@@ -73,6 +73,7 @@ extension ConsumingStage {
         try consumer.subscribe(configuration.sources.map(\.topic))
         var lag = LagReporter(stage: name, counters: counters)
         var resets = ResetDetector()
+        var lastTopicCheck = ContinuousClock.now
         while !stop.isRequested {
             let batch = try consumer.poll(maxMessages: settings.batchSize, timeout: .milliseconds(100),
                                           linger: .milliseconds(settings.lingerMs))
@@ -88,6 +89,15 @@ extension ConsumingStage {
                 counters.health.progressed(name)
             }
             if lag.update(consumer: consumer, tracker: tracker) {
+                // Topics that vanished and came back: a group that assigned nothing while they
+                // were missing is not always formed again by librdkafka when they reappear,
+                // so the stage starts over with a fresh consumer once they all exist.
+                if consumer.assignment.isEmpty && consumer.sawUnknownTopic && ContinuousClock.now - lastTopicCheck >= .seconds(5) {
+                    lastTopicCheck = .now
+                    if let ids = try? consumer.topicIds(topics, timeout: .seconds(3)), ids.count == topics.count {
+                        throw TopicsRecreated(topics: topics)
+                    }
+                }
                 let beyond = resets.check(consumer: consumer, tracker: tracker)
                 if !beyond.isEmpty {
                     for (partition, next, high) in beyond {
