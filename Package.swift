@@ -22,57 +22,93 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "genetika", targets: ["genetika"]),
-        .library(name: "GenetikaCore", targets: ["GenetikaCore"]),
+        .executable(name: "genetika-dataset", targets: ["genetika-dataset"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
+        // C libraries, each through a small system-library target.
         .systemLibrary(name: "CRdkafka", pkgConfig: usesLocalRdkafka ? nil : "rdkafka"),
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0",
                        providers: [.apt(["libxml2-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+
+        // The layers (docs/architecture.md, "Modules"): each imports only what it needs.
+        /// Shared vocabulary and threads: topic/partition, clocks, the stop signal, `ThreadExecutor`.
+        .target(name: "GenetikaSupport"),
+        /// One JSON reader (configuration and events) and writer.
+        .target(name: "GenetikaJSON"),
+        /// The xlsx reader: zip (zlib) and SAX (libxml2); no Kafka, no storage.
         .target(
-            name: "GenetikaCore",
+            name: "GenetikaXlsx",
+            dependencies: ["CZlib", "CLibXML2"],
+            swiftSettings: [
+                // The SAX callbacks touch the row reader's state millions of times; its accesses
+                // never overlap (one parser, one thread), so skip the runtime exclusivity checks
+                // in release builds. Confined to this target; CI runs its tests in release too.
+                .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+            ]
+        ),
+        /// librdkafka: producer, consumer, admin, each handle owned by one object.
+        .target(
+            name: "GenetikaKafka",
+            dependencies: ["CRdkafka", "GenetikaSupport", .product(name: "Logging", package: "swift-log")],
+            linkerSettings: rdkafkaLinkerSettings
+        ),
+        /// Typed rows and offsets into SQLite and PostgreSQL; the acker's state.
+        .target(name: "GenetikaStorage", dependencies: ["CSQLite", "CPostgres", "GenetikaSupport"]),
+        /// The ack-delay analysis (`genetika report`).
+        .target(name: "GenetikaReport", dependencies: ["GenetikaKafka", "GenetikaJSON", "GenetikaSupport"]),
+        /// Configuration, mapping, the stages, the supervisor, observability.
+        .target(
+            name: "GenetikaPipeline",
             dependencies: [
-                "CRdkafka", "CLibXML2", "CZlib", "CSQLite", "CPostgres",
+                "GenetikaSupport", "GenetikaJSON", "GenetikaXlsx", "GenetikaKafka", "GenetikaStorage", "GenetikaReport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ],
-            swiftSettings: [
-                // The xlsx reader's SAX callbacks touch class state millions of times; its
-                // accesses never overlap (one parser, one thread), so skip the runtime checks
-                // in release builds. Debug builds (and the tests) keep them.
-                .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
-            ],
-            linkerSettings: rdkafkaLinkerSettings
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
+        /// The daemon's command line: a thin layer over the pipeline.
         .executableTarget(
             name: "genetika",
             dependencies: [
-                "GenetikaCore",
+                "GenetikaPipeline", "GenetikaReport", "GenetikaXlsx", "GenetikaJSON", "GenetikaKafka", "GenetikaSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        /// Seed-shaped test data: an xlsx/zip writer the daemon does not link.
+        .target(name: "GenetikaDataset", dependencies: ["GenetikaXlsx", "CZlib"]),
+        .executableTarget(
+            name: "genetika-dataset",
+            dependencies: ["GenetikaDataset", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
         .target(
             name: "GenetikaTestSupport",
-            dependencies: ["GenetikaCore"],
+            dependencies: ["GenetikaPipeline", "GenetikaDataset", "GenetikaKafka", "GenetikaStorage", "GenetikaXlsx", "GenetikaSupport"],
             path: "Tests/GenetikaTestSupport"
         ),
+        .testTarget(name: "XlsxTests", dependencies: ["GenetikaXlsx", "GenetikaDataset", "GenetikaJSON", "GenetikaTestSupport"]),
         .testTarget(
-            name: "GenetikaCoreTests",
-            dependencies: ["GenetikaCore", "GenetikaTestSupport"]
+            name: "PipelineTests",
+            dependencies: ["GenetikaPipeline", "GenetikaJSON", "GenetikaStorage", "GenetikaKafka", "GenetikaSupport",
+                           "GenetikaReport", "GenetikaXlsx", "GenetikaTestSupport"]
         ),
         .testTarget(
-            name: "GenetikaIntegrationTests",
-            dependencies: ["GenetikaCore", "GenetikaTestSupport"]
+            name: "IntegrationTests",
+            dependencies: ["GenetikaPipeline", "GenetikaKafka", "GenetikaStorage", "GenetikaSupport", "GenetikaReport",
+                           "GenetikaJSON", "GenetikaXlsx", "GenetikaDataset", "GenetikaTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

@@ -311,7 +311,7 @@ def main():
         path = args.work / f"data-{rows}"
         if not (path / "sim_file3.xlsx").exists():
             log(f"generating 3 × {rows:,} rows into {path}")
-            subprocess.run([args.genetika, "generate", "--rows", str(rows), "--out", str(path)], check=True,
+            subprocess.run([os.path.join(os.path.dirname(args.genetika), "genetika-dataset"), "--rows", str(rows), "--out", str(path)], check=True,
                            stdout=subprocess.DEVNULL)
         return path
 
@@ -348,7 +348,7 @@ def render(args, r):
         "<!-- bench:start -->",
         "### Whole pipeline (`make bench`)",
         "",
-        f"3 spreadsheets × {args.rows:,} rows (the seed's columns, `genetika generate`), each contender against a",
+        f"3 spreadsheets × {args.rows:,} rows (the seed's columns, `genetika-dataset`), each contender against a",
         f"fresh local broker ({os.environ.get('BROKER', 'tansu')}), measured {datetime.date.today().isoformat()} on {machine()}.",
         f"Reproduce: `make bench` (`ROWS=N make bench` for another size; `SKIP_BASELINE=1` leaves out the slow Python run).",
         "",

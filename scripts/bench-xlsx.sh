@@ -16,10 +16,11 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import python_calamin
   "$VENV/bin/pip" install --quiet "python-calamine==0.9.1" "openpyxl==3.1.5"
 fi
 swift build -c release --product genetika >/dev/null
+swift build -c release --product genetika-dataset >/dev/null
 GENETIKA="$(swift build -c release --show-bin-path)/genetika"
 if [ ! -f "$FILE" ]; then
   echo "[bench-xlsx] generating $ROWS rows x 8 columns"
-  "$GENETIKA" generate --rows "$ROWS" --files 1 --out "$DATA" >/dev/null
+  "$(dirname "$GENETIKA")/genetika-dataset" --rows "$ROWS" --files 1 --out "$DATA" >/dev/null
 fi
 
 measure() {  # name, command...: prints "name rows seconds rows/s peakKB"
@@ -57,7 +58,7 @@ section="<!-- bench-xlsx:start -->
 ### xlsx reader (\`make bench-xlsx\`)
 
 One sheet of $ROWS rows × 8 columns (the seed's \`intake\` columns: integers, shared
-strings, floats with some \`NA\`, dates) written by \`genetika generate\`, read to the end by
+strings, floats with some \`NA\`, dates) written by \`genetika-dataset\`, read to the end by
 each reader in the same run. Measured $(date -u +%Y-%m-%d) on $machine.
 Reproduce: \`make bench-xlsx\` (\`ROWS=N make bench-xlsx\` for another size).
 

@@ -28,6 +28,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pandas, openpy
   "$VENV/bin/pip" install --quiet "${BASELINE_PACKAGES[@]}"
 fi
 swift build -c release --product genetika >/dev/null
+swift build -c release --product genetika-dataset >/dev/null
 GENETIKA="$(swift build -c release --show-bin-path)/genetika"
 "$GENETIKA" version
 

@@ -29,6 +29,7 @@ cleanup() {
 trap cleanup EXIT
 
 swift build --product genetika >/dev/null
+swift build --product genetika-dataset >/dev/null
 GENETIKA="$(swift build --show-bin-path)/genetika"
 "$GENETIKA" version
 
@@ -63,7 +64,7 @@ python3 scripts/e2e_check.py seed --config "$WORK/seed.json" --database "$WORK/s
 log "crash run: $ROWS rows per file, $KILLS kills with SIGKILL (seed $SEED)"
 scripts/broker.sh stop >/dev/null
 scripts/broker.sh start
-"$GENETIKA" generate --rows "$ROWS" --out "$WORK/crash-data" --seed "$SEED" >/dev/null
+"$(dirname "$GENETIKA")/genetika-dataset" --rows "$ROWS" --out "$WORK/crash-data" --seed "$SEED" >/dev/null
 make_config "$WORK/crash.json" "$WORK/crash-data" "$WORK/crash-state"
 # Smaller batches: more commits, so kills land between them rather than after the last one.
 python3 - "$WORK/crash.json" <<'PY'

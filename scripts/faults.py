@@ -228,7 +228,7 @@ def check_complete(genetika, config_path, config, work, rows):
 
 def generate(genetika, work, rows, seed=7):
     data = os.path.join(work, "data")
-    subprocess.run([genetika, "generate", "--rows", str(rows), "--out", data, "--seed", str(seed)], check=True,
+    subprocess.run([os.path.join(os.path.dirname(genetika), "genetika-dataset"), "--rows", str(rows), "--out", data, "--seed", str(seed)], check=True,
                    stdout=subprocess.DEVNULL)
     return data
 

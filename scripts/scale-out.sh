@@ -23,11 +23,12 @@ cleanup() {
 trap cleanup EXIT
 
 swift build --product genetika >/dev/null
+swift build --product genetika-dataset >/dev/null
 GENETIKA="$(swift build --show-bin-path)/genetika"
 scripts/broker.sh start
 scripts/postgres.sh start
 PG_URL="$(scripts/postgres.sh url)"
-"$GENETIKA" generate --rows "$ROWS" --out "$WORK/data" >/dev/null
+"$(dirname "$GENETIKA")/genetika-dataset" --rows "$ROWS" --out "$WORK/data" >/dev/null
 
 make_config() {  # out, state directory
   python3 - "$ROOT/config.json" "$1" "$WORK/data" "$2" "$BROKER_PORT" "$PG_URL" <<'PY'

@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
-import GenetikaCore
 import Logging
+import GenetikaPipeline
+import GenetikaKafka
 
 @main
 struct Genetika: AsyncParsableCommand {
@@ -9,7 +10,7 @@ struct Genetika: AsyncParsableCommand {
         commandName: "genetika",
         abstract: "Streams spreadsheet rows through Kafka into a database and acknowledges each event once all of its parts have arrived.",
         version: GenetikaVersion.string,
-        subcommands: [Run.self, Report.self, CheckConfig.self, Inspect.self, Generate.self, Version.self])
+        subcommands: [Run.self, Report.self, CheckConfig.self, Inspect.self, Version.self])
 }
 
 /// `genetika version`: Genetika's version and the librdkafka linked into this binary.

@@ -1,7 +1,10 @@
 import ArgumentParser
 import Foundation
-import GenetikaCore
 import Logging
+import GenetikaPipeline
+import GenetikaReport
+import GenetikaJSON
+import GenetikaKafka
 
 /// `genetika report`: the ack-delay analysis of what is in the topics now.
 struct Report: ParsableCommand {

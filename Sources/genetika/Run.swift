@@ -1,8 +1,11 @@
 import ArgumentParser
 import Dispatch
 import Foundation
-import GenetikaCore
 import Logging
+import GenetikaPipeline
+import GenetikaJSON
+import GenetikaKafka
+import GenetikaSupport
 
 /// `genetika run`: runs the pipeline's stages until stopped.
 struct Run: AsyncParsableCommand {

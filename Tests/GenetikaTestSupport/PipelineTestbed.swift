@@ -1,5 +1,8 @@
 import Foundation
-import GenetikaCore
+import GenetikaPipeline
+import GenetikaStorage
+import GenetikaKafka
+import GenetikaSupport
 
 /// The database a testbed's DB stage writes to.
 public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertible {

@@ -1,5 +1,6 @@
 import Foundation
-import GenetikaCore
+import GenetikaKafka
+import GenetikaSupport
 
 /// The repository root, found from this file's location.
 public let repositoryRoot: URL = URL(fileURLWithPath: #filePath)

@@ -1,5 +1,6 @@
 import Foundation
-import GenetikaCore
+import GenetikaStorage
+import GenetikaSupport
 
 /// A throwaway PostgreSQL cluster for one test: `initdb` in a temporary directory, the
 /// server on a free port on 127.0.0.1, started as the `postgres` user when the tests run as

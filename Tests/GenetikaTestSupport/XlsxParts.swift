@@ -1,5 +1,6 @@
 import Foundation
-import GenetikaCore
+import GenetikaDataset
+import GenetikaXlsx
 
 /// Builds small `.xlsx` archives part by part, for tests that need a particular structure
 /// or a particular defect.

@@ -1,0 +1,135 @@
+import CRdkafka
+import GenetikaSupport
+
+/// A Kafka record header.
+public struct KafkaHeader: Sendable, Equatable {
+    public var name: String
+    public var value: [UInt8]?
+
+    public init(_ name: String, _ value: [UInt8]?) {
+        self.name = name
+        self.value = value
+    }
+
+    public init(_ name: String, _ text: String) {
+        self.init(name, Array(text.utf8))
+    }
+
+    public var text: String? { value.map { String(decoding: $0, as: UTF8.self) } }
+}
+
+/// A record read from Kafka.
+public struct KafkaMessage: Sendable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var key: [UInt8]?
+    public var value: [UInt8]
+    /// Milliseconds since the Unix epoch (create time, or log-append time if the topic says so).
+    public var timestamp: Int64?
+    public var headers: [KafkaHeader]
+
+    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8],
+                timestamp: Int64?, headers: [KafkaHeader] = []) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.timestamp = timestamp
+        self.headers = headers
+    }
+
+    public var topicPartition: TopicPartition { TopicPartition(topic, partition) }
+    public var keyText: String? { key.map { String(decoding: $0, as: UTF8.self) } }
+    public func header(_ name: String) -> KafkaHeader? { headers.first { $0.name == name } }
+
+    /// Copies a librdkafka message (which the caller still owns and destroys).
+    init(copying message: UnsafePointer<rd_kafka_message_t>) {
+        let m = message.pointee
+        topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+        partition = m.partition
+        offset = m.offset
+        key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
+        value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
+        var type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let ts = rd_kafka_message_timestamp(message, &type)
+        timestamp = type == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts
+        headers = []
+        var hdrs: OpaquePointer?
+        if rd_kafka_message_headers(message, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
+            var index = 0
+            var name: UnsafePointer<CChar>?
+            var value: UnsafeRawPointer?
+            var size = 0
+            while rd_kafka_header_get_all(hdrs, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
+                headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", bytes))
+                index += 1
+            }
+        }
+    }
+}
+
+/// A record to send to Kafka.
+public struct OutgoingMessage: Sendable {
+    public var topic: String
+    /// A fixed partition, or nil to let the partitioner choose from the key.
+    public var partition: Int32?
+    public var key: [UInt8]?
+    public var value: [UInt8]
+    /// Milliseconds since the Unix epoch; nil lets librdkafka use the current time.
+    public var timestamp: Int64?
+    public var headers: [KafkaHeader]
+
+    public init(topic: String, partition: Int32? = nil, key: [UInt8]?, value: [UInt8],
+                timestamp: Int64? = nil, headers: [KafkaHeader] = []) {
+        self.topic = topic
+        self.partition = partition
+        self.key = key
+        self.value = value
+        self.timestamp = timestamp
+        self.headers = headers
+    }
+}
+
+/// The outcome of one produced message, as librdkafka's delivery report gives it.
+public struct DeliveryReport: Sendable {
+    public var topic: String
+    public var partition: Int32
+    /// The offset the broker gave the message (-1 when it failed).
+    public var offset: Int64
+    public var timestamp: Int64?
+    /// Set when the message was not delivered (after librdkafka's own retries).
+    public var error: KafkaError?
+}
+
+/// Converts between Swift offsets and librdkafka's `rd_kafka_topic_partition_list_t`.
+enum TopicPartitionList {
+    static func make(_ entries: [(TopicPartition, Int64)]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
+        let list = rd_kafka_topic_partition_list_new(Int32(max(entries.count, 1)))!
+        for (tp, offset) in entries {
+            let element = rd_kafka_topic_partition_list_add(list, tp.topic, tp.partition)!
+            element.pointee.offset = offset
+        }
+        return list
+    }
+
+    static func entries(_ list: UnsafePointer<rd_kafka_topic_partition_list_t>) -> [(TopicPartition, Int64, rd_kafka_resp_err_t)] {
+        var result: [(TopicPartition, Int64, rd_kafka_resp_err_t)] = []
+        let count = Int(list.pointee.cnt)
+        for i in 0..<count {
+            let element = list.pointee.elems[i]
+            result.append((TopicPartition(String(cString: element.topic), element.partition), element.offset, element.err))
+        }
+        return result
+    }
+}
+
+/// librdkafka's logical offsets.
+public enum KafkaOffset {
+    /// No offset: resume from the committed one (or `auto.offset.reset`).
+    public static let invalid = Int64(RD_KAFKA_OFFSET_INVALID)
+    public static let beginning = Int64(RD_KAFKA_OFFSET_BEGINNING)
+    public static let end = Int64(RD_KAFKA_OFFSET_END)
+}

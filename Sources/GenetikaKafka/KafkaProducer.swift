@@ -1,0 +1,330 @@
+import CRdkafka
+import Foundation
+import Logging
+import Synchronization
+import GenetikaSupport
+
+/// A librdkafka producer: asynchronous produce with per-message delivery reports.
+///
+/// Messages are handed to librdkafka without waiting (`rd_kafka_produceva`); a dedicated
+/// thread serves `rd_kafka_poll`, which runs each message's delivery callback once the broker
+/// acknowledged it or librdkafka gave up after its retries. Idempotence is on by default.
+/// The handle lives inside this object and is destroyed by `close()`.
+public final class KafkaProducer: Sendable {
+    /// Defaults that make delivery safe: idempotent, acks from all in-sync replicas.
+    public static let safeDefaults: [String: String] = [
+        "enable.idempotence": "true",
+        "acks": "all",
+        "linger.ms": "1",
+        "message.timeout.ms": "120000",
+        // At most 20,000 messages wait in librdkafka's queue (default 100,000): a fast reader
+        // waits for the broker instead of buffering, so memory does not depend on the data.
+        "queue.buffering.max.messages": "20000",
+        // A topic that vanished (a broker restarted without its data) must not come back
+        // through auto-creation with the broker's default partition count: Genetika creates
+        // its topics itself, with `topics.partitions`.
+        "allow.auto.create.topics": "false",
+    ]
+
+    let handle: KafkaHandle
+    private let context: KafkaClientContext
+    private let pollThread: PollThread
+    /// Order closing against every other use of the handle: a use announces itself in
+    /// `users`, then backs off if `closed` is set; `close()` sets `closed`, then waits for
+    /// `users` to drain before it destroys the handle. Both sides use sequentially consistent
+    /// operations, so either the use sees `closed` or `close()` sees the use: no call ever
+    /// reaches a destroyed handle, and an enqueue (the hot path) takes no lock.
+    private let closed = Atomic<Bool>(false)
+    private let users = Atomic<Int>(0)
+
+    /// Runs `body` with the handle, or returns nil once the producer is closed.
+    func withHandle<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T? {
+        users.add(1, ordering: .sequentiallyConsistent)
+        defer { users.subtract(1, ordering: .sequentiallyConsistent) }
+        guard !closed.load(ordering: .sequentiallyConsistent) else { return nil }
+        return try body(handle.pointer)
+    }
+
+    /// Creates the producer; `name` identifies it in logs and errors.
+    public init(configuration: KafkaClientConfiguration, name: String = "producer",
+                logger: Logger = Logger(label: "genetika.kafka")) throws(KafkaError) {
+        let context = KafkaClientContext(name: name, logger: logger, observer: configuration.observer)
+        let conf = try configuration.with(defaults: Self.safeDefaults).makeConf(context: "create \(name)")
+        context.install(on: conf)
+        rd_kafka_conf_set_dr_msg_cb(conf, deliveryReportCallback)
+        let handle = try KafkaHandle(type: RD_KAFKA_PRODUCER, conf: conf, context: "create \(name)")
+        self.context = context
+        self.handle = handle
+        self.pollThread = PollThread(name: "genetika-\(name)-poll") {
+            _ = rd_kafka_poll(handle.pointer, 100)
+        }
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Hands one message to librdkafka; `onDelivery` runs (on the poll thread) with its
+    /// delivery report. Waits, without blocking a thread, while librdkafka's queue is full.
+    public func send(_ message: OutgoingMessage, onDelivery: @escaping @Sendable (DeliveryReport) -> Void) async throws {
+        let box = Unmanaged.passRetained(DeliveryCallback(onDelivery))
+        while true {
+            if let error = enqueue(message, opaque: box.toOpaque()) {
+                if error.code == KafkaError.queueFull {
+                    try await Task.sleep(for: .milliseconds(1))
+                    continue
+                }
+                box.release()
+                throw error
+            }
+            return
+        }
+    }
+
+    /// Sends one message and waits for its delivery report; throws if it was not delivered.
+    @discardableResult
+    public func send(_ message: OutgoingMessage) async throws -> DeliveryReport {
+        let report: DeliveryReport = try await withCheckedThrowingContinuation { continuation in
+            let box = Unmanaged.passRetained(DeliveryCallback { continuation.resume(returning: $0) })
+            if let error = enqueue(message, opaque: box.toOpaque()) {
+                box.release()
+                continuation.resume(throwing: error)
+            }
+        }
+        if let error = report.error { throw error }
+        return report
+    }
+
+    /// Sends all `messages` and waits for every delivery report (in the messages' order).
+    /// Everything is handed over from the calling task, so nothing touches the producer after
+    /// this returns or throws (the caller may close it then).
+    public func sendAll(_ messages: [OutgoingMessage]) async throws -> [DeliveryReport] {
+        guard !messages.isEmpty else { return [] }
+        let collector = ReportCollector(count: messages.count)
+        for (index, message) in messages.enumerated() {
+            try await send(message) { collector.record($0, at: index) }
+        }
+        return await withCheckedContinuation { continuation in
+            collector.onComplete { continuation.resume(returning: $0) }
+        }
+    }
+
+    /// Waits until every message handed over so far has its delivery report.
+    public func flush(timeout: Duration = .seconds(30)) throws(KafkaError) {
+        let result = withHandle { rk in (rd_kafka_flush(rk, Int32(timeout.milliseconds)), rd_kafka_outq_len(rk)) }
+        guard let (err, left) = result else { throw Self.closedError("flush \(context.name)") }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError(err, context: "flush \(context.name) (\(left) messages outstanding)")
+        }
+    }
+
+    /// Messages handed over whose delivery report has not run yet (0 once closed).
+    public var outstanding: Int { withHandle { Int(rd_kafka_outq_len($0)) } ?? 0 }
+
+    static func closedError(_ what: String) -> KafkaError {
+        KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer is closed", context: what)
+    }
+
+    /// Flushes for up to `timeout`, fails whatever is still undelivered (its delivery
+    /// callback runs with an error), stops the poll thread and destroys the handle.
+    public func close(timeout: Duration = .seconds(10)) {
+        guard !closed.exchange(true, ordering: .sequentiallyConsistent), handle.beginClose() else { return }
+        // Uses that began before the producer was marked closed end first (enqueues return at
+        // once; a flush within its timeout).
+        while users.load(ordering: .sequentiallyConsistent) > 0 { usleep(200) }
+        _ = rd_kafka_flush(handle.pointer, Int32(timeout.milliseconds))
+        let purge = Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+        _ = rd_kafka_purge(handle.pointer, purge)
+        pollThread.stop()
+        _ = rd_kafka_poll(handle.pointer, 0)
+        handle.destroy()
+        withExtendedLifetime(context) {}
+    }
+
+    /// Enqueues without waiting; returns librdkafka's error if it refused the message.
+    private func enqueue(_ message: OutgoingMessage, opaque: UnsafeMutableRawPointer) -> KafkaError? {
+
+        // Header names and values go into one scratch buffer that outlives the call;
+        // librdkafka copies everything (RD_KAFKA_MSG_F_COPY), so nothing is kept after it.
+        var scratch: [UInt8] = []
+        var spans: [(name: Int, value: Int, size: Int)] = []
+        for header in message.headers {
+            let name = scratch.count
+            scratch.append(contentsOf: header.name.utf8)
+            scratch.append(0)
+            let value = scratch.count
+            scratch.append(contentsOf: header.value ?? [])
+            spans.append((name, value, header.value.map(\.count) ?? -1))
+        }
+        return message.topic.withCString { topic in
+            message.value.withUnsafeBytes { value in
+                (message.key ?? []).withUnsafeBytes { key in
+                    scratch.withUnsafeBytes { scratchBytes in
+                        var vus: [rd_kafka_vu_t] = []
+                        vus.reserveCapacity(6 + spans.count)
+                        var vu = rd_kafka_vu_t()
+                        vu.vtype = RD_KAFKA_VTYPE_TOPIC
+                        vu.u.cstr = topic
+                        vus.append(vu)
+                        vu = rd_kafka_vu_t()
+                        vu.vtype = RD_KAFKA_VTYPE_MSGFLAGS
+                        vu.u.i = RD_KAFKA_MSG_F_COPY
+                        vus.append(vu)
+                        vu = rd_kafka_vu_t()
+                        vu.vtype = RD_KAFKA_VTYPE_VALUE
+                        vu.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+                        vu.u.mem.size = value.count
+                        vus.append(vu)
+                        if message.key != nil {
+                            vu = rd_kafka_vu_t()
+                            vu.vtype = RD_KAFKA_VTYPE_KEY
+                            vu.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                            vu.u.mem.size = key.count
+                            vus.append(vu)
+                        }
+                        if let partition = message.partition {
+                            vu = rd_kafka_vu_t()
+                            vu.vtype = RD_KAFKA_VTYPE_PARTITION
+                            vu.u.i32 = partition
+                            vus.append(vu)
+                        }
+                        if let timestamp = message.timestamp {
+                            vu = rd_kafka_vu_t()
+                            vu.vtype = RD_KAFKA_VTYPE_TIMESTAMP
+                            vu.u.i64 = timestamp
+                            vus.append(vu)
+                        }
+                        vu = rd_kafka_vu_t()
+                        vu.vtype = RD_KAFKA_VTYPE_OPAQUE
+                        vu.u.ptr = opaque
+                        vus.append(vu)
+                        let base = scratchBytes.baseAddress
+                        for span in spans {
+                            vu = rd_kafka_vu_t()
+                            vu.vtype = RD_KAFKA_VTYPE_HEADER
+                            vu.u.header.name = base.map { ($0 + span.name).assumingMemoryBound(to: CChar.self) }
+                            vu.u.header.val = span.size < 0 ? nil : base.map { UnsafeRawPointer($0 + span.value) }
+                            vu.u.header.size = span.size
+                            vus.append(vu)
+                        }
+                        guard let produced = withHandle({ rd_kafka_produceva($0, vus, vus.count) }) else {
+                            return Self.closedError("produce to \(message.topic)")
+                        }
+                        guard let error = produced else { return nil }
+                        return KafkaError(consuming: error, context: "produce to \(message.topic)")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A delivery callback carried through librdkafka as the message's opaque pointer.
+final class DeliveryCallback {
+    let body: @Sendable (DeliveryReport) -> Void
+    init(_ body: @escaping @Sendable (DeliveryReport) -> Void) { self.body = body }
+}
+
+private let deliveryReportCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = { _, message, _ in
+    guard let message, let opaque = message.pointee._private else { return }
+    let callback = Unmanaged<DeliveryCallback>.fromOpaque(opaque).takeRetainedValue()
+    let m = message.pointee
+    let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+    var type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+    let timestamp = rd_kafka_message_timestamp(message, &type)
+    var error: KafkaError?
+    if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+        error = KafkaError(m.err, context: "deliver to \(topic)[\(m.partition)]")
+    }
+    callback.body(DeliveryReport(
+        topic: topic, partition: m.partition, offset: m.offset,
+        timestamp: type == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp, error: error))
+}
+
+/// Owns one `rd_kafka_t`. librdkafka documents its handle as thread-safe for produce,
+/// poll, flush and metadata calls, which is all that is shared across threads here;
+/// destruction happens once, after `beginClose()` won and the poll thread stopped.
+final class KafkaHandle: Sendable {
+    // Safe to share: see the type's comment. `nonisolated(unsafe)` only because
+    // OpaquePointer is not Sendable; the pointer itself never changes.
+    nonisolated(unsafe) let pointer: OpaquePointer
+    private let closed = Atomic<Bool>(false)
+    private let destroyed = Atomic<Bool>(false)
+
+    init(type: rd_kafka_type_t, conf: OpaquePointer, context: String) throws(KafkaError) {
+        var errstr = [CChar](repeating: 0, count: 512)
+        guard let rk = rd_kafka_new(type, conf, &errstr, errstr.count) else {
+            rd_kafka_conf_destroy(conf)
+            let message = String(decoding: errstr.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw KafkaError.configuration(message, context: context)
+        }
+        pointer = rk
+    }
+
+    var isClosed: Bool { closed.load(ordering: .acquiring) }
+
+    /// True for the one caller that gets to close the handle.
+    func beginClose() -> Bool {
+        closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+    }
+
+    func destroy() {
+        if destroyed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
+            rd_kafka_destroy(pointer)
+        }
+    }
+}
+
+/// A thread that runs `body` in a loop until stopped (librdkafka's poll calls block for
+/// up to their timeout, so they get a thread of their own rather than a pool thread).
+final class PollThread: Sendable {
+    private let running = Atomic<Bool>(true)
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(name: String, body: @escaping @Sendable () -> Void) {
+        let thread = Thread { [self] in
+            while running.load(ordering: .acquiring) { body() }
+            finished.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    func stop() {
+        if running.exchange(false, ordering: .acquiringAndReleasing) {
+            finished.wait()
+        }
+    }
+}
+
+/// Gathers the delivery reports of `sendAll` and hands them over once, when all arrived
+/// (to a completion registered before or after the last one).
+private final class ReportCollector: Sendable {
+    private let state: Mutex<(reports: [DeliveryReport?], remaining: Int, completion: (@Sendable ([DeliveryReport]) -> Void)?)>
+
+    init(count: Int) {
+        state = Mutex((Array(repeating: nil, count: count), count, nil))
+    }
+
+    func onComplete(_ body: @escaping @Sendable ([DeliveryReport]) -> Void) {
+        let ready: [DeliveryReport]? = state.withLock { s in
+            guard s.remaining == 0 else {
+                s.completion = body
+                return nil
+            }
+            return s.reports.compactMap { $0 }
+        }
+        if let ready { body(ready) }
+    }
+
+    func record(_ report: DeliveryReport, at index: Int) {
+        let finished: ((([DeliveryReport]) -> Void), [DeliveryReport])? = state.withLock { s in
+            s.reports[index] = report
+            s.remaining -= 1
+            guard s.remaining == 0, let completion = s.completion else { return nil }
+            s.completion = nil
+            return (completion, s.reports.compactMap { $0 })
+        }
+        if let (completion, reports) = finished { completion(reports) }
+    }
+}

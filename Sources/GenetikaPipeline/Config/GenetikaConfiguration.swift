@@ -1,0 +1,327 @@
+import Foundation
+import GenetikaJSON
+import GenetikaXlsx
+import GenetikaKafka
+import GenetikaStorage
+
+/// One column of a source: its name in the sheet's header row, in events and in the table.
+public struct ColumnConfiguration: Sendable, Equatable {
+    public var name: String
+    /// The header text in the sheet when it differs from `name`.
+    public var header: String
+    public var type: ColumnType
+    public var nullable: Bool
+}
+
+/// A spreadsheet whose rows become events on one topic and rows of one table.
+public struct SourceConfiguration: Sendable, Equatable {
+    public var file: String
+    /// The sheet to read by name; the workbook's first sheet when nil.
+    public var sheet: String?
+    public var topic: String
+    public var table: String
+    /// The column whose value is the event id (Kafka key, primary key).
+    public var key: String
+    public var columns: [ColumnConfiguration]
+
+    public var keyColumn: ColumnConfiguration? { columns.first { $0.name == key } }
+}
+
+/// Kafka client settings shared by every stage.
+public struct KafkaConfiguration: Sendable, Equatable {
+    public var bootstrapServers: String
+    /// Any librdkafka property (`security.protocol`, `sasl.*`, …), passed through unchanged.
+    public var properties: [String: String]
+    /// How long start-up waits for the broker before failing.
+    public var connectTimeoutMs: Int
+}
+
+public struct TopicsConfiguration: Sendable, Equatable {
+    public var ack: String
+    public var deadLetter: String
+    /// Partitions of every topic Genetika creates; the source topics must share one count.
+    public var partitions: Int
+    /// Create missing topics at start-up.
+    public var create: Bool
+}
+
+public struct DatabaseConfiguration: Sendable, Equatable {
+    /// `sqlite://path` (relative to the configuration file) or `postgres://user:pass@host:port/db`.
+    public var url: String
+    /// How long start-up waits for a PostgreSQL server that refuses connections (still
+    /// starting, e.g. in Docker Compose) before giving up.
+    public var connectTimeoutMs: Int = 30_000
+}
+
+public struct ProducerStageConfiguration: Sendable, Equatable {
+    /// Upper bound of a random pause between rows, in milliseconds (0: none).
+    public var maxDelayMs: Int
+    /// Events per second sent from each source, evenly spaced (0: as fast as possible).
+    /// Takes precedence over `maxDelayMs`.
+    public var ratePerSecond: Double = 0
+}
+
+public struct ConsumerStageConfiguration: Sendable, Equatable {
+    public var groupId: String
+    /// Most events written in one transaction.
+    public var batchSize: Int
+    /// How long a batch may wait to fill up, in milliseconds.
+    public var lingerMs: Int
+}
+
+public struct SupervisorConfiguration: Sendable, Equatable {
+    public var initialBackoffMs: Int
+    public var maxBackoffMs: Int
+    /// More restarts than this within `windowSeconds` stops the process.
+    public var maxRestarts: Int
+    public var windowSeconds: Int
+}
+
+/// Safety limits for reading spreadsheets.
+public struct XlsxConfiguration: Sendable, Equatable {
+    public var maxPartBytes: Int
+    public var maxCompressionRatio: Double
+}
+
+/// Where `/metrics` and `/health` are served.
+public struct ObservabilityConfiguration: Sendable, Equatable {
+    public var host: String
+    /// 0 turns the endpoint off.
+    public var port: Int
+    /// A running stage that has lag but commits nothing, or spends longer in one step (a
+    /// batch, a read-back), for this many seconds is reported stuck by `/health`.
+    public var stuckAfterSeconds: Int = 60
+}
+
+/// Everything `genetika` reads from `config.json`.
+public struct GenetikaConfiguration: Sendable, Equatable {
+    public var kafka: KafkaConfiguration
+    public var topics: TopicsConfiguration
+    public var sources: [SourceConfiguration]
+    public var database: DatabaseConfiguration
+    public var stateDirectory: String
+    public var producer: ProducerStageConfiguration
+    public var db: ConsumerStageConfiguration
+    public var acker: ConsumerStageConfiguration
+    public var supervisor: SupervisorConfiguration
+    public var xlsx: XlsxConfiguration
+    public var observability: ObservabilityConfiguration
+    /// The directory relative paths are resolved against (the configuration file's).
+    public var baseDirectory: String
+
+    /// Resolves a path from the configuration against the configuration file's directory.
+    public func resolve(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        return URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).standardizedFileURL.path
+    }
+
+    /// Loads and validates a configuration file. Environment variables
+    /// `GENETIKA_BOOTSTRAP_SERVERS`, `GENETIKA_DATABASE_URL`, `GENETIKA_OBSERVABILITY_HOST`,
+    /// `GENETIKA_OBSERVABILITY_PORT` and `GENETIKA_TOPIC_PARTITIONS` override those settings (a
+    /// bad value is an error naming it).
+    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GenetikaConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(file: path, issues: [ConfigIssue(path: "", message: "cannot read the file")])
+        }
+        let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var configuration = try parse(Array(data), file: path, baseDirectory: base)
+        if let servers = environment["GENETIKA_BOOTSTRAP_SERVERS"], !servers.isEmpty {
+            configuration.kafka.bootstrapServers = servers
+        }
+        if let url = environment["GENETIKA_DATABASE_URL"], !url.isEmpty {
+            configuration.database.url = url
+        }
+        if let host = environment["GENETIKA_OBSERVABILITY_HOST"], !host.isEmpty {
+            configuration.observability.host = host
+        }
+        if let text = environment["GENETIKA_OBSERVABILITY_PORT"], !text.isEmpty {
+            guard let port = Int(text), (0...65535).contains(port) else {
+                throw ConfigError(file: path, issues: [ConfigIssue(path: "GENETIKA_OBSERVABILITY_PORT (environment)",
+                                                                   message: "expected a port from 0 to 65535, found \"\(text)\"")])
+            }
+            configuration.observability.port = port
+        }
+        if let text = environment["GENETIKA_TOPIC_PARTITIONS"], !text.isEmpty {
+            guard let partitions = Int(text), (1...10_000).contains(partitions) else {
+                throw ConfigError(file: path, issues: [ConfigIssue(path: "GENETIKA_TOPIC_PARTITIONS (environment)",
+                                                                   message: "expected a whole number from 1 to 10000, found \"\(text)\"")])
+            }
+            configuration.topics.partitions = partitions
+        }
+        return configuration
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    public static func parse(_ bytes: [UInt8], file: String, baseDirectory: String) throws -> GenetikaConfiguration {
+        let root: JSONValue
+        do {
+            root = try JSONParser.parse(bytes)
+        } catch {
+            throw ConfigError(file: file, issues: [ConfigIssue(path: "", message: "malformed JSON at \(error)")])
+        }
+        let issues = ConfigReader.Issues()
+        var reader = ConfigReader(root: root, issues: issues)
+        let configuration = read(&reader, baseDirectory: baseDirectory)
+        reader.finish()
+        if let configuration { validate(configuration, issues: issues) }
+        guard issues.list.isEmpty, let configuration else {
+            throw ConfigError(file: file, issues: issues.list)
+        }
+        return configuration
+    }
+
+    private static func read(_ reader: inout ConfigReader, baseDirectory: String) -> GenetikaConfiguration? {
+        let kafka = reader.object("kafka", required: true) { kafka in
+            KafkaConfiguration(
+                bootstrapServers: kafka.string("bootstrapServers") ?? "",
+                properties: kafka.stringMap("properties"),
+                connectTimeoutMs: kafka.integer("connectTimeoutMs", default: 10_000, range: 100...600_000))
+        }
+        let topics = reader.object("topics") { topics in
+            TopicsConfiguration(
+                ack: topics.string("ack", default: "ack"),
+                deadLetter: topics.string("deadLetter", default: "dead-letter"),
+                partitions: topics.integer("partitions", default: 3, range: 1...10_000),
+                create: topics.bool("create", default: true))
+        }
+        let sources = reader.objects("sources") { source in readSource(&source) }
+        let database = reader.object("database") { database in
+            DatabaseConfiguration(url: database.string("url", default: "sqlite://state/genetika.db"),
+                                  connectTimeoutMs: database.integer("connectTimeoutMs", default: 30_000, range: 0...3_600_000))
+        }
+        let stateDirectory = reader.string("stateDirectory", default: "state")
+        var producer = ProducerStageConfiguration(maxDelayMs: 0)
+        var db = ConsumerStageConfiguration(groupId: "genetika-db", batchSize: 5000, lingerMs: 5)
+        var acker = ConsumerStageConfiguration(groupId: "genetika-acker", batchSize: 5000, lingerMs: 1)
+        var supervisor = SupervisorConfiguration(initialBackoffMs: 200, maxBackoffMs: 10_000, maxRestarts: 5, windowSeconds: 60)
+        reader.object("stages") { stages in
+            stages.object("producer") { p in
+                producer.maxDelayMs = p.integer("maxDelayMs", default: producer.maxDelayMs, range: 0...3_600_000)
+                producer.ratePerSecond = Double(p.integer("ratePerSecond", default: 0, range: 0...100_000_000))
+            }
+            for (key, defaults) in [("db", db), ("acker", acker)] {
+                let value = stages.object(key) { s in
+                    ConsumerStageConfiguration(
+                        groupId: s.string("groupId", default: defaults.groupId),
+                        batchSize: s.integer("batchSize", default: defaults.batchSize, range: 1...100_000),
+                        lingerMs: s.integer("lingerMs", default: defaults.lingerMs, range: 0...60_000))
+                }
+                if let value { if key == "db" { db = value } else { acker = value } }
+            }
+            stages.object("supervisor") { s in
+                supervisor = SupervisorConfiguration(
+                    initialBackoffMs: s.integer("initialBackoffMs", default: supervisor.initialBackoffMs, range: 1...600_000),
+                    maxBackoffMs: s.integer("maxBackoffMs", default: supervisor.maxBackoffMs, range: 1...3_600_000),
+                    maxRestarts: s.integer("maxRestarts", default: supervisor.maxRestarts, range: 0...1_000_000),
+                    windowSeconds: s.integer("windowSeconds", default: supervisor.windowSeconds, range: 1...86_400))
+            }
+        }
+        let xlsx = reader.object("xlsx") { x in
+            XlsxConfiguration(
+                maxPartBytes: x.integer("maxPartBytes", default: 1 << 30, range: 1024...(1 << 40)),
+                maxCompressionRatio: x.number("maxCompressionRatio", default: 200, range: 1...1_000_000))
+        }
+        let observability = reader.object("observability") { o in
+            ObservabilityConfiguration(host: o.string("host", default: "127.0.0.1"),
+                                       port: o.integer("port", default: 9464, range: 0...65535),
+                                       stuckAfterSeconds: o.integer("stuckAfterSeconds", default: 60, range: 1...86_400))
+        }
+        guard let kafka, let topics, let database, let xlsx, let observability else { return nil }
+        return GenetikaConfiguration(
+            kafka: kafka, topics: topics, sources: sources, database: database,
+            stateDirectory: stateDirectory, producer: producer, db: db, acker: acker,
+            supervisor: supervisor, xlsx: xlsx, observability: observability, baseDirectory: baseDirectory)
+    }
+
+    private static func readSource(_ source: inout ConfigReader) -> SourceConfiguration? {
+        let file = source.string("file")
+        let sheet = source.optionalString("sheet")
+        let topic = source.string("topic")
+        let table = source.string("table")
+        let key = source.string("key", default: "id")
+        let columns = source.objects("columns") { column -> ColumnConfiguration? in
+            let name = column.string("name")
+            let header = column.optionalString("header")
+            let type = column.choice("type", as: ColumnType.self)
+            let nullable = column.bool("nullable", default: true)
+            guard let name, let type else { return nil }
+            if !isIdentifier(name) {
+                column.report("name", "\"\(name)\" is not a valid column name (letters, digits, _; not starting with a digit)")
+            }
+            return ColumnConfiguration(name: name, header: header ?? name, type: type, nullable: nullable)
+        }
+        guard let file, let topic, let table else { return nil }
+        if !isIdentifier(table) {
+            source.report("table", "\"\(table)\" is not a valid table name (letters, digits, _; not starting with a digit)")
+        }
+        if !columns.isEmpty {
+            if let keyColumn = columns.first(where: { $0.name == key }) {
+                if keyColumn.type != .integer && keyColumn.type != .text {
+                    source.report("key", "the key column \"\(key)\" must be of type integer or text, not \(keyColumn.type.rawValue)")
+                }
+            } else {
+                source.report("key", "\"\(key)\" is not one of the source's columns")
+            }
+            var seen = Set<String>()
+            for column in columns where !seen.insert(column.name).inserted {
+                source.report("columns", "column \"\(column.name)\" appears twice")
+            }
+        } else {
+            source.report("columns", "a source needs at least one column")
+        }
+        return SourceConfiguration(file: file, sheet: sheet, topic: topic, table: table, key: key, columns: columns)
+    }
+
+    private static func validate(_ configuration: GenetikaConfiguration, issues: ConfigReader.Issues) {
+        func report(_ path: String, _ message: String) { issues.list.append(ConfigIssue(path: path, message: message)) }
+        if configuration.kafka.bootstrapServers.trimmingCharacters(in: .whitespaces).isEmpty {
+            report("kafka.bootstrapServers", "must name at least one broker (host:port)")
+        }
+        if configuration.kafka.properties["bootstrap.servers"] != nil {
+            report("kafka.properties.bootstrap.servers", "set kafka.bootstrapServers instead")
+        }
+        if configuration.sources.isEmpty { report("sources", "at least one source is required") }
+        var topics: [String: Int] = [:]
+        var tables: [String: Int] = [:]
+        for (position, source) in configuration.sources.enumerated() {
+            if let first = topics[source.topic] {
+                report("sources[\(position)].topic", "\"\(source.topic)\" is already the topic of sources[\(first)]")
+            } else { topics[source.topic] = position }
+            if let first = tables[source.table.lowercased()] {
+                report("sources[\(position)].table", "\"\(source.table)\" is already the table of sources[\(first)]")
+            } else { tables[source.table.lowercased()] = position }
+            for reserved in [configuration.topics.ack, configuration.topics.deadLetter] where source.topic == reserved {
+                report("sources[\(position)].topic", "\"\(reserved)\" is reserved for acks or dead letters")
+            }
+            if source.table.lowercased().hasPrefix("genetika_") {
+                report("sources[\(position)].table", "names starting with genetika_ are reserved for Genetika's own tables")
+            }
+        }
+        if configuration.topics.ack == configuration.topics.deadLetter {
+            report("topics.deadLetter", "must differ from topics.ack")
+        }
+        let url = configuration.database.url
+        if !(url.hasPrefix("sqlite://") || url.hasPrefix("postgres://") || url.hasPrefix("postgresql://")) {
+            report("database.url", "expected sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE, found \"\(url)\"")
+        } else if url.hasPrefix("sqlite://"), url.dropFirst("sqlite://".count).isEmpty {
+            report("database.url", "sqlite:// needs a file path")
+        }
+        if configuration.db.groupId == configuration.acker.groupId {
+            report("stages.acker.groupId", "the DB and acker stages need different consumer groups")
+        }
+        if configuration.supervisor.initialBackoffMs > configuration.supervisor.maxBackoffMs {
+            report("stages.supervisor.initialBackoffMs", "must not exceed maxBackoffMs")
+        }
+    }
+
+    static func isIdentifier(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, name.unicodeScalars.count <= 63 else { return false }
+        let letters = Unicode.Scalar("a").value...Unicode.Scalar("z").value
+        let upper = Unicode.Scalar("A").value...Unicode.Scalar("Z").value
+        let digits = Unicode.Scalar("0").value...Unicode.Scalar("9").value
+        func ok(_ s: Unicode.Scalar, digit: Bool) -> Bool {
+            letters.contains(s.value) || upper.contains(s.value) || s == "_" || (digit && digits.contains(s.value))
+        }
+        return ok(first, digit: false) && name.unicodeScalars.allSatisfy { ok($0, digit: true) }
+    }
+}

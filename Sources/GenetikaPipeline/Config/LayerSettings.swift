@@ -1,0 +1,16 @@
+import GenetikaKafka
+import GenetikaXlsx
+
+// The lower layers take their own settings types; these build them from the configuration.
+
+extension XlsxLimits {
+    public init(_ configuration: XlsxConfiguration) {
+        self.init(maxPartBytes: configuration.maxPartBytes, maxCompressionRatio: configuration.maxCompressionRatio)
+    }
+}
+
+extension KafkaClientConfiguration {
+    public init(_ kafka: KafkaConfiguration) {
+        self.init(bootstrapServers: kafka.bootstrapServers, properties: kafka.properties)
+    }
+}

@@ -1,0 +1,275 @@
+import Logging
+import GenetikaSupport
+import GenetikaJSON
+import GenetikaKafka
+import GenetikaStorage
+
+/// Consumes the source topics (group `stages.acker.groupId`), records which topics each id
+/// has reached, and produces exactly one ack per id to the ack topic once it reached all.
+///
+/// Per batch: update the ids' state in memory, produce the acks that became due and wait
+/// for their delivery, then commit the state, the consumed offsets and the ack topic's
+/// offsets in one SQLite transaction. A crash after the acks went out but before the commit
+/// leaves acks the state does not know; so on every partition assignment the stage first
+/// reads its own ack partition back from the last recorded ack offset and marks what it
+/// finds as acked. An ack is therefore never lost (the batch is redone) and never produced
+/// twice (the read-back finds it). Acks go to the same partition number as their id's
+/// source events, so the member owning source partition p owns ack partition p.
+public actor AckerStage: ConsumingStage {
+    public nonisolated let name = "acker"
+    private let executor = ThreadExecutor(name: "genetika-acker")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    let configuration: GenetikaConfiguration
+    let counters: PipelineCounters
+    let progress: PipelineProgress
+    let stop: StopSignal
+    let logger: Logger
+    private let afterAcks: (@Sendable (Int) throws -> Void)?
+    private let topicIndex: [String: Int]
+    private let allSeen: Int64
+    private let numericIds: Bool
+    private(set) var tracker = CatchUpTracker()
+    private var pendingReadBack: Set<Int32> = []
+    /// Committed state of the ids still waiting for a topic, so that their later events need
+    /// no database read; acked ids leave it (the store remembers them). Holds only ids in
+    /// flight, so it does not grow with the data.
+    private var waiting: [String: AckerEntry] = [:]
+    /// Most entries `waiting` holds; beyond it, half are dropped (they stay in the store).
+    /// Ids whose events arrive far apart (the source files in different orders) would
+    /// otherwise make memory grow with the data.
+    static let defaultWaitingCapacity = 20_000
+    let waitingCapacity: Int
+    // Set while `run()` runs.
+    private var store: AckerStore?
+    private var producer: KafkaProducer?
+    private var readBack: KafkaConsumer?
+    private var deadLetters: DeadLetterWriter?
+    private var batches = 0
+
+    /// `afterAcks` runs after a batch's acks (at least one) were delivered and before its
+    /// state is committed, with the batch number (tests inject crashes there).
+    public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
+                stop: StopSignal, logger: Logger, afterAcks: (@Sendable (Int) throws -> Void)? = nil) {
+        self.init(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
+                  afterAcks: afterAcks, waitingCapacity: Self.defaultWaitingCapacity)
+    }
+
+    /// `waitingCapacity`: how many waiting ids stay in memory (tests make it small).
+    init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
+         stop: StopSignal, logger: Logger, afterAcks: (@Sendable (Int) throws -> Void)?, waitingCapacity: Int) {
+        self.waitingCapacity = waitingCapacity
+        self.configuration = configuration
+        self.counters = counters
+        self.progress = progress
+        self.stop = stop
+        self.logger = logger
+        self.afterAcks = afterAcks
+        topicIndex = Dictionary(uniqueKeysWithValues: configuration.sources.enumerated().map { ($1.topic, $0) })
+        allSeen = (Int64(1) << Int64(configuration.sources.count)) - 1
+        numericIds = configuration.sources.allSatisfy { $0.keyColumn?.type == .integer }
+    }
+
+    deinit {
+        executor.shutdown()
+    }
+
+    public static func statePath(_ configuration: GenetikaConfiguration) -> String {
+        configuration.resolve(configuration.stateDirectory) + "/acker.db"
+    }
+
+    /// Opens (creating) the acker's state for `configuration`.
+    public static func openStore(_ configuration: GenetikaConfiguration) throws -> AckerStore {
+        try AckerStore(path: statePath(configuration), topicCount: configuration.sources.count,
+                       integerIds: configuration.sources.allSatisfy { $0.keyColumn?.type == .integer })
+    }
+
+    public func run() async throws {
+        let store = try Self.openStore(configuration)
+        defer { store.close(); self.store = nil }
+        self.store = store
+        let clientConfiguration = GenetikaPipeline.clientConfiguration(configuration, counters)
+        let producer = try KafkaProducer(configuration: clientConfiguration, name: "acker-producer", logger: logger)
+        defer { producer.close(); self.producer = nil; deadLetters = nil }
+        self.producer = producer
+        deadLetters = DeadLetterWriter(producer: producer, topic: configuration.topics.deadLetter, stage: name, counters: counters, logger: logger)
+        let readBack = try KafkaConsumer(configuration: clientConfiguration, groupId: configuration.acker.groupId + "-readback",
+                                         name: "acker-readback", logger: logger)
+        defer { readBack.close(); self.readBack = nil }
+        self.readBack = readBack
+        try await consume(configuration.acker)
+    }
+
+    func beforeBatch(_ consumer: KafkaConsumer) throws {
+        guard !pendingReadBack.isEmpty, let store, let readBack else { return }
+        do {
+            try readBackAcks(store: store, consumer: readBack)
+        } catch let beyond as PartitionBeyondEnd {
+            // The ack partition lost its log: so did what the state says was acked there.
+            reportReset("\(beyond); forgetting partition \(beyond.partition.partition) and reading it again from the beginning")
+            try resetPartitions([beyond.partition], consumer: consumer)
+        }
+    }
+
+    var identifiedTopics: [String] { configuration.sources.map(\.topic) + [configuration.topics.ack] }
+
+    func topicsIdentified(_ ids: [String: String]) throws {
+        guard let store else { return }
+        let comparison = TopicIdComparison(stored: try store.topicIds(), current: ids)
+        guard comparison.changed else { return }
+        let recreated = comparison.recreated
+        if !recreated.isEmpty {
+            reportReset("topics \(recreated.joined(separator: ", ")) were recreated: the acker state describes logs that are gone; forgetting it and reading every topic again from the beginning")
+            waiting = [:]
+        }
+        try store.recordTopicIds(ids, forgetAll: !recreated.isEmpty)
+        if !recreated.isEmpty { throw TopicsRecreated(topics: recreated) }
+    }
+
+    /// Forgets every partition number involved (its ids and the offsets of each topic's
+    /// partition with that number): those source partitions are read again from the
+    /// beginning and that ack partition is read back from its beginning.
+    func partitionsReset(_ partitions: [TopicPartition], assignment: Set<TopicPartition>) throws -> [TopicPartition: Int64] {
+        let numbers = Set(partitions.map(\.partition))
+        for number in numbers.sorted() { try store?.forget(partition: number) }
+        waiting = waiting.filter { !numbers.contains($0.value.partition) }
+        pendingReadBack.formUnion(numbers)
+        let sources = Set(configuration.sources.map(\.topic))
+        let restart = assignment.filter { numbers.contains($0.partition) && sources.contains($0.topic) }
+        tracker.assigned(Dictionary(uniqueKeysWithValues: restart.map { ($0, 0) }))
+        return Dictionary(uniqueKeysWithValues: restart.map { ($0, KafkaOffset.beginning) })
+    }
+
+    func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws {
+        guard let store, let producer, let deadLetters else { return }
+        counters.acking.started()
+        batches += 1
+        try await process(batch, offsets: offsets, store: store, producer: producer, deadLetters: deadLetters, batch: batches)
+    }
+
+    func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64] {
+        switch event {
+        case .assigned(let partitions):
+            let stored = try store?.offsets(partitions) ?? [:]
+            tracker.assigned(Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? 0) }))
+            pendingReadBack.formUnion(partitions.map(\.partition))
+            return Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? KafkaOffset.beginning) })
+        case .revoked(let partitions):
+            tracker.revoked(partitions)
+            // The partitions' new owner works from the store; forget what may go stale here.
+            let numbers = Set(partitions.map(\.partition))
+            waiting = waiting.filter { !numbers.contains($0.value.partition) }
+            return [:]
+        }
+    }
+
+    /// Reads the ack topic's newly assigned partitions from the last recorded ack offset to
+    /// their end and marks every id found there as acked.
+    private func readBackAcks(store: AckerStore, consumer: KafkaConsumer) throws {
+        for partitionNumber in pendingReadBack.sorted() {
+            let partition = TopicPartition(configuration.topics.ack, partitionNumber)
+            let from = try store.offsets([partition])[partition] ?? 0
+            var found: [String] = []
+            var next = from
+            counters.health.busy(name, "reading back \(partition) from offset \(from)")
+            defer { counters.health.idle(name) }
+            try consumer.readToEnd([partition: from], timeout: .seconds(60), stop: stop) { message in
+                next = max(next, message.offset + 1)
+                if let id = message.keyText { found.append(id) }
+            }
+            try store.transaction {
+                for id in found { try store.markAcked(id, partition: partitionNumber) }
+                try store.setOffsets([partition: next])
+            }
+            for id in found { waiting[id] = nil }
+            if !found.isEmpty {
+                logger.info("acker read back \(partition) from offset \(from): \(found.count) acks were sent but not recorded")
+            }
+        }
+        pendingReadBack = []
+    }
+
+    private func process(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64], store: AckerStore, producer: KafkaProducer,
+                         deadLetters: DeadLetterWriter, batch number: Int) async throws {
+        let received = nowMillisecondsPrecise()
+        var entries: [String: AckerEntry] = [:]
+        entries.reserveCapacity(batch.count)
+        var due: [AckerEntry] = []
+        // One read transaction for the batch's lookups rather than one per lookup.
+        try store.beginRead()
+        defer { store.endRead() }
+        for message in batch {
+            guard let id = message.keyText, !id.isEmpty else {
+                try await deadLetters.send(message, reason: "event without a key (the id)")
+                continue
+            }
+            // The consumer subscribes to exactly the source topics and only batches of partitions
+            // it owns get here: an event of another topic cannot occur.
+            guard let index = topicIndex[message.topic] else { preconditionFailure("acker: event of unsubscribed topic \(message.topic)") }
+            var entry = try entries[id] ?? waiting[id] ?? store.entry(id)
+                ?? AckerEntry(id: id, partition: message.partition, seen: 0,
+                              timestamps: Array(repeating: nil, count: topicIndex.count), acked: false)
+            entry.seen |= Int64(1) << Int64(index)
+            let timestamp = message.timestamp ?? nowMilliseconds()
+            entry.timestamps[index] = max(entry.timestamps[index] ?? timestamp, timestamp)
+            if entry.seen == allSeen && !entry.acked {
+                entry.acked = true
+                due.append(entry)
+            }
+            entries[id] = entry
+        }
+        store.endRead()
+        let acks = due.map { ackMessage($0, received: received) }
+        let reports = try await producer.sendAll(acks)
+        if let failed = reports.first(where: { $0.error != nil }), let error = failed.error {
+            throw error
+        }
+        if !acks.isEmpty { try afterAcks?(number) }
+        var ackOffsets: [TopicPartition: Int64] = [:]
+        for report in reports {
+            let partition = TopicPartition(report.topic, report.partition)
+            ackOffsets[partition] = max(ackOffsets[partition] ?? 0, report.offset + 1)
+        }
+        try store.transaction {
+            for entry in entries.values { try store.save(entry) }
+            try store.setOffsets(offsets)
+            try store.setOffsets(ackOffsets)
+        }
+        for entry in entries.values { waiting[entry.id] = entry.acked ? nil : entry }
+        if waiting.count > waitingCapacity {
+            // Rebuilt rather than thinned in place: deleting a run of buckets would leave the
+            // rest clustered, and every later lookup would probe through the cluster.
+            waiting = Dictionary(uniqueKeysWithValues: waiting.prefix(waitingCapacity / 2).map { ($0.key, $0.value) })
+        }
+        if !acks.isEmpty { counters.acking.finished() }
+        tracker.processed(offsets)
+        // The delay histogram first: whoever sees the ack count sees these delays too.
+        for (entry, ack) in zip(due, acks) {
+            let latest = entry.timestamps.compactMap { $0 }.max() ?? 0
+            counters.ackDelay?.record(Double((ack.timestamp ?? latest) - latest))
+        }
+        counters.eventsConsumed.add(batch.count)
+        counters.acks.add(acks.count)
+    }
+
+    /// `{"id": …, "latest_event_ms": …, "ack_ms": …, "topics": {"topic1": ms, …}}`, keyed by
+    /// id, on the same partition number as the id's source events. `received`: when the
+    /// batch that completed the id was taken in (precise epoch ms), for the delay's split.
+    private func ackMessage(_ entry: AckerEntry, received: Double) -> OutgoingMessage {
+        let precise = nowMillisecondsPrecise()
+        let ackTime = Int64(precise)
+        let latest = entry.timestamps.compactMap { $0 }.max() ?? ackTime
+        counters.ackProcessing.record(precise - received)
+        counters.ackTransit.record(received - Double(latest))
+        var topics = JSONObject()
+        for source in configuration.sources {
+            topics[source.topic] = entry.timestamps[topicIndex[source.topic]!].map { .int($0) } ?? .null
+        }
+        let id: JSONValue = numericIds ? Int64(entry.id).map(JSONValue.int) ?? .string(entry.id) : .string(entry.id)
+        let value = JSONWriter.serialize(.object(JSONObject([
+            ("id", id), ("latest_event_ms", .int(latest)), ("ack_ms", .int(ackTime)), ("topics", .object(topics)),
+        ])))
+        return OutgoingMessage(topic: configuration.topics.ack, partition: entry.partition, key: Array(entry.id.utf8),
+                               value: value, timestamp: ackTime)
+    }
+}

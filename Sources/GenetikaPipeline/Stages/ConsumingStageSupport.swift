@@ -1,0 +1,271 @@
+import CoreMetrics
+import Logging
+import GenetikaSupport
+import GenetikaKafka
+
+/// What the DB and acker stages share: a consumer-group member on the source topics that
+/// polls batches, hands the ones from partitions it still owns to the stage, and reports
+/// its lag, its readiness and whether it has caught up.
+protocol ConsumingStage: PipelineStage {
+    var configuration: GenetikaConfiguration { get }
+    var counters: PipelineCounters { get }
+    var progress: PipelineProgress { get }
+    var stop: StopSignal { get }
+    var logger: Logger { get }
+    var tracker: CatchUpTracker { get }
+    /// Runs inside `poll` on assignment changes; returns where assigned partitions start.
+    func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64]
+    /// The topics whose ids the stage's stored offsets depend on.
+    var identifiedTopics: [String] { get }
+    /// Runs inside `poll` on every assignment, before `rebalanced`, with the topics' current
+    /// ids: a topic whose id changed was recreated, and what is stored of it is dropped.
+    func topicsIdentified(_ ids: [String: String]) throws
+    /// Partitions whose stored position lies beyond their end: the broker lost their log.
+    /// Drops what is stored of them; returns where to read each partition from now.
+    func partitionsReset(_ partitions: [TopicPartition], assignment: Set<TopicPartition>) throws -> [TopicPartition: Int64]
+    /// Work due after each poll, before its batch is handled (the acker's read-back).
+    func beforeBatch(_ consumer: KafkaConsumer) throws
+    /// Handles one batch, all from partitions this member owns; `offsets` are the batch's
+    /// next offsets per partition.
+    func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws
+}
+
+extension ConsumingStage {
+    func beforeBatch(_ consumer: KafkaConsumer) throws {}
+
+    var identifiedTopics: [String] { configuration.sources.map(\.topic) }
+
+    /// Logs, counts and shows in `/health` that the broker lost what a stage had stored of a partition.
+    func reportReset(_ text: String) {
+        logger.warning("\(name): \(text)")
+        counters.partitionResets.add()
+        counters.health.note(name, "\(text) (at \(nowMilliseconds()) ms since the epoch)")
+    }
+
+    /// Has the stage drop what it stored of `partitions` and moves `consumer` to where the
+    /// stage says to read them from now (for the partitions it still owns).
+    func resetPartitions(_ partitions: [TopicPartition], consumer: KafkaConsumer) throws {
+        let starts = try partitionsReset(partitions, assignment: consumer.assignment)
+        for (partition, offset) in starts.sorted(by: { $0.key < $1.key }) where consumer.assignment.contains(partition) {
+            try consumer.seek(partition, to: offset)
+        }
+    }
+
+    /// Joins the group `settings.groupId` on the source topics and handles batches of up to
+    /// `batchSize` messages (waiting up to `lingerMs` to fill one) until the stop signal.
+    func consume(_ settings: ConsumerStageConfiguration) async throws {
+        let box = ConsumerBox()
+        let topics = identifiedTopics
+        let consumer = try KafkaConsumer(configuration: clientConfiguration(configuration, counters), groupId: settings.groupId,
+                                         name: name, logger: logger) { [unowned self, logger, name] event in
+            if case .assigned = event, let consumer = box.consumer {
+                // Every assignment (a broker restart makes the group assign again) checks
+                // whether a topic was recreated since the stored offsets were written.
+                do {
+                    let ids = try consumer.topicIds(topics, timeout: .seconds(5))
+                    try self.assumeIsolated { stage in try stage.topicsIdentified(ids) }
+                } catch let error as KafkaError {
+                    logger.info("\(name): topic ids not checked (\(error)); stored offsets beyond a partition's end are still detected")
+                }
+            }
+            return try self.assumeIsolated { stage in try stage.rebalanced(event) }
+        }
+        box.consumer = consumer
+        defer { box.consumer = nil; consumer.close() }
+        try consumer.subscribe(configuration.sources.map(\.topic))
+        var lag = LagReporter(stage: name, counters: counters)
+        var resets = ResetDetector()
+        var lastTopicCheck = ContinuousClock.now
+        while !stop.isRequested {
+            let batch = try consumer.poll(maxMessages: settings.batchSize, timeout: .milliseconds(100),
+                                          linger: .milliseconds(settings.lingerMs))
+            try beforeBatch(consumer)
+            // A rebalance inside poll may have taken partitions away: their new owner redoes them.
+            let owned = batch.filter { consumer.assignment.contains($0.topicPartition) }
+            if !owned.isEmpty {
+                let offsets = nextOffsets(owned)
+                counters.health.busy(name, "handling a batch of \(owned.count) events")
+                try await handle(owned, offsets: offsets)
+                counters.health.idle(name)
+                consumer.commitAsync(offsets)
+                counters.health.progressed(name)
+            }
+            if lag.update(consumer: consumer, tracker: tracker) {
+                // Topics that vanished and came back: a group that assigned nothing while they
+                // were missing is not always formed again by librdkafka when they reappear,
+                // so the stage starts over with a fresh consumer once they all exist.
+                if consumer.assignment.isEmpty && consumer.sawUnknownTopic && ContinuousClock.now - lastTopicCheck >= .seconds(5) {
+                    lastTopicCheck = .now
+                    if let ids = try? consumer.topicIds(topics, timeout: .seconds(3)), ids.count == topics.count {
+                        throw TopicsRecreated(topics: topics)
+                    }
+                }
+                let beyond = resets.check(consumer: consumer, tracker: tracker)
+                if !beyond.isEmpty {
+                    for (partition, next, high) in beyond {
+                        reportReset("\(partition): the stored offset \(next) is beyond the partition's end \(high): the broker lost its log (recreated, or restarted without its data); reading it again from the beginning")
+                    }
+                    try resetPartitions(beyond.map(\.0), consumer: consumer)
+                }
+            }
+            if !consumer.assignment.isEmpty { await progress.markReady(name) }
+            // A partition owned by another member counts as done for this one (scale-out);
+            // owning nothing (before the first assignment, or between a revoke and the next) does not.
+            let allAtEnd = !consumer.assignment.isEmpty && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
+            await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
+        }
+    }
+}
+
+/// How the topics' current ids compare with the ones a stage stored: `changed` when any id
+/// is new or different (then they are to be recorded), `recreated` the topics that had an id
+/// stored and now have another.
+struct TopicIdComparison {
+    var changed: Bool
+    var recreated: [String]
+
+    init(stored: [String: String], current: [String: String]) {
+        changed = current.contains { stored[$0.key] != $0.value }
+        recreated = current.filter { stored[$0.key] != nil && stored[$0.key] != $0.value }.keys.sorted()
+    }
+}
+
+/// Topics a consuming stage reads were recreated. What the stage stored of them is already
+/// dropped; it starts again with a fresh consumer, whose first assignment sees the new topics
+/// (a member that joins while its metadata still shows the old topics can be given nothing).
+struct TopicsRecreated: Error, CustomStringConvertible, RestartRequest {
+    var topics: [String]
+    var description: String { "topics \(topics.joined(separator: ", ")) were recreated; starting again with a fresh consumer" }
+}
+
+/// Lets the rebalance handler reach the consumer it belongs to (set once the consumer
+/// exists). `@unchecked Sendable`: written by the stage before its first poll and read
+/// only inside that stage's polls, all on the stage's one thread.
+final class ConsumerBox: @unchecked Sendable {
+    var consumer: KafkaConsumer?
+}
+
+/// Finds assigned partitions whose next offset lies beyond the high watermark that fetch
+/// responses report (what a broker that lost a partition's log answers, e.g. Tansu, which
+/// does not reply OFFSET_OUT_OF_RANGE). A partition must stay so for `patience` before it
+/// counts, so a watermark cached from an earlier fetch is not mistaken for one.
+struct ResetDetector {
+    var patience: Duration = .seconds(3)
+    private var since: [TopicPartition: ContinuousClock.Instant] = [:]
+
+    mutating func check(consumer: KafkaConsumer, tracker: CatchUpTracker) -> [(TopicPartition, Int64, Int64)] {
+        let now = ContinuousClock.now
+        var found: [(TopicPartition, Int64, Int64)] = []
+        for partition in consumer.assignment.sorted() {
+            guard let next = tracker.next[partition], let high = consumer.endBefore(next, in: partition) else {
+                since[partition] = nil
+                continue
+            }
+            if let start = since[partition] {
+                if now - start >= patience {
+                    found.append((partition, next, high))
+                    since[partition] = nil
+                }
+            } else {
+                since[partition] = now
+            }
+        }
+        return found
+    }
+}
+
+/// Sends events a stage cannot use to the dead-letter topic: the original bytes and key,
+/// the reason, and where they came from (topic, partition, offset, plus the source file
+/// and row headers they carried). Waits for delivery, so the stage commits its offsets only
+/// after the dead letter is safe.
+struct DeadLetterWriter {
+    let producer: KafkaProducer
+    let topic: String
+    let stage: String
+    let counters: PipelineCounters
+    let logger: Logger
+
+    func send(_ message: KafkaMessage, reason: String) async throws {
+        logger.warning("\(stage): \(message.topic)[\(message.partition)] offset \(message.offset): \(reason); sent to \(topic)")
+        var headers = message.headers.filter { $0.name == GenetikaHeader.sourceFile || $0.name == GenetikaHeader.sourceRow }
+        headers += [
+            KafkaHeader(GenetikaHeader.error, reason), KafkaHeader(GenetikaHeader.stage, stage),
+            KafkaHeader(GenetikaHeader.sourceTopic, message.topic),
+            KafkaHeader(GenetikaHeader.sourcePartition, String(message.partition)),
+            KafkaHeader(GenetikaHeader.sourceOffset, String(message.offset)),
+        ]
+        try await producer.send(OutgoingMessage(topic: topic, key: message.key, value: message.value,
+                                                timestamp: message.timestamp, headers: headers))
+        counters.deadLettered(stage: stage)
+    }
+}
+
+/// Tracks the next offset a consuming stage will process per partition, to tell when it has
+/// caught up with the producer (for `--exit-when-done`).
+struct CatchUpTracker: Sendable {
+    private(set) var next: [TopicPartition: Int64] = [:]
+
+    mutating func assigned(_ starts: [TopicPartition: Int64]) {
+        for (partition, offset) in starts { next[partition] = offset }
+    }
+
+    mutating func revoked(_ partitions: [TopicPartition]) {
+        for partition in partitions { next[partition] = nil }
+    }
+
+    mutating func processed(_ offsets: [TopicPartition: Int64]) {
+        for (partition, offset) in offsets { next[partition] = max(next[partition] ?? 0, offset) }
+    }
+
+    /// True when this stage owns partitions and has processed each one it owns up to its
+    /// target. A partition owned by another member (scale-out) is that member's to finish;
+    /// owning nothing (between a revoke and the next assignment) is never "caught up".
+    func isCaughtUp(_ targets: [TopicPartition: Int64]) -> Bool {
+        !next.isEmpty && targets.allSatisfy { partition, target in
+            guard let position = next[partition] else { return true }
+            return position >= target
+        }
+    }
+}
+
+/// The highest next-offset per partition of a batch.
+func nextOffsets(_ batch: [KafkaMessage]) -> [TopicPartition: Int64] {
+    var offsets: [TopicPartition: Int64] = [:]
+    for message in batch {
+        offsets[message.topicPartition] = max(offsets[message.topicPartition] ?? 0, message.offset + 1)
+    }
+    return offsets
+}
+
+/// Publishes a consuming stage's lag per partition (high watermark from the last fetch −
+/// next offset to process) as `genetika_consumer_lag`, at most once a second.
+struct LagReporter {
+    let stage: String
+    let counters: PipelineCounters
+    private var gauges: [TopicPartition: Gauge] = [:]
+    private var last = ContinuousClock.now - .seconds(10)
+
+    init(stage: String, counters: PipelineCounters) {
+        self.stage = stage
+        self.counters = counters
+    }
+
+    /// At most once a second (returns whether it ran): the gauges, and the total lag for `/health`.
+    mutating func update(consumer: KafkaConsumer, tracker: CatchUpTracker) -> Bool {
+        guard ContinuousClock.now - last >= .seconds(1) else { return false }
+        last = ContinuousClock.now
+        var total: Int64 = 0
+        for partition in consumer.assignment {
+            guard let high = consumer.cachedHighWatermark(partition) else { continue }
+            let position = tracker.next[partition] ?? 0
+            let lag = max(0, high - position)
+            total += lag
+            if counters.factory != nil {
+                if gauges[partition] == nil { gauges[partition] = counters.lagGauge(stage: stage, partition: partition) }
+                gauges[partition]?.record(Double(lag))
+            }
+        }
+        counters.health.lag(stage, total)
+        return true
+    }
+}

@@ -1,0 +1,226 @@
+import CoreMetrics
+import Logging
+import Prometheus
+import Synchronization
+import GenetikaSupport
+import GenetikaKafka
+import GenetikaStorage
+
+/// The stages a run can include.
+public enum StageKind: String, Sendable, CaseIterable {
+    case producer, db, acker
+}
+
+/// One `genetika run`: start-up checks, then the selected stages under a supervisor.
+public final class Pipeline: Sendable {
+    public let configuration: GenetikaConfiguration
+    public let stages: [StageKind]
+    public let exitWhenDone: Bool
+    public let counters: PipelineCounters
+    public let progress = PipelineProgress()
+    /// This run's metrics, in the Prometheus text format at `/metrics`.
+    public let registry = PrometheusCollectorRegistry()
+    public let health: StageHealth
+    /// `genetika_stage_healthy{stage}`: 1 while `/health` finds nothing wrong with the stage.
+    private let stageHealthGauges: [(String, CoreMetrics.Gauge)]
+    public let stop = StopSignal()
+    public let logger: Logger
+    /// Test hooks: run after each DB batch and after each acker batch's acks went out.
+    let dbAfterBatch: (@Sendable (Int) throws -> Void)?
+    let ackerAfterAcks: (@Sendable (Int) throws -> Void)?
+    /// What the producer sent completely, across restarts of its stage.
+    public let ledger = ProducerLedger()
+    /// The sources the start-up check opened, handed to the first producer stage.
+    private let checkedSources = Mutex<[ProducerStage.OpenSource]?>(nil)
+
+    public init(configuration: GenetikaConfiguration, stages: [StageKind] = StageKind.allCases, exitWhenDone: Bool = false,
+                logger: Logger = Logger(label: "genetika"),
+                dbAfterBatch: (@Sendable (Int) throws -> Void)? = nil,
+                ackerAfterAcks: (@Sendable (Int) throws -> Void)? = nil) {
+        self.configuration = configuration
+        self.stages = stages
+        self.exitWhenDone = exitWhenDone
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.valueHistogramBuckets["genetika_ack_delay_ms"] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
+        health = StageHealth(stages: stages.map(\.rawValue), stuckAfter: .seconds(configuration.observability.stuckAfterSeconds))
+        counters = PipelineCounters(sources: configuration.sources, factory: factory, health: health)
+        self.logger = logger
+        stageHealthGauges = stages.map { [factory] in
+            ($0.rawValue, CoreMetrics.Gauge(label: "genetika_stage_healthy", dimensions: [("stage", $0.rawValue)], factory: factory))
+        }
+        self.dbAfterBatch = dbAfterBatch
+        self.ackerAfterAcks = ackerAfterAcks
+    }
+
+    /// A start-up check that failed, saying what and where.
+    public struct StartupError: Error, CustomStringConvertible {
+        public var what: String
+        public var cause: String
+        public var description: String { "\(what): \(cause)" }
+    }
+
+    /// Checks what the stages need before starting any: the broker answers, the topics exist
+    /// (created if `topics.create`), the source files open with the expected columns, the
+    /// database and the state directory open. Each failure names what and where.
+    public func checkStartup() async throws {
+        let admin: KafkaAdmin
+        do {
+            admin = try KafkaAdmin(configuration: clientConfiguration(configuration, counters), name: "startup", logger: logger)
+        } catch {
+            throw StartupError(what: "Kafka client configuration (kafka.properties)", cause: "\(error)")
+        }
+        defer { admin.close() }
+        do {
+            let metadata = try await admin.waitUntilReachable(timeout: .milliseconds(configuration.kafka.connectTimeoutMs))
+            logger.info("connected to Kafka: \(metadata.brokers.joined(separator: ", "))")
+        } catch {
+            throw StartupError(what: "broker \(configuration.kafka.bootstrapServers) unreachable", cause: "\(error)")
+        }
+        do {
+            try await admin.ensureTopics(of: configuration)
+        } catch {
+            throw StartupError(what: "topics", cause: "\(error)")
+        }
+        if stages.contains(.producer) {
+            do {
+                let sources = try ProducerStage.openSources(configuration)
+                checkedSources.withLock { $0 = sources }
+            } catch {
+                throw StartupError(what: "source file", cause: "\(error)")
+            }
+        }
+        if stages.contains(.db) {
+            // A PostgreSQL server that is still starting refuses connections: wait for it
+            // (database.connectTimeoutMs). Anything else fails at once.
+            let deadline = ContinuousClock.now + .milliseconds(configuration.database.connectTimeoutMs)
+            var waiting = false
+            while true {
+                do {
+                    let sink = try TableSinks.open(url: configuration.database.url, configuration: configuration)
+                    defer { sink.close() }
+                    try sink.prepare()
+                    if waiting { logger.info("the database answers") }
+                    break
+                } catch let error as PostgresError where error.isConnectionFailure && ContinuousClock.now < deadline && !stop.isRequested {
+                    if !waiting { logger.notice("waiting up to \(configuration.database.connectTimeoutMs) ms for the database: \(error)") }
+                    waiting = true
+                    await stop.wait(upTo: .milliseconds(500))
+                } catch {
+                    throw StartupError(what: "database \(maskPassword(configuration.database.url))", cause: "\(error)")
+                }
+            }
+        }
+        if stages.contains(.acker) {
+            do {
+                try AckerStage.openStore(configuration).close()
+            } catch {
+                throw StartupError(what: "acker state in \(configuration.resolve(configuration.stateDirectory))", cause: "\(error)")
+            }
+        }
+        if exitWhenDone && !stages.contains(.producer) {
+            // Without a producer, "done" means every source partition read to its end.
+            await progress.consumeToEnd()
+        }
+    }
+
+    /// Runs the start-up checks, then the stages until stopped (or, with `exitWhenDone`,
+    /// until the producer finished and the consuming stages caught up).
+    public func run() async throws {
+        let locks = try lockState()
+        defer { for lock in locks { lock.release() } }
+        let endpoint = try startEndpoint()
+        defer { endpoint?.stop() }
+        try await checkStartup()
+        if stages.contains(.producer) {
+            await progress.expectConsumers(stages.filter { $0 != .producer }.map(\.rawValue))
+        }
+        let supervisor = Supervisor(stages: stageSpecs(), policy: RestartPolicy(configuration.supervisor),
+                                    stop: stop, counters: counters, logger: logger, health: health)
+        var condition: (@Sendable () async -> Bool)?
+        if exitWhenDone {
+            let consuming = stages.filter { $0 != .producer }.map(\.rawValue)
+            let needsProducer = stages.contains(.producer)
+            condition = { [progress] in
+                if needsProducer, await !progress.producerFinished { return false }
+                let hasGoal = await progress.targets != nil
+                let untilEnd = await progress.untilEnd
+                guard hasGoal || untilEnd else { return false }
+                return await progress.hasCaughtUp(consuming)
+            }
+        }
+        try await supervisor.run(until: condition)
+    }
+
+    /// Takes the state this run's stages write to for itself: the acker's state file and a
+    /// SQLite database. A second process on the same files would split the partitions with
+    /// this one while each believes it owns the database, so it is refused with a message
+    /// that says who holds them. (PostgreSQL is meant to be shared: several processes may
+    /// write to one, each with its own `stateDirectory`.)
+    func lockState() throws -> [InstanceLock] {
+        var locks: [InstanceLock] = []
+        do {
+            if stages.contains(.acker) {
+                locks.append(try InstanceLock(path: AckerStage.statePath(configuration) + ".lock",
+                                              guarding: "the acker state \(AckerStage.statePath(configuration))"))
+            }
+            if stages.contains(.db), let path = TableSinks.sqlitePath(url: configuration.database.url, configuration: configuration) {
+                locks.append(try InstanceLock(path: path + ".lock", guarding: "the SQLite database \(path)"))
+            }
+        } catch {
+            for lock in locks { lock.release() }
+            throw StartupError(what: "state", cause: "\(error)")
+        }
+        return locks
+    }
+
+    /// Serves `/metrics` and `/health` on `observability.host:port` (unless the port is 0).
+    func startEndpoint() throws -> HTTPEndpoint? {
+        let settings = configuration.observability
+        guard settings.port > 0 else { return nil }
+        let endpoint: HTTPEndpoint
+        do {
+            endpoint = try HTTPEndpoint(host: settings.host, port: settings.port) { [registry, health, stageHealthGauges] path in
+                switch path {
+                case "/metrics":
+                    for (stage, gauge) in stageHealthGauges { gauge.record(health.isHealthy(stage) ? 1 : 0) }
+                    return HTTPEndpoint.Response(status: 200, contentType: "text/plain; version=0.0.4", body: registry.emitToBuffer())
+                case "/health":
+                    return health.response()
+                default:
+                    return HTTPEndpoint.Response(status: 404, contentType: "text/plain", body: Array("try /metrics or /health\n".utf8))
+                }
+            }
+        } catch {
+            throw StartupError(what: "metrics endpoint (observability.host/port)", cause: "\(error)")
+        }
+        logger.info("metrics at http://\(settings.host):\(settings.port)/metrics, health at /health")
+        return endpoint
+    }
+
+    func stageSpecs() -> [StageSpec] {
+        stages.map { kind in
+            switch kind {
+            case .producer:
+                StageSpec(name: kind.rawValue, finishes: true) { [self] in
+                    // The first instance takes the sources the start-up check opened; a restart opens them again.
+                    let opened = checkedSources.withLock { sources in
+                        defer { sources = nil }
+                        return sources
+                    }
+                    return ProducerStage(configuration: configuration, counters: counters, progress: progress, stop: stop,
+                                         logger: logger, ledger: ledger, opened: opened)
+                }
+            case .db:
+                StageSpec(name: kind.rawValue) { [self] in
+                    DBStage(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
+                            afterBatch: dbAfterBatch)
+                }
+            case .acker:
+                StageSpec(name: kind.rawValue) { [self] in
+                    AckerStage(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
+                               afterAcks: ackerAfterAcks)
+                }
+            }
+        }
+    }
+}

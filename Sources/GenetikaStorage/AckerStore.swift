@@ -1,0 +1,174 @@
+import GenetikaSupport
+
+/// What the acker knows about one id: which source topics it has reached, when, and
+/// whether its ack went out.
+public struct AckerEntry: Sendable, Equatable {
+    public var id: String
+    public var partition: Int32
+    /// Bit i set: the id reached `sources[i].topic`.
+    public var seen: Int64
+    /// Kafka timestamp (ms) of the id's event on each source topic (nil until it arrives).
+    public var timestamps: [Int64?]
+    public var acked: Bool
+
+    public init(id: String, partition: Int32, seen: Int64, timestamps: [Int64?], acked: Bool) {
+        self.id = id
+        self.partition = partition
+        self.seen = seen
+        self.timestamps = timestamps
+        self.acked = acked
+    }
+}
+
+/// The acker's persistent state (SQLite in the state directory): one row per id, tagged with
+/// its partition, the consumed offset of every source partition, and how far the acker has
+/// read back its own `ack` partitions. Batches commit as one transaction.
+public final class AckerStore {
+    let connection: SQLiteConnection
+    let topicCount: Int
+    private let selectEntry: SQLiteStatement
+    private let upsertEntry: SQLiteStatement
+    private let upsertAcked: SQLiteStatement
+
+    /// `integerIds`: every source's key column is an integer, so ids are kept as integers
+    /// (a rowid table: smaller and faster than text keys). A state file created either way
+    /// works either way: SQLite converts the bound id to the column's type.
+    public init(path: String, topicCount: Int, integerIds: Bool = false) throws {
+        // The state and its offsets commit atomically, and the ack topic is read back on
+        // assignment, so commits lost to a power failure are redone without a second ack:
+        // no fsync per batch is needed.
+        let connection = try SQLiteConnection(path: path, durability: .normal)
+        self.connection = connection
+        self.topicCount = topicCount
+        let timestampColumns = (0..<topicCount).map { ", t\($0) INTEGER" }.joined()
+        try connection.transaction {
+            // Text ids: WITHOUT ROWID, so that the id is the only key (one B-tree per write).
+            let idColumn = integerIds ? "id INTEGER PRIMARY KEY NOT NULL" : "id TEXT PRIMARY KEY NOT NULL"
+            try connection.execute("""
+                CREATE TABLE IF NOT EXISTS acker_ids (
+                    \(idColumn), partition INTEGER NOT NULL, seen INTEGER NOT NULL,
+                    acked INTEGER NOT NULL DEFAULT 0\(timestampColumns))\(integerIds ? "" : " WITHOUT ROWID");
+                CREATE TABLE IF NOT EXISTS acker_offsets (
+                    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+                    PRIMARY KEY (topic, partition));
+                CREATE TABLE IF NOT EXISTS acker_topic_ids (topic TEXT PRIMARY KEY NOT NULL, topic_id TEXT NOT NULL);
+                """)
+        }
+        let columns = (0..<topicCount).map { ", t\($0)" }.joined()
+        let placeholders = String(repeating: ", ?", count: topicCount)
+        let updates = (0..<topicCount).map { ", t\($0) = excluded.t\($0)" }.joined()
+        selectEntry = try connection.prepare("SELECT partition, seen, acked\(columns) FROM acker_ids WHERE id = ?")
+        upsertEntry = try connection.prepare("""
+            INSERT INTO acker_ids (id, partition, seen, acked\(columns)) VALUES (?, ?, ?, ?\(placeholders))
+            ON CONFLICT (id) DO UPDATE SET partition = excluded.partition, seen = excluded.seen, acked = excluded.acked\(updates)
+            """)
+        upsertAcked = try connection.prepare("""
+            INSERT INTO acker_ids (id, partition, seen, acked) VALUES (?, ?, 0, 1)
+            ON CONFLICT (id) DO UPDATE SET acked = 1
+            """)
+    }
+
+    public func close() { connection.close() }
+
+    public func transaction<T>(_ body: () throws -> T) throws -> T { try connection.transaction(body) }
+
+    private var reading = false
+
+    /// Starts a read transaction for a run of `entry` lookups (`endRead` ends it; safe to
+    /// call twice).
+    public func beginRead() throws {
+        try connection.execute("BEGIN")
+        reading = true
+    }
+
+    public func endRead() {
+        if reading { try? connection.execute("COMMIT") }
+        reading = false
+    }
+
+    public func entry(_ id: String) throws -> AckerEntry? {
+        try selectEntry.bind(1, .text(id))
+        guard try selectEntry.next() else { return nil }
+        defer { selectEntry.reset() }
+        let timestamps: [Int64?] = (0..<Int32(topicCount)).map { column in
+            selectEntry.isNull(3 + column) ? nil : selectEntry.int64(3 + column)
+        }
+        return AckerEntry(id: id, partition: Int32(truncatingIfNeeded: selectEntry.int64(0)), seen: selectEntry.int64(1),
+                          timestamps: timestamps, acked: selectEntry.int64(2) != 0)
+    }
+
+    public func save(_ entry: AckerEntry) throws {
+        try upsertEntry.bind(1, .text(entry.id))
+        try upsertEntry.bind(2, .integer(Int64(entry.partition)))
+        try upsertEntry.bind(3, .integer(entry.seen))
+        try upsertEntry.bind(4, .integer(entry.acked ? 1 : 0))
+        for (index, timestamp) in entry.timestamps.enumerated() {
+            try upsertEntry.bind(Int32(5 + index), timestamp.map(SQLValue.integer) ?? .null)
+        }
+        try upsertEntry.run()
+    }
+
+    /// Marks an id acked (found in the ack topic), creating its row if needed.
+    public func markAcked(_ id: String, partition: Int32) throws {
+        try upsertAcked.bind(1, .text(id))
+        try upsertAcked.bind(2, .integer(Int64(partition)))
+        try upsertAcked.run()
+    }
+
+    public func offsets(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+        var result: [TopicPartition: Int64] = [:]
+        for partition in partitions {
+            let rows = try connection.query("SELECT next_offset FROM acker_offsets WHERE topic = ? AND partition = ?",
+                                            [.text(partition.topic), .integer(Int64(partition.partition))])
+            if case .integer(let offset)? = rows.first?.first { result[partition] = offset }
+        }
+        return result
+    }
+
+    public func setOffsets(_ offsets: [TopicPartition: Int64]) throws {
+        for (partition, offset) in offsets {
+            try connection.run("""
+                INSERT INTO acker_offsets (topic, partition, next_offset) VALUES (?, ?, ?)
+                ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset
+                """, [.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset)])
+        }
+    }
+
+    /// The topic ids the state was built from (by topic).
+    public func topicIds() throws -> [String: String] {
+        var ids: [String: String] = [:]
+        for row in try connection.query("SELECT topic, topic_id FROM acker_topic_ids") {
+            if case .text(let topic) = row[0], case .text(let id) = row[1] { ids[topic] = id }
+        }
+        return ids
+    }
+
+    /// Records the topics' ids; with `forgetAll`, first drops every id and offset (the
+    /// topics were recreated: the state describes logs that are gone).
+    public func recordTopicIds(_ ids: [String: String], forgetAll: Bool) throws {
+        try connection.transaction {
+            if forgetAll {
+                try connection.execute("DELETE FROM acker_ids; DELETE FROM acker_offsets;")
+            }
+            for (topic, id) in ids {
+                try connection.run("INSERT INTO acker_topic_ids (topic, topic_id) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET topic_id = excluded.topic_id",
+                                   [.text(topic), .text(id)])
+            }
+        }
+    }
+
+    /// Drops what is known of partition number `partition`: its ids and the offsets of every
+    /// topic's partition with that number (read again from the beginning).
+    public func forget(partition: Int32) throws {
+        try connection.transaction {
+            try connection.run("DELETE FROM acker_ids WHERE partition = ?", [.integer(Int64(partition))])
+            try connection.run("DELETE FROM acker_offsets WHERE partition = ?", [.integer(Int64(partition))])
+        }
+    }
+
+    /// Ids acked so far (for tests and reports).
+    public func ackedCount() throws -> Int {
+        if case .integer(let n)? = try connection.query("SELECT count(*) FROM acker_ids WHERE acked = 1").first?.first { return Int(n) }
+        return 0
+    }
+}

@@ -1,0 +1,99 @@
+import CPostgres
+import Glibc
+import GenetikaSupport
+
+/// A PostgreSQL error with the server's (or libpq's) own message.
+public struct PostgresError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var context: String
+    /// The server could not be reached or is not ready yet (refused, starting up, unknown
+    /// host): worth waiting for, unlike a wrong password or a missing database.
+    public var isConnectionFailure = false
+    public var description: String { "\(context): \(message)" }
+}
+
+/// One libpq connection, owned by one stage (not `Sendable`). libpq is synchronous, which
+/// suits the DB stage: it already runs on a thread of its own.
+public final class PostgresConnection {
+    private var connection: OpaquePointer?
+    /// The URL with its password masked, for messages.
+    public let displayURL: String
+
+    /// Connects with a libpq connection URI, `postgres://user:password@host:port/database`.
+    public init(url: String) throws {
+        displayURL = maskPassword(url)
+        let connection = PQconnectdb(url)
+        guard let connection, PQstatus(connection) == CONNECTION_OK else {
+            let message = connection.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
+            PQfinish(connection)
+            let transient = ["Connection refused", "starting up", "shutting down", "could not translate host name",
+                             "timeout expired", "No such file or directory", "closed the connection unexpectedly"]
+            throw PostgresError(message: message.trimmedWhitespace, context: "connect to \(maskPassword(url))",
+                                isConnectionFailure: transient.contains { message.contains($0) })
+        }
+        self.connection = connection
+        _ = try execute("SET client_min_messages = warning")
+    }
+
+    deinit {
+        close()
+    }
+
+    public func close() {
+        if let connection { PQfinish(connection) }
+        connection = nil
+    }
+
+    /// Runs SQL without parameters; returns the rows (text values, nil for NULL).
+    @discardableResult
+    public func execute(_ sql: String) throws -> [[String?]] {
+        try query(sql, [])
+    }
+
+    /// Runs one statement with text parameters `$1…`; returns the rows (nil for NULL).
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [String?]) throws -> [[String?]] {
+        guard let connection else { throw PostgresError(message: "connection closed", context: displayURL) }
+        let copies: [UnsafeMutablePointer<CChar>?] = parameters.map { $0.map { strdup($0) } ?? nil }
+        defer { for copy in copies { free(copy) } }
+        let result: OpaquePointer? = copies.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(buffer.count, 1)) { values in
+                PQexecParams(connection, sql, Int32(parameters.count), nil, parameters.isEmpty ? nil : values, nil, nil, 0)
+            }
+        }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
+            let message = result.map { String(cString: PQresultErrorMessage($0)) } ?? String(cString: PQerrorMessage(connection))
+            throw PostgresError(message: message.trimmedWhitespace, context: "\(displayURL): \(sql.prefix(120))")
+        }
+        var rows: [[String?]] = []
+        for row in 0..<PQntuples(result) {
+            rows.append((0..<PQnfields(result)).map { column in
+                PQgetisnull(result, row, column) == 1 ? nil : String(cString: PQgetvalue(result, row, column))
+            })
+        }
+        return rows
+    }
+
+    /// Runs `body` inside `BEGIN … COMMIT`; rolls back if it throws.
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN")
+        do {
+            let value = try body()
+            try execute("COMMIT")
+            return value
+        } catch {
+            _ = try? execute("ROLLBACK")
+            throw error
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+public func maskPassword(_ url: String) -> String {
+    guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
+    let credentials = url[scheme.upperBound..<at]
+    guard let colon = credentials.firstIndex(of: ":") else { return url }
+    return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
+}

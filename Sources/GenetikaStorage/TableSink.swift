@@ -1,0 +1,195 @@
+import Foundation
+import CSQLite
+import GenetikaSupport
+
+/// Where the DB stage writes rows: the source tables plus the consumed offsets, both in one
+/// transaction per batch, which is what makes each event land exactly once.
+public protocol TableSink: AnyObject {
+    /// Creates the tables and the offsets table if missing.
+    func prepare() throws
+    /// The next offset to read for each partition that has one stored for `group`.
+    func storedOffsets(group: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64]
+    /// The topic ids `group`'s stored offsets belong to (by topic).
+    func topicIds(group: String) throws -> [String: String]
+    /// Records `ids` as the topics' ids for `group`, and forgets `group`'s stored offsets
+    /// of the topics in `reset` (recreated: their offsets point into a log that is gone).
+    func recordTopicIds(_ ids: [String: String], resetting reset: [String], group: String) throws
+    /// Forgets `group`'s stored offsets of `partitions`.
+    func forgetOffsets(group: String, partitions: [TopicPartition]) throws
+    /// Upserts `rows` (by key) and stores `offsets` for `group`, atomically.
+    func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String) throws
+    func close()
+}
+
+/// A typed row for the table `tables[source]`.
+public struct SinkRow: Sendable, Equatable {
+    public var source: Int
+    public var values: [FieldValue]
+
+    public init(source: Int, values: [FieldValue]) {
+        self.source = source
+        self.values = values
+    }
+}
+
+/// A table the DB stage writes: its name, typed columns and key column (the primary key).
+public struct TableSchema: Sendable, Equatable {
+    public struct Column: Sendable, Equatable {
+        public var name: String
+        public var type: ColumnType
+        public var nullable: Bool
+
+        public init(name: String, type: ColumnType, nullable: Bool) {
+            self.name = name
+            self.type = type
+            self.nullable = nullable
+        }
+    }
+
+    public var table: String
+    public var columns: [Column]
+    public var key: String
+
+    public init(table: String, columns: [Column], key: String) {
+        self.table = table
+        self.columns = columns
+        self.key = key
+    }
+}
+
+/// SQLite tables: one per source, `id` (the key column) as primary key, columns typed from
+/// the configuration (booleans as 0/1, dates and datetimes as ISO-8601 text).
+public final class SQLiteTableSink: TableSink {
+    let connection: SQLiteConnection
+    let sources: [TableSchema]
+    /// Each source's upsert and the offsets upsert, prepared by `prepare()` once the tables exist.
+    private var statements: (upserts: [SQLiteStatement], offsets: SQLiteStatement)?
+
+    public init(path: String, tables sources: [TableSchema]) throws {
+        connection = try SQLiteConnection(path: path)
+        self.sources = sources
+    }
+
+    public func prepare() throws {
+        try connection.transaction {
+            for source in sources {
+                try connection.execute(source.createTableSQL { type in
+                    switch type {
+                    case .integer, .boolean: "INTEGER"
+                    case .real: "REAL"
+                    case .text, .date, .datetime: "TEXT"
+                    }
+                })
+            }
+            try connection.execute("""
+                CREATE TABLE IF NOT EXISTS genetika_offsets (
+                    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+                    next_offset INTEGER NOT NULL, PRIMARY KEY (consumer_group, topic, partition));
+                CREATE TABLE IF NOT EXISTS genetika_topic_ids (
+                    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, topic_id TEXT NOT NULL,
+                    PRIMARY KEY (consumer_group, topic));
+                """)
+        }
+        statements = (
+            upserts: try sources.map {
+                try connection.prepare($0.upsertSQL(values: "(" + Array(repeating: "?", count: $0.columns.count).joined(separator: ", ") + ")"))
+            },
+            offsets: try connection.prepare("""
+                INSERT INTO genetika_offsets (consumer_group, topic, partition, next_offset) VALUES (?, ?, ?, ?)
+                ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = excluded.next_offset
+                """))
+    }
+
+    public func storedOffsets(group: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+        var result: [TopicPartition: Int64] = [:]
+        for partition in partitions {
+            let rows = try connection.query(
+                "SELECT next_offset FROM genetika_offsets WHERE consumer_group = ? AND topic = ? AND partition = ?",
+                [.text(group), .text(partition.topic), .integer(Int64(partition.partition))])
+            if case .integer(let offset)? = rows.first?.first { result[partition] = offset }
+        }
+        return result
+    }
+
+    public func topicIds(group: String) throws -> [String: String] {
+        var ids: [String: String] = [:]
+        for row in try connection.query("SELECT topic, topic_id FROM genetika_topic_ids WHERE consumer_group = ?", [.text(group)]) {
+            if case .text(let topic) = row[0], case .text(let id) = row[1] { ids[topic] = id }
+        }
+        return ids
+    }
+
+    public func recordTopicIds(_ ids: [String: String], resetting reset: [String], group: String) throws {
+        try connection.transaction {
+            for topic in reset {
+                try connection.run("DELETE FROM genetika_offsets WHERE consumer_group = ? AND topic = ?", [.text(group), .text(topic)])
+            }
+            for (topic, id) in ids {
+                try connection.run("""
+                    INSERT INTO genetika_topic_ids (consumer_group, topic, topic_id) VALUES (?, ?, ?)
+                    ON CONFLICT (consumer_group, topic) DO UPDATE SET topic_id = excluded.topic_id
+                    """, [.text(group), .text(topic), .text(id)])
+            }
+        }
+    }
+
+    public func forgetOffsets(group: String, partitions: [TopicPartition]) throws {
+        try connection.transaction {
+            for partition in partitions {
+                try connection.run("DELETE FROM genetika_offsets WHERE consumer_group = ? AND topic = ? AND partition = ?",
+                                   [.text(group), .text(partition.topic), .integer(Int64(partition.partition))])
+            }
+        }
+    }
+
+    public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String) throws {
+        guard let statements else {
+            throw SQLiteError(code: SQLITE_MISUSE, message: "prepare() was not called", context: "\(connection.path): write")
+        }
+        try connection.transaction {
+            for row in rows {
+                let statement = statements.upserts[row.source]
+                for (index, value) in row.values.enumerated() { try statement.bind(Int32(index + 1), value.sql) }
+                try statement.run()
+            }
+            for (partition, offset) in offsets {
+                try statements.offsets.bind(1, .text(group))
+                try statements.offsets.bind(2, .text(partition.topic))
+                try statements.offsets.bind(3, .integer(Int64(partition.partition)))
+                try statements.offsets.bind(4, .integer(offset))
+                try statements.offsets.run()
+            }
+        }
+    }
+
+    public func close() {
+        connection.close()
+    }
+}
+
+extension TableSchema {
+    /// `CREATE TABLE IF NOT EXISTS` for this source's table: each column with the SQL type
+    /// `sqlType` gives it, the key column as primary key, non-nullable columns `NOT NULL`.
+    func createTableSQL(_ sqlType: (ColumnType) -> String) -> String {
+        let columns = columns.map { column -> String in
+            var definition = "\(quoteIdentifier(column.name)) \(sqlType(column.type))"
+            if column.name == key { definition += " PRIMARY KEY NOT NULL" } else if !column.nullable { definition += " NOT NULL" }
+            return definition
+        }
+        return "CREATE TABLE IF NOT EXISTS \(quoteIdentifier(table)) (\(columns.joined(separator: ", ")))"
+    }
+
+    /// `INSERT … VALUES <values> ON CONFLICT (key) DO UPDATE SET …`: upsert by id, the row
+    /// taking the latest event's values.
+    func upsertSQL(values: String) -> String {
+        let names = columns.map { quoteIdentifier($0.name) }
+        let updates = columns.filter { $0.name != key }.map { "\(quoteIdentifier($0.name)) = excluded.\(quoteIdentifier($0.name))" }
+        let conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
+        return "INSERT INTO \(quoteIdentifier(table)) (\(names.joined(separator: ", "))) VALUES \(values) ON CONFLICT (\(quoteIdentifier(key))) \(conflict)"
+    }
+}
+
+/// `"name"` with embedded quotes doubled (names are validated identifiers anyway).
+func quoteIdentifier(_ name: String) -> String {
+    "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+}

@@ -1,0 +1,100 @@
+import Foundation
+import GenetikaTestSupport
+import Logging
+import Testing
+@testable import GenetikaPipeline
+@testable import GenetikaSupport
+@testable import GenetikaJSON
+
+/// Runs an acker stage on `bed` until `condition` holds, waits a second more (an ack that
+/// should not come would come then), and stops it.
+func runAcker(_ bed: PipelineTestbed, logger: Logger, waitingCapacity: Int = AckerStage.defaultWaitingCapacity,
+              counters: PipelineCounters = PipelineCounters(), until condition: @escaping () throws -> Bool) async throws {
+    let stop = StopSignal()
+    let stage = AckerStage(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop,
+                           logger: logger, afterAcks: nil, waitingCapacity: waitingCapacity)
+    let run = Task { try await stage.run() }
+    try await eventually("acker progress", condition)
+    try await Task.sleep(for: .seconds(1))
+    stop.request()
+    try await run.value
+}
+
+@Suite("Acker behaviours against a real broker", .serialized)
+struct AckerBehaviourTests {
+    let logger = Logger(label: "test")
+
+    @Test("ids evicted from the in-memory waiting set are answered from the store: every id still gets one ack")
+    func waitingEviction() async throws {
+        let bed = try await PipelineTestbed.start()
+        defer { bed.stop() }
+        // 60 ids reach topic1 and topic2 first: far more than the 8 the acker keeps in memory.
+        for topic in ["topic1", "topic2"] { try await bed.produce(topic, keys: (1...60).map(String.init), "{}") }
+        let counters = PipelineCounters()
+        try await runAcker(bed, logger: logger, waitingCapacity: 8, counters: counters) { counters.eventsConsumed.value >= 120 }
+        #expect(try bed.messages("ack").isEmpty, "no id has reached topic3 yet")
+        try await bed.produce("topic3", keys: (1...60).map(String.init), "{}")
+        try await runAcker(bed, logger: logger, waitingCapacity: 8) { try bed.messages("ack").count >= 60 }
+        let acks = try bed.messages("ack")
+        #expect(acks.count == 60)
+        #expect(Set(acks.compactMap(\.keyText)) == Set((1...60).map(String.init)))
+    }
+
+    @Test("an event without a key is dead-lettered by the acker with its origin; it is read back from the dead-letter topic")
+    func ackerDeadLetters() async throws {
+        let bed = try await PipelineTestbed.start()
+        defer { bed.stop() }
+        try await bed.produce("topic2", key: nil, #"{"id": 7}"#, partition: 1)
+        for topic in ["topic1", "topic2", "topic3"] { try await bed.produce(topic, key: "1", "{}") }
+        let counters = PipelineCounters()
+        try await runAcker(bed, logger: logger, counters: counters) { try bed.messages("ack").count >= 1 && counters.deadLettered.value >= 1 }
+        #expect(counters.deadLetteredPerStage["acker"]?.value == 1)
+        let letters = try bed.messages("dead-letter")
+        #expect(letters.count == 1)
+        guard let letter = letters.first else { return }
+        func header(_ name: String) -> String? {
+            letter.headers.first { $0.name == name }?.value.map { String(decoding: $0, as: UTF8.self) }
+        }
+        #expect(header(GenetikaHeader.stage) == "acker")
+        #expect(header(GenetikaHeader.sourceTopic) == "topic2")
+        #expect(header(GenetikaHeader.sourcePartition) == "1")
+        #expect(header(GenetikaHeader.sourceOffset) == "0")
+        #expect(header(GenetikaHeader.error)?.contains("without a key") == true)
+        #expect(String(decoding: letter.value, as: UTF8.self) == #"{"id": 7}"#, "the original bytes")
+        #expect(try bed.messages("ack").count == 1)
+    }
+
+    @Test("text ids go through the DB stage and the acker: text keys, a text primary key, one ack per id", arguments: TestDatabase.allCases)
+    func textIds(database: TestDatabase) async throws {
+        let bed = try await PipelineTestbed.start(database: database) { configuration in
+            for index in configuration.sources.indices {
+                for column in configuration.sources[index].columns.indices where configuration.sources[index].columns[column].name == "id" {
+                    configuration.sources[index].columns[column].type = .text
+                }
+            }
+        }
+        defer { bed.stop() }
+        let ids = ["a-1", "b 2", "ü3", "004"]
+        for id in ids {
+            try await bed.produce("topic1", key: id, #"{"id": "\#(id)", "age": 40}"#)
+            try await bed.produce("topic2", key: id, #"{"id": "\#(id)"}"#)
+            try await bed.produce("topic3", key: id, #"{"id": "\#(id)"}"#)
+        }
+        let counters = PipelineCounters()
+        let stop = StopSignal()
+        let db = DBStage(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop, logger: logger)
+        let dbRun = Task { try await db.run() }
+        try await runAcker(bed, logger: logger) { try bed.messages("ack").count >= 4 }
+        try await eventually("12 rows") { counters.rowsWritten.value == 12 }
+        stop.request()
+        try await dbRun.value
+        #expect(Set(try bed.rows("SELECT id FROM data1").map { $0[0] ?? "" }) == Set(ids))
+        #expect(try bed.rows("SELECT age FROM data1 WHERE id = '004'") == [["40"]], "004 stays text, not 4")
+        let acks = try bed.messages("ack")
+        #expect(acks.count == 4)
+        for ack in acks {
+            let json = try JSONParser.parse(ack.value)
+            #expect(json["id"] == .string(ack.keyText ?? ""), "a text id stays a JSON string in the ack")
+        }
+    }
+}

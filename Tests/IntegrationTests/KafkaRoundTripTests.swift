@@ -1,0 +1,116 @@
+import Foundation
+import GenetikaTestSupport
+import Synchronization
+import Testing
+import GenetikaKafka
+import GenetikaSupport
+
+@Suite("Kafka layer against a real broker", .serialized)
+struct KafkaRoundTripTests {
+    @Test("1,000 keyed messages go through a consumer group; after a commit and restart nothing is redelivered")
+    func roundTripWithoutRedelivery() async throws {
+        let broker = try await TestBroker.start()
+        defer { broker.stop() }
+        let topic = TestBroker.uniqueName("roundtrip")
+        try await broker.createTopics([topic], partitions: 3)
+
+        // Produce 1,000 keyed messages asynchronously, collecting every delivery report.
+        let producer = try KafkaProducer(configuration: broker.clientConfiguration(), name: "test-producer")
+        let reports = Mutex<[DeliveryReport]>([])
+        for i in 0..<1000 {
+            let message = OutgoingMessage(topic: topic, key: Array("key-\(i)".utf8), value: Array("value-\(i)".utf8),
+                                          headers: [KafkaHeader("row", "\(i)")])
+            try await producer.send(message) { report in reports.withLock { $0.append(report) } }
+        }
+        try producer.flush()
+        producer.close()
+        let delivered = reports.withLock { $0 }
+        #expect(delivered.count == 1000)
+        #expect(delivered.allSatisfy { $0.error == nil && $0.offset >= 0 })
+        #expect(Set(delivered.map(\.partition)).count == 3, "keys should spread over all three partitions")
+
+        // Consume them back through a group, checking key, value, header and partition.
+        let group = TestBroker.uniqueName("group")
+        let consumer = try KafkaConsumer(configuration: broker.clientConfiguration(), groupId: group, name: "test-consumer-1")
+        try consumer.subscribe([topic])
+        var values: [String: String] = [:]
+        var next: [TopicPartition: Int64] = [:]
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while values.count < 1000, ContinuousClock.now < deadline {
+            guard let message = try consumer.poll(timeout: .milliseconds(200)) else { continue }
+            let key = try #require(message.keyText)
+            values[key] = String(decoding: message.value, as: UTF8.self)
+            #expect(message.header("row")?.text == String(key.dropFirst("key-".count)))
+            next[message.topicPartition] = message.offset + 1
+        }
+        #expect(values.count == 1000)
+        #expect(values.allSatisfy { $0.value == "value-" + $0.key.dropFirst("key-".count) })
+        try consumer.commit(next)
+        consumer.close()
+
+        // Restart in the same group: every partition is at its end and nothing comes back.
+        let restarted = try KafkaConsumer(configuration: broker.clientConfiguration(), groupId: group, name: "test-consumer-2")
+        try restarted.subscribe([topic])
+        let committed = try restarted.committed(next.keys.sorted())
+        #expect(committed == next)
+        var redelivered = 0
+        let all = Set(next.keys)
+        let restartDeadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while !(restarted.assignment == all && all.isSubset(of: restarted.partitionsAtEnd)), ContinuousClock.now < restartDeadline {
+            if try restarted.poll(timeout: .milliseconds(200)) != nil { redelivered += 1 }
+        }
+        #expect(restarted.assignment == all)
+        #expect(all.isSubset(of: restarted.partitionsAtEnd))
+        #expect(redelivered == 0)
+        restarted.close()
+    }
+
+    @Test("start offsets returned by the rebalance handler are where reading begins; stored offsets are committed")
+    func rebalanceHandlerSeeks() async throws {
+        let broker = try await TestBroker.start()
+        defer { broker.stop() }
+        let topic = TestBroker.uniqueName("seek")
+        try await broker.createTopics([topic], partitions: 2)
+        let producer = try KafkaProducer(configuration: broker.clientConfiguration())
+        for i in 0..<40 {
+            try await producer.send(OutgoingMessage(topic: topic, partition: Int32(i % 2), key: Array("k\(i)".utf8), value: Array("\(i)".utf8)))
+        }
+        producer.close()
+
+        let events = Mutex<[RebalanceEvent]>([])
+        let consumer = try KafkaConsumer(configuration: broker.clientConfiguration(), groupId: TestBroker.uniqueName("seek-group")) { event in
+            events.withLock { $0.append(event) }
+            guard case .assigned(let partitions) = event else { return [:] }
+            return Dictionary(uniqueKeysWithValues: partitions.map { ($0, Int64(17)) })
+        }
+        try consumer.subscribe([topic])
+        var offsets: [TopicPartition: [Int64]] = [:]
+        let all: Set<TopicPartition> = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while !(consumer.assignment == all && all.isSubset(of: consumer.partitionsAtEnd)), ContinuousClock.now < deadline {
+            if let message = try consumer.poll(timeout: .milliseconds(200)) {
+                offsets[message.topicPartition, default: []].append(message.offset)
+            }
+        }
+        #expect(offsets[TopicPartition(topic, 0)] == Array(17..<20))
+        #expect(offsets[TopicPartition(topic, 1)] == Array(17..<20))
+        #expect(events.withLock { $0 }.contains(.assigned(all.sorted())))
+        // Store offsets locally, commit what is stored, and read the group's offsets back.
+        try consumer.store([TopicPartition(topic, 0): 19, TopicPartition(topic, 1): 18])
+        try consumer.commitStored()
+        #expect(try consumer.committed(all.sorted()) == [TopicPartition(topic, 0): 19, TopicPartition(topic, 1): 18])
+        consumer.close()
+        #expect(events.withLock { $0 }.last == .revoked(all.sorted()))
+    }
+
+    @Test("an unreachable broker is reported with the address and librdkafka's message")
+    func unreachableBroker() async throws {
+        let port = try freePort()
+        let admin = try KafkaAdmin(configuration: KafkaClientConfiguration(bootstrapServers: "127.0.0.1:\(port)"))
+        defer { admin.close() }
+        let error = await #expect(throws: KafkaError.self) {
+            try await admin.waitUntilReachable(timeout: .seconds(2))
+        }
+        #expect(error?.description.contains("127.0.0.1:\(port)") == true)
+    }
+}

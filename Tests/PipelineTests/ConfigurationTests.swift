@@ -1,0 +1,134 @@
+import Foundation
+import GenetikaTestSupport
+import Testing
+@testable import GenetikaPipeline
+@testable import GenetikaJSON
+
+@Suite("Configuration validation")
+struct ConfigurationTests {
+    /// The checked-in config.json, as text, so each test can break it in one place.
+    static let checkedIn: String = try! String(contentsOf: repositoryRoot.appendingPathComponent("config.json"), encoding: .utf8)
+
+    func issues(_ text: String) throws -> [ConfigIssue] {
+        do {
+            _ = try GenetikaConfiguration.parse(Array(text.utf8), file: "test.json", baseDirectory: "/tmp")
+            Issue.record("expected the configuration to be rejected")
+            return []
+        } catch let error as ConfigError {
+            #expect(error.file == "test.json")
+            return error.issues
+        }
+    }
+
+    /// The checked-in JSON with one change made through the JSON model.
+    func modified(_ change: (inout JSONObject) -> Void) throws -> String {
+        guard case .object(var root) = try JSONParser.parse(Self.checkedIn) else { throw TestSetupError("config.json is not an object") }
+        change(&root)
+        return JSONWriter.string(.object(root))
+    }
+
+    @Test("the checked-in config.json is valid and resolves paths against its directory")
+    func checkedInIsValid() throws {
+        let configuration = try GenetikaConfiguration.load(path: repositoryRoot.appendingPathComponent("config.json").path, environment: [:])
+        #expect(configuration.sources.map(\.topic) == ["topic1", "topic2", "topic3"])
+        #expect(configuration.sources.map(\.table) == ["data1", "data2", "data3"])
+        #expect(configuration.resolve(configuration.sources[0].file) == repositoryRoot.appendingPathComponent("Fixtures/sim_file1.xlsx").path)
+        #expect(configuration.database.url == "sqlite://state/genetika.db")
+    }
+
+    @Test("environment variables override the broker and the database")
+    func environmentOverrides() throws {
+        let configuration = try GenetikaConfiguration.load(
+            path: repositoryRoot.appendingPathComponent("config.json").path,
+            environment: ["GENETIKA_BOOTSTRAP_SERVERS": "kafka:9092", "GENETIKA_DATABASE_URL": "postgres://u:p@db:5432/g"])
+        #expect(configuration.kafka.bootstrapServers == "kafka:9092")
+        #expect(configuration.database.url == "postgres://u:p@db:5432/g")
+    }
+
+    @Test("malformed JSON is reported with its line and column")
+    func malformedJSON() throws {
+        let found = try issues("{\n  \"kafka\": {\n    \"bootstrapServers\": \"x\",\n  }\n}")
+        #expect(found.count == 1)
+        #expect(found[0].path == "")
+        #expect(found[0].message.contains("line 4, column 3"), "\(found)")
+    }
+
+    @Test("a value of the wrong type names its key path")
+    func wrongType() throws {
+        let text = try modified { root in
+            guard case .object(var topics)? = root["topics"] else { return }
+            topics["partitions"] = .string("three")
+            root["topics"] = .object(topics)
+        }
+        let found = try issues(text)
+        #expect(found.map(\.path) == ["topics.partitions"])
+        #expect(found[0].message == "expected an integer, found a string")
+    }
+
+    @Test("a missing required key names its key path")
+    func missingKey() throws {
+        let text = try modified { root in
+            guard case .array(var sources)? = root["sources"], case .object(var second) = sources[1] else { return }
+            second["topic"] = nil
+            sources[1] = .object(second)
+            root["sources"] = .array(sources)
+        }
+        let found = try issues(text)
+        #expect(found.map(\.path) == ["sources[1].topic"])
+        #expect(found[0].message == "missing required key")
+    }
+
+    @Test("unknown keys are rejected at every level with their key paths")
+    func unknownKeys() throws {
+        let text = try modified { root in
+            root["colour"] = .string("blue")
+            guard case .array(var sources)? = root["sources"], case .object(var second) = sources[1],
+                  case .array(var columns)? = second["columns"], case .object(var column) = columns[3] else { return }
+            column["width"] = .int(3)
+            columns[3] = .object(column)
+            second["columns"] = .array(columns)
+            sources[1] = .object(second)
+            root["sources"] = .array(sources)
+        }
+        let found = try issues(text)
+        #expect(Set(found.map(\.path)) == ["colour", "sources[1].columns[3].width"])
+        #expect(found.allSatisfy { $0.message == "unknown key" })
+    }
+
+    @Test("a bad column type lists the allowed types; several problems are reported together")
+    func badEnumAndSeveralProblems() throws {
+        let text = try modified { root in
+            guard case .array(var sources)? = root["sources"], case .object(var second) = sources[1],
+                  case .array(var columns)? = second["columns"], case .object(var column) = columns[3] else { return }
+            column["type"] = .string("varchar")
+            columns[3] = .object(column)
+            second["columns"] = .array(columns)
+            second["table"] = .string("data1")
+            sources[1] = .object(second)
+            root["sources"] = .array(sources)
+            root["database"] = .object(JSONObject([("url", .string("mysql://x"))]))
+        }
+        let found = try issues(text)
+        let byPath = Dictionary(found.map { ($0.path, $0.message) }, uniquingKeysWith: { a, _ in a })
+        #expect(byPath["sources[1].columns[3].type"] == "expected one of \"integer\", \"real\", \"text\", \"boolean\", \"date\", \"datetime\", found \"varchar\"")
+        #expect(byPath["sources[1].table"]?.contains("already the table of sources[0]") == true)
+        #expect(byPath["database.url"]?.hasPrefix("expected sqlite://PATH or postgres://") == true)
+        #expect(found.count == 3)
+    }
+
+    @Test("a key column that is not among the columns is rejected")
+    func keyNotAColumn() throws {
+        let text = try modified { root in
+            guard case .array(var sources)? = root["sources"], case .object(var first) = sources[0] else { return }
+            first["key"] = .string("patient")
+            sources[0] = .object(first)
+            root["sources"] = .array(sources)
+        }
+        #expect(try issues(text).map(\.path) == ["sources[0].key"])
+    }
+
+    @Test("a top level that is not an object is rejected")
+    func notAnObject() throws {
+        #expect(try issues("[1, 2]").first?.message == "expected an object at the top level, found an array")
+    }
+}

@@ -1,0 +1,315 @@
+import Foundation
+import GenetikaTestSupport
+import Testing
+@testable import GenetikaXlsx
+@testable import GenetikaPipeline
+@testable import GenetikaStorage
+@testable import GenetikaSupport
+@testable import GenetikaReport
+
+@Suite("Row mapping and event decoding")
+struct MappingTests {
+    static let configuration = try! GenetikaConfiguration.load(path: repositoryRoot.appendingPathComponent("config.json").path, environment: [:])
+    static var intake: SourceConfiguration { configuration.sources[0] }
+
+    func header() -> XlsxRow {
+        XlsxRow(number: 1, cells: ["id", "age", "sex", "weight_kg", "bmi", "diagnosis", "phq9", "enrolled_on"].map(CellValue.string))
+    }
+
+    @Test("a seed row becomes a typed JSON event keyed by id; NA and empty cells become null")
+    func seedRow() throws {
+        let mapper = try RowMapper(source: Self.intake, header: header(), file: "sim_file1.xlsx")
+        let row = XlsxRow(number: 2, cells: [.integer(1), .integer(38), .string("M"), .number(78.6), .string("NA"), .string("MDD"), .empty,
+                                             .dateTime(SpreadsheetDateTime(year: 2024, month: 11, day: 1))])
+        let values = try mapper.values(of: row)
+        #expect(mapper.key(of: values) == "1")
+        #expect(String(decoding: mapper.event(of: values), as: UTF8.self)
+                == #"{"id":1,"age":38,"sex":"M","weight_kg":78.6,"bmi":null,"diagnosis":"MDD","phq9":null,"enrolled_on":"2024-11-01"}"#)
+        // The DB stage's decoder reads back exactly these values.
+        #expect(try EventDecoder(source: Self.intake).decode(mapper.event(of: values)) == values)
+    }
+
+    @Test("columns are found by header wherever they are; a missing header column names file and column")
+    func headerMatching() throws {
+        var shuffled = header()
+        shuffled.cells.reverse()
+        let mapper = try RowMapper(source: Self.intake, header: shuffled, file: "x.xlsx")
+        let row = XlsxRow(number: 2, cells: Array([CellValue.integer(7), .integer(30), .string("F"), .number(60), .number(22.5), .string("GAD"), .integer(3),
+                                                   .dateTime(SpreadsheetDateTime(year: 2024, month: 1, day: 2))].reversed()))
+        #expect(try mapper.values(of: row).first == .integer(7))
+        // Headers padded with spaces still match; of two equal headers the first wins.
+        var padded = header()
+        padded.cells[0] = .string(" id ")
+        padded.cells.append(.string("  age "))
+        let paddedMapper = try RowMapper(source: Self.intake, header: padded, file: "x.xlsx")
+        let paddedRow = XlsxRow(number: 2, cells: [.integer(1), .integer(30), .string("F"), .number(60), .number(22.5), .string("GAD"), .integer(3),
+                                                   .dateTime(SpreadsheetDateTime(year: 2024, month: 1, day: 2)), .integer(99)])
+        let paddedValues = try paddedMapper.values(of: paddedRow)
+        #expect(paddedValues[0] == .integer(1))
+        #expect(paddedValues[1] == .integer(30), "the first \"age\" column, not the later padded one")
+        var partial = header()
+        partial.cells.removeLast()
+        #expect(throws: XlsxError.self) { try RowMapper(source: Self.intake, header: partial, file: "x.xlsx") }
+        do { _ = try RowMapper(source: Self.intake, header: partial, file: "x.xlsx") } catch {
+            #expect(error.description.contains("x.xlsx") && error.description.contains("\"enrolled_on\""))
+        }
+    }
+
+    @Test("rows that fail validation are rejected with the row and the reason", arguments: [
+        ([CellValue.string("abc"), .integer(1)], "column id: expected integer, found the text \"abc\""),
+        ([CellValue.empty, .integer(1)], "column id: a value is required"),
+        ([CellValue.integer(1), .number(38.5)], "column age: expected integer, found the number 38.5"),
+        ([CellValue.integer(1), .integer(38), .error("#N/A")], "column sex: expected text, found the error value #N/A"),
+    ])
+    func rejections(cells: [CellValue], reason: String) throws {
+        let mapper = try RowMapper(source: Self.intake, header: header(), file: "f.xlsx")
+        do {
+            _ = try mapper.values(of: XlsxRow(number: 9, cells: cells))
+            Issue.record("expected a rejection")
+        } catch {
+            #expect(error.row == 9)
+            #expect(error.reason.hasPrefix(reason), "\(error.reason)")
+        }
+    }
+
+    @Test("malformed events are rejected with a reason", arguments: [
+        ("not json", "not JSON"),
+        (#"[1,2]"#, "expected a JSON object"),
+        (#"{"age": 3}"#, "missing id"),
+        (#"{"id": 1, "age": "old"}"#, "column age: expected integer, found a string"),
+        (#"{"id": 1, "colour": "red"}"#, "unknown column \"colour\""),
+        (#"{"id": 1, "enrolled_on": "2024-13-01"}"#, "column enrolled_on: expected a date"),
+        (#"{"id": null}"#, "missing id"),
+    ])
+    func badEvents(text: String, reason: String) {
+        do {
+            _ = try EventDecoder(source: Self.intake).decode(Array(text.utf8))
+            Issue.record("expected a rejection of \(text)")
+        } catch {
+            #expect(error.reason.contains(reason), "\(error.reason)")
+        }
+    }
+
+    /// Both paths' outcome for one input: the decoded values, or the rejection's reason.
+    static func outcome(_ body: () throws -> [FieldValue]) -> String {
+        do { return "\(try body())" } catch { return "rejected: \((error as? EventRejection)?.reason ?? "\(error)")" }
+    }
+
+    @Test("the fast flat-object path agrees with the general JSON parser on events and on 20,000 mutations of them")
+    func fastPathAgreesWithParser() throws {
+        var rng = SeededGenerator(seed: 20261126)
+        let samples = [
+            #"{"id":1,"age":38,"sex":"M","weight_kg":78.6,"bmi":null,"diagnosis":"MDD","phq9":null,"enrolled_on":"2024-11-01"}"#,
+            #"{"enrolled_on":"2024-02-29","id":-0,"age":1e2,"weight_kg":-12.5E-1,"bmi":7,"phq9":9223372036854775807}"#,
+            #" { "id" : 9223372036854775808 , "sex" : "caf\u00e9" } "#,
+            #"{"id":2,"sex":"naïve","diagnosis":"line\nbreak"}"#,
+            #"{"id":6,"diagnosis":"reports \"better sleep\"","sex":"a\/b\\c\td","enrolled_on":"2023-01-31"}"#,
+            #"{"id":3,"id":4}"#, #"{}"#, #"{"id":5,"age":true,"sex":false,"bmi":[1]}"#,
+        ]
+        let decoder = EventDecoder(source: Self.intake)
+        var fastPathTaken = 0
+        let alphabet = Array(#"{}[]":,.-+eE0123456789 tfnul"#.utf8) + [0x0A, 0x00, 0xC3, 0xA9]
+        let numeric = Array("0123456789.-eE".utf8)
+        // What the producer writes, escapes and non-ASCII text included, takes the fast path.
+        #expect(decoder.scanFlatObject(Array(samples[0].utf8)) != nil)
+        #expect(decoder.scanFlatObject(Array(samples[3].utf8)) != nil)
+        #expect(decoder.scanFlatObject(Array(samples[4].utf8)) != nil)
+        for sample in samples {
+            let bytes = Array(sample.utf8)
+            #expect(Self.outcome { try decoder.decode(bytes) } == Self.outcome { try decoder.decodeDocument(bytes) }, "\(sample)")
+            for _ in 0..<(20_000 / samples.count) {
+                var mutated = bytes
+                for _ in 0...Int.random(in: 0...2, using: &rng) {
+                    let position = Int.random(in: 0..<max(mutated.count, 1), using: &rng)
+                    switch Int.random(in: 0..<4, using: &rng) {
+                    case 0 where !mutated.isEmpty:
+                        // Digits mostly stay number-like, so many mutations stay well-formed.
+                        let isDigit = (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(mutated[position])
+                        mutated[position] = (isDigit ? numeric : alphabet).randomElement(using: &rng)!
+                    case 1 where !mutated.isEmpty: mutated.remove(at: position)
+                    case 2: mutated.insert(alphabet.randomElement(using: &rng)!, at: min(position, mutated.count))
+                    default: mutated = Array(mutated.prefix(position))
+                    }
+                }
+                if decoder.scanFlatObject(mutated) != nil { fastPathTaken += 1 }
+                let fast = Self.outcome { try decoder.decode(mutated) }
+                let general = Self.outcome { try decoder.decodeDocument(mutated) }
+                #expect(fast == general, "\(String(decoding: mutated, as: UTF8.self))")
+            }
+        }
+        // The comparison means something only if many mutations stayed on the fast path.
+        #expect(fastPathTaken > 300, "\(fastPathTaken)")
+    }
+}
+
+@Suite("Supervisor")
+struct SupervisorTests {
+    actor FlakyStage: PipelineStage {
+        nonisolated let name = "flaky"
+        let failures: Counter
+        let failTimes: Int
+        init(failures: Counter, failTimes: Int) {
+            self.failures = failures
+            self.failTimes = failTimes
+        }
+        func run() async throws {
+            if failures.value < failTimes {
+                failures.add()
+                throw TestSetupError("injected failure \(failures.value)")
+            }
+        }
+    }
+
+    static func policy(max: Int) -> RestartPolicy {
+        RestartPolicy(initialBackoff: .milliseconds(10), maxBackoff: .milliseconds(40), maxRestarts: max, window: .seconds(60))
+    }
+
+    @Test("a failing stage is restarted until it succeeds, and each restart is counted")
+    func restarts() async throws {
+        let failures = Counter()
+        let counters = PipelineCounters()
+        let supervisor = Supervisor(stages: [StageSpec(name: "flaky", finishes: true) { FlakyStage(failures: failures, failTimes: 3) }],
+                                    policy: Self.policy(max: 5), stop: StopSignal(), counters: counters, logger: .init(label: "test"))
+        try await supervisor.run()
+        #expect(failures.value == 3)
+        #expect(counters.stageRestarts.value == 3)
+        #expect(await supervisor.states["flaky"] == .finished)
+    }
+
+    @Test("too many restarts within the window end the run with the stage and its last error")
+    func givesUp() async throws {
+        let failures = Counter()
+        let supervisor = Supervisor(stages: [StageSpec(name: "flaky", finishes: true) { FlakyStage(failures: failures, failTimes: 100) }],
+                                    policy: Self.policy(max: 2), stop: StopSignal(), counters: PipelineCounters(), logger: .init(label: "test"))
+        let error = await #expect(throws: TooManyRestarts.self) { try await supervisor.run() }
+        #expect(error?.stage == "flaky")
+        #expect(error?.lastError == "injected failure 3")
+        #expect(failures.value == 3)
+        #expect(await supervisor.states["flaky"] == .failed)
+    }
+
+    @Test("backoff doubles from the initial delay up to the maximum")
+    func backoff() {
+        let policy = RestartPolicy(initialBackoff: .milliseconds(200), maxBackoff: .seconds(1), maxRestarts: 5, window: .seconds(60))
+        #expect((1...5).map { policy.backoff(restart: $0) } == [.milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1), .seconds(1)])
+    }
+}
+
+@Suite("Report statistics")
+struct ReportStatisticsTests {
+    @Test("count, min, percentiles (numpy's linear interpolation), max and mean")
+    func statistics() throws {
+        let s = try #require(DelayStatistics([10, 12, 11, 13, 100]))
+        #expect(s.count == 5 && s.min == 10 && s.max == 100)
+        #expect(s.p50 == 12)
+        #expect(abs(s.p90 - 65.2) < 1e-9)
+        #expect(abs(s.p99 - 96.52) < 1e-9)
+        #expect(s.mean == 29.2)
+        #expect(DelayStatistics([]) == nil)
+        #expect(DelayStatistics.percentile([11, 12], 50) == 11.5)
+    }
+
+    @Test("ids are matched across topics; missing events, missing and duplicate acks are listed")
+    func matching() {
+        var report = AckDelayReport(sourceTopics: ["t1", "t2"])
+        report.record(id: "1", topic: "t1", timestamp: 100, isAck: false)
+        report.record(id: "1", topic: "t2", timestamp: 110, isAck: false)
+        report.record(id: "1", topic: "ack", timestamp: 121, isAck: true)
+        report.record(id: "2", topic: "t1", timestamp: 105, isAck: false)
+        report.record(id: "3", topic: "t1", timestamp: 100, isAck: false)
+        report.record(id: "3", topic: "t2", timestamp: 100, isAck: false)
+        report.record(id: "4", topic: "t1", timestamp: 100, isAck: false)
+        report.record(id: "4", topic: "t2", timestamp: 130, isAck: false)
+        report.record(id: "4", topic: "ack", timestamp: 131, isAck: true)
+        report.record(id: "4", topic: "ack", timestamp: 140, isAck: true)
+        #expect(report.delays.map(\.delay) == [11, 1])
+        #expect(report.missingFromTopic == ["t2": ["2"]])
+        #expect(report.missingAck == ["3"])
+        #expect(report.duplicateAcks == ["4"])
+    }
+}
+
+@Suite("Report plots")
+struct ReportPlotTests {
+    /// Counts `<circle class="mark">` and `<rect class="bar">` with Genetika's own XML parser
+    /// (which also proves the document is well-formed XML).
+    final class MarkCounter: XMLContentHandler {
+        var marks = 0
+        var bars = 0
+        var root: String?
+        override func startElement(_ name: XMLName, _ attributes: XMLAttributes) {
+            if root == nil { root = name.string }
+            if name.is("circle"), attributes.string("class") == "mark" { marks += 1 }
+            if name.is("rect"), attributes.string("class") == "bar" { bars += 1 }
+        }
+    }
+
+    func count(_ svg: String) throws -> MarkCounter {
+        let counter = MarkCounter()
+        let parser = try XMLPushParser(handler: counter, file: "plot.svg", part: "svg")
+        try Array(svg.utf8).withUnsafeBytes { try parser.feed($0) }
+        try parser.finish()
+        return counter
+    }
+
+    @Test("timestamps.svg and delay.svg parse as XML and hold one mark per event")
+    func marks() throws {
+        var report = AckDelayReport(sourceTopics: ["topic1", "topic2", "topic3"])
+        for id in 1...40 {
+            for (index, topic) in ["topic1", "topic2", "topic3"].enumerated() where !(id > 35 && index == 2) {
+                report.record(id: "\(id)", topic: topic, timestamp: 1_000 + Int64(id * 10 + index), isAck: false)
+            }
+            if id <= 35 { report.record(id: "\(id)", topic: "ack", timestamp: 1_000 + Int64(id * 10 + 7 + id % 5), isAck: true) }
+        }
+        let timestamps = try count(report.timestampsSVG(ackTopic: "ack"))
+        #expect(timestamps.root == "svg")
+        #expect(timestamps.marks == 40 + 40 + 35 + 35, "one mark per event on each topic and per ack")
+        let delay = try count(report.delaySVG())
+        #expect(delay.root == "svg")
+        #expect(delay.marks == 35, "one mark per acked id")
+        // The histogram's bars hold every acked id once: their counts (each bar's title) add up to 35.
+        let svg = report.delaySVG()
+        var barTotal = 0
+        var rest = svg[...]
+        while let bar = rest.range(of: "<rect class=\"bar\"") {
+            rest = rest[bar.upperBound...]
+            guard let open = rest.range(of: "<title>"), let close = rest.range(of: "</title>") else { break }
+            barTotal += Int(rest[open.upperBound..<close.lowerBound]) ?? -1_000
+            rest = rest[close.upperBound...]
+        }
+        #expect(delay.bars > 0 && barTotal == 35, "bars \(delay.bars), ids in them \(barTotal)")
+        #expect(report.delaySVG().contains("ack delay (ms)"))
+    }
+}
+
+@Suite("Report checks of acks against the topics")
+struct AckCheckTests {
+    let topics = ["topic1", "topic2", "topic3"]
+
+    func report(claims: [String: Int64?], ackPartition: Int32 = 1) -> AckDelayReport {
+        var report = AckDelayReport(sourceTopics: topics)
+        for (index, topic) in topics.enumerated() {
+            report.record(id: "9", topic: topic, timestamp: 100 + Int64(index), isAck: false, partition: 1)
+        }
+        report.record(id: "9", topic: "ack", timestamp: 200, isAck: true, partition: ackPartition, claims: claims)
+        return report
+    }
+
+    @Test("an ack naming each topic's event of its id, on its partition, passes")
+    func good() {
+        let r = report(claims: ["topic1": 100, "topic2": 101, "topic3": 102])
+        #expect(r.acksNotMatchingTopics.isEmpty && r.acksOnWrongPartition.isEmpty)
+    }
+
+    @Test("an ack sent before the acker saw topic3 (null there) is flagged, as is one naming an event that is not in the topic")
+    func premature() {
+        #expect(report(claims: ["topic1": 100, "topic2": 101, "topic3": nil]).acksNotMatchingTopics == ["9"])
+        #expect(report(claims: ["topic1": 100, "topic2": 101, "topic3": 150]).acksNotMatchingTopics == ["9"])
+        #expect(report(claims: [:]).acksNotMatchingTopics == ["9"], "an ack without its topics field")
+    }
+
+    @Test("an ack on another partition number than its id's events is flagged")
+    func wrongPartition() {
+        #expect(report(claims: ["topic1": 100, "topic2": 101, "topic3": 102], ackPartition: 0).acksOnWrongPartition == ["9"])
+    }
+}
