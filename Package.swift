@@ -75,6 +75,7 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         /// The daemon's command line: a thin layer over the pipeline.
@@ -84,7 +85,7 @@ let package = Package(
                 "GenetikaPipeline", "GenetikaReport", "GenetikaXlsx", "GenetikaJSON", "GenetikaKafka", "GenetikaSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         /// Seed-shaped test data: an xlsx/zip writer the daemon does not link.

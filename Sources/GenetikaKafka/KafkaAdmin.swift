@@ -80,9 +80,9 @@ public final class KafkaAdmin: Sendable {
         while clock.now < deadline {
             let remaining = clock.now.duration(to: deadline)
             do {
-                return try metadata(timeout: min(remaining, .seconds(2)))
+                return try await onOwnThread("genetika-admin") { [self] in try metadata(timeout: min(remaining, .seconds(2))) }
             } catch {
-                last = error
+                last = error as? KafkaError
                 try await Task.sleep(for: .milliseconds(100))
             }
         }
@@ -138,21 +138,22 @@ public final class KafkaAdmin: Sendable {
 
     /// Creates the topics that are missing (when `create` is true) and checks that every
     /// topic exists with the expected partition count; throws an error naming the topic.
+    /// The metadata requests and the creation block, so they run on a thread of their own.
     public func ensureTopics(_ topics: [TopicSpecification], create: Bool, timeout: Duration = .seconds(30)) async throws {
-        let existing = try metadata().topics
+        let existing = try await onOwnThread("genetika-admin") { [self] in try metadata().topics }
         let missing = topics.filter { existing[$0.name] == nil }
         if !missing.isEmpty {
             guard create else {
                 throw KafkaError(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, context: "topics \(missing.map(\.name).joined(separator: ", ")) on \(bootstrapServers)",
                                  message: "missing, and topics.create is false")
             }
-            try createTopics(missing, timeout: timeout)
+            try await onOwnThread("genetika-admin") { [self] in try createTopics(missing, timeout: timeout) }
         }
         // Metadata can lag behind topic creation; wait until every topic shows up.
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         while true {
-            let current = try metadata().topics
+            let current = try await onOwnThread("genetika-admin") { [self] in try metadata().topics }
             var pending: [String] = []
             for topic in topics {
                 guard let partitions = current[topic.name] else { pending.append(topic.name); continue }

@@ -1,5 +1,6 @@
 import CRdkafka
 import Foundation
+import GenetikaSupport
 import Logging
 import Synchronization
 
@@ -62,6 +63,9 @@ final class KafkaClientContext: Sendable {
     let observer: (any KafkaConnectivityObserver)?
     /// True while every broker is down (from the error event until statistics show one up).
     let down = Atomic<Bool>(false)
+    /// Producers: notified by every delivery report, each of which frees a place in
+    /// librdkafka's queue (a sender that found it full waits for the next one).
+    let queueSpace = EventCount()
 
     init(name: String, logger: Logger, rebalance: RebalanceState? = nil, observer: (any KafkaConnectivityObserver)? = nil) {
         self.name = name

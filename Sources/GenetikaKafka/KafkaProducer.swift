@@ -69,9 +69,11 @@ public final class KafkaProducer: Sendable {
     public func send(_ message: OutgoingMessage, onDelivery: @escaping @Sendable (DeliveryReport) -> Void) async throws {
         let box = Unmanaged.passRetained(DeliveryCallback(onDelivery))
         while true {
+            let reports = context.queueSpace.current
             if let error = enqueue(message, opaque: box.toOpaque()) {
                 if error.code == KafkaError.queueFull {
-                    try await Task.sleep(for: .milliseconds(1))
+                    // The queue empties only as delivery reports come in: wait for the next one.
+                    await context.queueSpace.wait(after: reports)
                     continue
                 }
                 box.release()
@@ -84,13 +86,7 @@ public final class KafkaProducer: Sendable {
     /// Sends one message and waits for its delivery report; throws if it was not delivered.
     @discardableResult
     public func send(_ message: OutgoingMessage) async throws -> DeliveryReport {
-        let report: DeliveryReport = try await withCheckedThrowingContinuation { continuation in
-            let box = Unmanaged.passRetained(DeliveryCallback { continuation.resume(returning: $0) })
-            if let error = enqueue(message, opaque: box.toOpaque()) {
-                box.release()
-                continuation.resume(throwing: error)
-            }
-        }
+        let report = try await sendAll([message])[0]
         if let error = report.error { throw error }
         return report
     }
@@ -125,8 +121,15 @@ public final class KafkaProducer: Sendable {
         KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer is closed", context: what)
     }
 
+    /// `close(timeout:)` from async code: it blocks for up to `timeout`, so it runs on a
+    /// thread of its own rather than on Swift's shared pool.
+    public func shutdown(timeout: Duration = .seconds(10)) async {
+        await onOwnThread("genetika-\(context.name)-close") { [self] in close(timeout: timeout) }
+    }
+
     /// Flushes for up to `timeout`, fails whatever is still undelivered (its delivery
-    /// callback runs with an error), stops the poll thread and destroys the handle.
+    /// callback runs with an error), stops the poll thread and destroys the handle. Blocks:
+    /// from async code, use `shutdown(timeout:)`.
     public func close(timeout: Duration = .seconds(10)) {
         guard !closed.exchange(true, ordering: .sequentiallyConsistent), handle.beginClose() else { return }
         // Uses that began before the producer was marked closed end first (enqueues return at
@@ -138,6 +141,7 @@ public final class KafkaProducer: Sendable {
         pollThread.stop()
         _ = rd_kafka_poll(handle.pointer, 0)
         handle.destroy()
+        context.queueSpace.notify()  // a sender waiting for room sees the closed producer
         withExtendedLifetime(context) {}
     }
 
@@ -225,7 +229,8 @@ final class DeliveryCallback {
     init(_ body: @escaping @Sendable (DeliveryReport) -> Void) { self.body = body }
 }
 
-private let deliveryReportCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = { _, message, _ in
+private let deliveryReportCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = { _, message, clientOpaque in
+    if let clientOpaque { Unmanaged<KafkaClientContext>.fromOpaque(clientOpaque).takeUnretainedValue().queueSpace.notify() }
     guard let message, let opaque = message.pointee._private else { return }
     let callback = Unmanaged<DeliveryCallback>.fromOpaque(opaque).takeRetainedValue()
     let m = message.pointee

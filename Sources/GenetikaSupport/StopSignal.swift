@@ -39,6 +39,13 @@ public final class StopSignal: Sendable {
         if let already { handler(already) }
     }
 
+    /// Waits until a stop is requested and returns its reason.
+    public func requested() async -> String {
+        await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+            onRequest { continuation.resume(returning: $0) }
+        }
+    }
+
     /// Sleeps for `duration`, or less if a stop is requested (or the task is cancelled) first.
     public func wait(upTo duration: Duration) async {
         let id: UInt64 = state.withLock { s in

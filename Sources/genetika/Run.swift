@@ -2,6 +2,8 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
+import Synchronization
+import UnixSignals
 import GenetikaPipeline
 import GenetikaJSON
 import GenetikaKafka
@@ -45,20 +47,26 @@ struct Run: AsyncParsableCommand {
             if !kinds.contains(kind) { kinds.append(kind) }
         }
         let pipeline = Pipeline(configuration: configuration, stages: kinds, exitWhenDone: exitWhenDone, logger: logger)
-        let signals = SignalHandling(pipeline: pipeline, stopTimeout: stopTimeout, logger: logger)
         let reporter = ProgressReporter(pipeline: pipeline, logger: logger)
-        defer {
-            reporter.stop()
-            withExtendedLifetime(signals) {}
-        }
-        do {
-            try await pipeline.run()
-        } catch let error as Pipeline.StartupError {
+        defer { reporter.stop() }
+        switch await RunEnding.race(pipeline, stopTimeout: .seconds(stopTimeout), logger: logger) {
+        case .finished(nil):
+            break
+        case .finished(let error as Pipeline.StartupError):
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)
-        } catch let error as TooManyRestarts {
+        case .finished(let error as TooManyRestarts):
+            _ = error  // the supervisor logged it when it gave up
+            throw ExitCode(1)
+        case .finished(let error?):
             logger.critical("\(error)")
             throw ExitCode(1)
+        case .stopTimedOut(let reason):
+            logger.critical("the stages did not stop within \(stopTimeout) s (--stop-timeout) after: \(reason); exiting")
+            throw ExitCode(1)
+        case .secondSignal:
+            logger.warning("second signal: exiting now")
+            throw ExitCode(130)
         }
         reporter.stop()
         reporter.report(final: true)
@@ -135,37 +143,59 @@ struct RunSummary {
     }
 }
 
-/// SIGINT/SIGTERM: the first asks the stages to stop (finish the batch in hand, commit,
-/// close handles); a second signal exits at once. Whatever raised the stop (a signal, a
-/// stage the supervisor gave up on, `--exit-when-done`), the stages get `stopTimeout`
-/// seconds to stop; then the process exits with status 1 rather than hang.
-final class SignalHandling {
-    private let sources: [any DispatchSourceSignal]
+/// How `genetika run` ended. The pipeline is a `ServiceGroup` (SIGINT/SIGTERM start its
+/// graceful shutdown, `--stop-timeout` is its deadline); around it, `race` enforces what the
+/// group cannot: a second signal ends the process at once (130), and stages that are still
+/// not stopped `stopTimeout` after whatever raised the stop (a signal, a stage the supervisor
+/// gave up on, `--exit-when-done`) end it with status 1, even if blocked in a C call.
+enum RunEnding: Sendable {
+    case finished((any Error)?)
+    case stopTimedOut(String)
+    case secondSignal
 
-    init(pipeline: Pipeline, stopTimeout: Int, logger: Logger) {
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let received = DispatchQueue(label: "genetika.signals")
-        pipeline.stop.onRequest { reason in
-            received.asyncAfter(deadline: .now() + .seconds(stopTimeout)) {
-                logger.critical("the stages did not stop within \(stopTimeout) s (--stop-timeout) after: \(reason); exiting")
-                exit(1)
+    /// Runs the pipeline; returns the first of: it finished, the stop deadline passed, a second
+    /// signal came. The tasks that lose are abandoned: the command exits right after.
+    static func race(_ pipeline: Pipeline, stopTimeout: Duration, logger: Logger) async -> RunEnding {
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        return await withCheckedContinuation { (continuation: CheckedContinuation<RunEnding, Never>) in
+            let once = Once(continuation)
+            Task {
+                do {
+                    try await pipeline.run(gracefulShutdownSignals: [.sigterm, .sigint], stopTimeout: stopTimeout)
+                    once.resume(.finished(nil))
+                } catch {
+                    once.resume(.finished(error))
+                }
+            }
+            Task {
+                let reason = await pipeline.stop.requested()
+                try? await Task.sleep(for: stopTimeout)
+                once.resume(.stopTimedOut(reason))
+            }
+            Task {
+                var received = 0
+                for await signal in signals {
+                    received += 1
+                    guard received == 1 else {
+                        once.resume(.secondSignal)
+                        return
+                    }
+                    logger.info("signal \(signal): stopping (deadline \(stopTimeout))")
+                    pipeline.stop.request(reason: "signal \(signal)")
+                }
             }
         }
-        nonisolated(unsafe) var count = 0  // only touched on `received`, a serial queue
-        sources = [SIGINT, SIGTERM].map { number in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: received)
-            source.setEventHandler {
-                count += 1
-                if count > 1 {
-                    logger.warning("second signal: exiting now")
-                    exit(130)
-                }
-                logger.info("signal \(number): stopping (deadline \(stopTimeout) s)")
-                pipeline.stop.request(reason: "signal \(number)")
-            }
-            source.resume()
-            return source
+    }
+
+    /// Resumes a continuation once, whoever comes first.
+    private final class Once: Sendable {
+        private let continuation: Mutex<CheckedContinuation<RunEnding, Never>?>
+        init(_ continuation: CheckedContinuation<RunEnding, Never>) { self.continuation = Mutex(continuation) }
+        func resume(_ ending: RunEnding) {
+            continuation.withLock { current in
+                defer { current = nil }
+                return current
+            }?.resume(returning: ending)
         }
     }
 }

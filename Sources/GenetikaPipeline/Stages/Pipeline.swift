@@ -1,6 +1,8 @@
 import CoreMetrics
 import Logging
 import Prometheus
+import ServiceLifecycle
+import UnixSignals
 import Synchronization
 import GenetikaSupport
 import GenetikaKafka
@@ -61,7 +63,8 @@ public final class Pipeline: Sendable {
 
     /// Checks what the stages need before starting any: the broker answers, the topics exist
     /// (created if `topics.create`), the source files open with the expected columns, the
-    /// database and the state directory open. Each failure names what and where.
+    /// database and the state directory open. Each failure names what and where. The checks
+    /// block (file I/O, SQLite, libpq, metadata requests): each runs on a thread of its own.
     public func checkStartup() async throws {
         let admin: KafkaAdmin
         do {
@@ -83,7 +86,9 @@ public final class Pipeline: Sendable {
         }
         if stages.contains(.producer) {
             do {
-                let sources = try ProducerStage.openSources(configuration)
+                let sources = try await onOwnThread("genetika-startup") { [configuration] in
+                    try ProducerStage.openSources(configuration)
+                }
                 checkedSources.withLock { $0 = sources }
             } catch {
                 throw StartupError(what: "source file", cause: "\(error)")
@@ -96,9 +101,11 @@ public final class Pipeline: Sendable {
             var waiting = false
             while true {
                 do {
-                    let sink = try TableSinks.open(url: configuration.database.url, configuration: configuration)
-                    defer { sink.close() }
-                    try sink.prepare()
+                    try await onOwnThread("genetika-startup") { [configuration] in
+                        let sink = try TableSinks.open(url: configuration.database.url, configuration: configuration)
+                        defer { sink.close() }
+                        try sink.prepare()
+                    }
                     if waiting { logger.info("the database answers") }
                     break
                 } catch let error as PostgresError where error.isConnectionFailure && ContinuousClock.now < deadline && !stop.isRequested {
@@ -112,7 +119,7 @@ public final class Pipeline: Sendable {
         }
         if stages.contains(.acker) {
             do {
-                try AckerStage.openStore(configuration).close()
+                try await onOwnThread("genetika-startup") { [configuration] in try AckerStage.openStore(configuration).close() }
             } catch {
                 throw StartupError(what: "acker state in \(configuration.resolve(configuration.stateDirectory))", cause: "\(error)")
             }
@@ -123,32 +130,51 @@ public final class Pipeline: Sendable {
         }
     }
 
-    /// Runs the start-up checks, then the stages until stopped (or, with `exitWhenDone`,
-    /// until the producer finished and the consuming stages caught up).
-    public func run() async throws {
+    /// Runs the pipeline as a swift-service-lifecycle `ServiceGroup` of two services: the
+    /// observability endpoint (`/metrics`, `/health`) and the stages under their supervisor.
+    ///
+    /// `gracefulShutdownSignals` (SIGTERM and SIGINT for `genetika run`) start a graceful
+    /// shutdown: the stages finish the batch in hand, commit and close their handles. So does
+    /// any stop the pipeline raises itself (a stage the supervisor gave up on,
+    /// `--exit-when-done`). `stopTimeout` is the group's graceful-shutdown deadline, after which
+    /// it cancels the services. The state this run writes is locked first (`lockState`), so a
+    /// second instance is refused before it binds a port or touches a broker.
+    public func run(gracefulShutdownSignals: [UnixSignal] = [], stopTimeout: Duration? = nil) async throws {
         let locks = try lockState()
         defer { for lock in locks { lock.release() } }
-        let endpoint = try startEndpoint()
-        defer { endpoint?.stop() }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if configuration.observability.port > 0 {
+            services.append(.init(service: ObservabilityService(pipeline: self), successTerminationBehavior: .gracefullyShutdownGroup,
+                                  failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "observability"))
+        }
+        // Last in the list, so shut down first: the endpoint answers until the stages stopped.
+        services.append(.init(service: StagesService(pipeline: self), successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "stages"))
+        var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: gracefulShutdownSignals,
+                                              cancellationSignals: [], logger: logger)
+        group.maximumGracefulShutdownDuration = stopTimeout
+        let serviceGroup = ServiceGroup(configuration: group)
+        // A stop raised inside the pipeline shuts the whole group down, under the same deadline.
+        stop.onRequest { _ in Task { await serviceGroup.triggerGracefulShutdown() } }
+        try await serviceGroup.run()
+    }
+
+    /// The start-up checks, then the stages until stopped (or, with `exitWhenDone`, until the
+    /// producer finished and the consuming stages caught up).
+    func runStages() async throws {
         try await checkStartup()
         if stages.contains(.producer) {
             await progress.expectConsumers(stages.filter { $0 != .producer }.map(\.rawValue))
         }
         let supervisor = Supervisor(stages: stageSpecs(), policy: RestartPolicy(configuration.supervisor),
                                     stop: stop, counters: counters, logger: logger, health: health)
-        var condition: (@Sendable () async -> Bool)?
+        var done: (@Sendable () async -> Void)?
         if exitWhenDone {
             let consuming = stages.filter { $0 != .producer }.map(\.rawValue)
             let needsProducer = stages.contains(.producer)
-            condition = { [progress] in
-                if needsProducer, await !progress.producerFinished { return false }
-                let hasGoal = await progress.targets != nil
-                let untilEnd = await progress.untilEnd
-                guard hasGoal || untilEnd else { return false }
-                return await progress.hasCaughtUp(consuming)
-            }
+            done = { [progress] in await progress.waitUntilDone(consuming: consuming, needsProducer: needsProducer) }
         }
-        try await supervisor.run(until: condition)
+        try await supervisor.run(until: done, reason: "--exit-when-done: the producer finished and every consuming stage caught up")
     }
 
     /// Takes the state this run's stages write to for itself: the acker's state file and a
@@ -222,5 +248,31 @@ public final class Pipeline: Sendable {
                 }
             }
         }
+    }
+}
+
+/// The stages under their supervisor, as a service of the run's `ServiceGroup`: a graceful
+/// shutdown raises the pipeline's stop signal; the service returns once every stage stopped.
+struct StagesService: Service {
+    let pipeline: Pipeline
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await pipeline.runStages()
+        } onGracefulShutdown: { [pipeline] in
+            pipeline.stop.request(reason: "shutdown requested")
+        }
+    }
+}
+
+/// `/metrics` and `/health` as a service: serves from start-up until the group shuts down.
+struct ObservabilityService: Service {
+    let pipeline: Pipeline
+
+    func run() async throws {
+        guard let endpoint = try pipeline.startEndpoint() else { return }
+        try? await gracefulShutdown()
+        // Closing joins the accept thread, which may be answering a request: off the shared pool.
+        await onOwnThread("genetika-http-stop") { endpoint.stop() }
     }
 }

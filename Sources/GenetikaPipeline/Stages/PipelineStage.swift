@@ -202,24 +202,60 @@ public actor PipelineProgress {
     /// Consuming stages the producer waits for before sending (those run by this process).
     public private(set) var awaitedConsumers: Set<String> = []
 
+    /// Tasks waiting for the progress to change (`waitUntil`).
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
     public func expectConsumers(_ names: [String]) {
         awaitedConsumers = Set(names)
+        changed()
     }
 
     /// A consuming stage has its partitions and is reading.
     public func markReady(_ name: String) {
         ready.insert(name)
+        changed()
     }
 
     /// Waits until every awaited consuming stage is ready, or `timeout` passed; returns
     /// whether they all were.
     public func waitForConsumers(timeout: Duration) async -> Bool {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while !awaitedConsumers.isSubset(of: ready) {
-            if ContinuousClock.now >= deadline { return false }
-            try? await Task.sleep(for: .milliseconds(20))
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.changed()
         }
-        return true
+        defer { timer.cancel() }
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        await waitUntil { progress in progress.awaitedConsumers.isSubset(of: progress.ready) || ContinuousClock.now >= deadline }
+        return awaitedConsumers.isSubset(of: ready)
+    }
+
+    /// Waits until the producer (when `needsProducer`) finished and every stage in
+    /// `consuming` caught up with it (or, in a consume-only run, with the partitions' ends).
+    /// Returns early when the task is cancelled.
+    public func waitUntilDone(consuming: [String], needsProducer: Bool) async {
+        await waitUntil { progress in
+            if needsProducer && !progress.producerFinished { return false }
+            guard progress.targets != nil || progress.untilEnd else { return false }
+            return progress.hasCaughtUp(consuming)
+        }
+    }
+
+    /// Suspends until `condition` holds, re-checking it on every change (no polling), or
+    /// until the task is cancelled.
+    private func waitUntil(_ condition: (isolated PipelineProgress) -> Bool) async {
+        while !condition(self) && !Task.isCancelled {
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { waiters.append($0) }
+            } onCancel: {
+                Task { await self.changed() }
+            }
+        }
+    }
+
+    private func changed() {
+        let woken = waiters
+        waiters = []
+        for waiter in woken { waiter.resume() }
     }
 
     public init() {}
@@ -227,6 +263,7 @@ public actor PipelineProgress {
     public func producerDone(targets: [TopicPartition: Int64]) {
         producerFinished = true
         self.targets = targets
+        changed()
     }
 
     /// True for runs without a producer that end once every source partition is read to
@@ -235,6 +272,7 @@ public actor PipelineProgress {
 
     public func consumeToEnd() {
         untilEnd = true
+        changed()
     }
 
     /// Records whether a consuming stage caught up: with the producer's targets or, in a
@@ -249,6 +287,7 @@ public actor PipelineProgress {
 
     public func stage(_ name: String, caughtUp: Bool) {
         if caughtUp { self.caughtUp.insert(name) } else { self.caughtUp.remove(name) }
+        changed()
     }
 
     public func hasCaughtUp(_ stages: [String]) -> Bool {

@@ -67,15 +67,38 @@ public actor ProducerStage: PipelineStage {
         }
         let producer = try KafkaProducer(configuration: clientConfiguration(configuration, counters)
             .with(defaults: ["partitioner": "murmur2_random"]), name: "producer", logger: logger)
-        let abort = AbortSignal()
-        defer { producer.close(timeout: abort.error == nil ? .seconds(10) : .zero) }
+        let events = EventCount()
+        let abort = AbortSignal(events)
+        do {
+            try await produce(with: producer, abort: abort, events: events)
+        } catch {
+            await producer.shutdown(timeout: abort.error == nil ? .seconds(10) : .zero)
+            throw error
+        }
+        await producer.shutdown(timeout: abort.error == nil ? .seconds(10) : .zero)
+    }
+
+    /// The stage's work with its producer; `events` is notified when a source's last
+    /// outstanding delivery report arrives, on a stop request and on an abort.
+    private func produce(with producer: KafkaProducer, abort: AbortSignal, events: EventCount) async throws {
+        stop.onRequest { _ in events.notify() }
         // A source sent completely before is sent again only if its topic was recreated since.
-        let topicIds = (try? producer.topicIds(configuration.sources.map(\.topic))) ?? [:]
+        let topics = configuration.sources.map(\.topic)
+        let topicIds = (try? await onOwnThread("genetika-producer-admin") { try producer.topicIds(topics) }) ?? [:]
         for file in ledger.forgetRecreated(topicIds, sources: configuration.sources) {
             logger.warning("producer: the topic of \(file) was recreated since it was sent; sending it again")
         }
         let pending = configuration.sources.indices.filter { !ledger.isComplete($0) }
-        let sources = try (opened ?? Self.openSources(configuration, only: Set(pending))).filter { !ledger.isComplete($0.index) }
+        let opened: [OpenSource]
+        if let checked = self.opened {
+            opened = checked
+        } else {
+            // Opening reads each file's directory and header row: file I/O, off the shared pool.
+            opened = try await onOwnThread("genetika-open-sources") { [configuration] in
+                try Self.openSources(configuration, only: Set(pending))
+            }
+        }
+        let sources = opened.filter { !ledger.isComplete($0.index) }
         if sources.count < configuration.sources.count {
             let done = configuration.sources.indices.filter { ledger.isComplete($0) }.map { configuration.sources[$0].file }
             logger.info("producer: not sending again what was already delivered: \(done.joined(separator: ", "))")
@@ -94,7 +117,7 @@ public actor ProducerStage: PipelineStage {
         let results = await withTaskGroup(of: (Int, SourceResult).self) { group in
             for source in sources {
                 group.addTask { [configuration, counters, stop, logger] in
-                    let tracker = DeliveryTracker(outage: outage, logger: logger)
+                    let tracker = DeliveryTracker(outage: outage, drained: events, logger: logger)
                     do {
                         let sent = try await Self.send(source, configuration: configuration, producer: producer, counters: counters,
                                                    stop: stop, abort: abort, tracker: tracker, logger: logger)
@@ -109,8 +132,10 @@ public actor ProducerStage: PipelineStage {
             return results
         }
         // Every delivery report is in before the outcome is judged (close() would fail the rest).
-        while results.values.contains(where: { $0.tracker.inFlight > 0 }) && !stop.isRequested && abort.error == nil {
-            try? producer.flush(timeout: .milliseconds(100))
+        while true {
+            let seen = events.current
+            if !results.values.contains(where: { $0.tracker.inFlight > 0 }) || stop.isRequested || abort.error != nil { break }
+            await events.wait(after: seen)
         }
         watchdog.cancel()
         await watchdog.value
@@ -193,9 +218,7 @@ public actor ProducerStage: PipelineStage {
                 guard ContinuousClock.now - since >= .seconds(5) else { continue }
                 since = .now
                 // DescribeTopics blocks: on a thread of its own, not on Swift's shared pool.
-                let current: [String: String]? = await withCheckedContinuation { continuation in
-                    Thread { continuation.resume(returning: try? producer.topicIds(topics, timeout: .seconds(3))) }.start()
-                }
+                let current = await onOwnThread("genetika-producer-watch") { try? producer.topicIds(topics, timeout: .seconds(3)) }
                 guard let current else { continue }  // no broker answered: librdkafka keeps trying
                 let gone = topics.filter { current[$0] != ids[$0] }
                 if !gone.isEmpty {
@@ -338,8 +361,16 @@ public final class ProducerLedger: Sendable {
 /// A reason to give up the stage's work, raised by a watchdog and seen by every sender.
 final class AbortSignal: Sendable {
     private let state = Mutex<(any Error)?>(nil)
+    private let events: EventCount
+
+    /// `events` is notified when the abort is raised.
+    init(_ events: EventCount = EventCount()) { self.events = events }
+
     var error: (any Error)? { state.withLock { $0 } }
-    func raise(_ error: any Error) { state.withLock { if $0 == nil { $0 = error } } }
+    func raise(_ error: any Error) {
+        state.withLock { if $0 == nil { $0 = error } }
+        events.notify()
+    }
 }
 
 /// Logs the start of a spell of failing deliveries once (with the first error) and its end
@@ -389,10 +420,13 @@ final class DeliveryTracker: Sendable {
     private let failure = Mutex<ProducerStage.DeliveryFailures?>(nil)
     private let offsets = Mutex<[TopicPartition: Int64]>([:])
     private let outage: DeliveryOutage
+    /// Notified when the last outstanding delivery report arrives.
+    private let drained: EventCount
     private let logger: Logger
 
-    init(outage: DeliveryOutage, logger: Logger) {
+    init(outage: DeliveryOutage, drained: EventCount = EventCount(), logger: Logger) {
         self.outage = outage
+        self.drained = drained
         self.logger = logger
     }
 
@@ -412,7 +446,9 @@ final class DeliveryTracker: Sendable {
         pending.add(1, ordering: .relaxed)
         handed.add(1, ordering: .relaxed)
     }
-    func finished() { pending.subtract(1, ordering: .releasing) }
+    func finished() {
+        if pending.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { drained.notify() }
+    }
 
     func failed(_ text: String) {
         failure.withLock { state in

@@ -103,27 +103,31 @@ public actor Supervisor {
     }
 
     /// Runs every stage until each has finished or the stop signal ends it. `until`, when
-    /// given, is checked every 100 ms; once it returns true the stop signal is raised.
-    public func run(until condition: (@Sendable () async -> Bool)? = nil) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
+    /// given, returns once the run's work is done (it must return when cancelled); the stop
+    /// signal is then raised, with `reason`.
+    public func run(until done: (@Sendable () async -> Void)? = nil, reason: String = "done") async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
             for spec in stages {
-                group.addTask { try await self.supervise(spec) }
+                group.addTask {
+                    try await self.supervise(spec)
+                    return true
+                }
             }
-            if let condition {
+            if let done {
                 group.addTask { [stop] in
-                    while !stop.isRequested {
-                        if await condition() {
-                            stop.request(reason: "--exit-when-done: the producer finished and every consuming stage caught up")
-                            return
-                        }
-                        try await Task.sleep(for: .milliseconds(100))
-                    }
+                    await done()
+                    if !Task.isCancelled { stop.request(reason: reason) }
+                    return false
                 }
             }
             // The first stage to give up ends the run: `waitForAll()` would wait for the
             // healthy stages, which never end on their own, so take results one by one.
             do {
-                while try await group.next() != nil {}
+                var running = stages.count
+                while running > 0, let isStage = try await group.next() {
+                    if isStage { running -= 1 }
+                }
+                group.cancelAll()  // the `until` waiter, if it still waits
             } catch {
                 stop.request(reason: "\(error)")
                 group.cancelAll()

@@ -1,0 +1,47 @@
+import Synchronization
+
+/// An event count: something that happens now and then (a delivery report, the last
+/// outstanding one, a stop) and tasks that wait for the next time it does, without polling.
+///
+/// A waiter reads `current`, checks its own condition, and if it must wait calls
+/// `wait(after:)` with what it read: a notification in between makes the wait return at once,
+/// so no wakeup is lost. `notify()` costs one atomic add while nobody waits; the lock is taken
+/// only when someone does. Both sides use sequentially consistent operations, so either the
+/// notifier sees the waiter or the waiter sees the notification.
+public final class EventCount: Sendable {
+    private let count = Atomic<UInt64>(0)
+    private let waiting = Atomic<Int>(0)
+    private let waiters = Mutex<[CheckedContinuation<Void, Never>]>([])
+
+    public init() {}
+
+    /// Notifications so far.
+    public var current: UInt64 { count.load(ordering: .sequentiallyConsistent) }
+
+    public func notify() {
+        count.add(1, ordering: .sequentiallyConsistent)
+        guard waiting.load(ordering: .sequentiallyConsistent) > 0 else { return }
+        let woken = waiters.withLock { list in
+            defer { list = [] }
+            return list
+        }
+        waiting.subtract(woken.count, ordering: .sequentiallyConsistent)
+        for waiter in woken { waiter.resume() }
+    }
+
+    /// Returns once a notification came after `seen` (at once if one already did).
+    public func wait(after seen: UInt64) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = waiters.withLock { list -> Bool in
+                waiting.add(1, ordering: .sequentiallyConsistent)
+                guard count.load(ordering: .sequentiallyConsistent) == seen else {
+                    waiting.subtract(1, ordering: .sequentiallyConsistent)
+                    return true
+                }
+                list.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+}
