@@ -6,29 +6,98 @@ public struct JSONParseError: Error, Equatable, CustomStringConvertible, Sendabl
     public var description: String { "line \(line), column \(column): \(message)" }
 }
 
-/// A strict RFC 8259 parser over UTF-8 bytes. Nesting is capped so that hostile input
-/// (the DB stage parses whatever arrives on a topic) cannot exhaust the stack.
+/// Keys known in advance (an event's columns), matched by their UTF-8 bytes so that reading
+/// an object with these keys makes no `String` per key.
+public struct JSONKeys: Sendable {
+    let names: [[UInt8]]
+    /// Beyond this many keys, duplicates are found with a set instead of a bit mask.
+    static let maskWidth = 64
+
+    public init(_ names: [String]) {
+        self.names = names.map { Array($0.utf8) }
+    }
+
+    /// The index of `key`; keys usually come in order, so `expected` is tried first.
+    @inline(__always)
+    func index(of key: UnsafeBufferPointer<UInt8>, expected: Int) -> Int? {
+        if expected < names.count, names[expected].elementsEqual(key) { return expected }
+        for (index, name) in names.enumerated() where name.elementsEqual(key) { return index }
+        return nil
+    }
+}
+
+/// What `JSONParser.parseObject(_:keys:)` found in a well-formed document.
+public enum JSONObjectMembers: Sendable, Equatable {
+    /// The object's members in document order, each with its key's index in the `JSONKeys`.
+    case members([Member])
+    /// The document is a value other than an object.
+    case notAnObject(JSONValue)
+    /// The object has a key the `JSONKeys` do not know (the first such key).
+    case unknownKey(String)
+
+    public struct Member: Sendable, Equatable {
+        public var index: Int
+        public var value: JSONValue
+    }
+}
+
+/// The one JSON reader: a strict RFC 8259 parser over UTF-8 bytes, for configuration files,
+/// events and reports. Nesting is capped so that hostile input (the DB stage parses whatever
+/// arrives on a topic) cannot exhaust the stack.
+///
+/// Two entry points share every rule (strings, escapes, numbers, literals, whitespace, errors):
+/// `parse` builds a `JSONValue`; `parseObject(_:keys:)` is the fast path for events, reading a
+/// top-level object whose keys are known in advance into an array of indexed members with
+/// no dictionary and no `String` per key. Strings without escapes are made straight from the
+/// input bytes (validated as UTF-8 only when they hold non-ASCII bytes); integers are
+/// accumulated without going through text.
 public struct JSONParser {
     public static let maximumDepth = 256
 
-    private let bytes: [UInt8]
+    private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
     private var depth = 0
 
+    /// Parsers exist only inside `withUnsafeBufferPointer` of the input.
+    private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+
     public static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
-        var parser = JSONParser(bytes: bytes)
-        parser.skipWhitespace()
-        let value = try parser.parseValue()
-        parser.skipWhitespace()
-        if parser.index != bytes.count { throw parser.error("unexpected text after the JSON value") }
-        return value
+        try withParser(bytes) { (parser: inout JSONParser) throws(JSONParseError) in
+            parser.skipWhitespace()
+            let value = try parser.parseValue()
+            try parser.expectEnd()
+            return value
+        }
     }
 
     public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
         try parse(Array(text.utf8))
     }
 
-    private init(bytes: [UInt8]) { self.bytes = bytes }
+    /// Reads a document that should be one object whose keys are among `keys`. Syntax errors
+    /// throw exactly as `parse` would; a well-formed document that is not such an object is
+    /// returned as `.notAnObject` or `.unknownKey` (the whole document is checked first).
+    public static func parseObject(_ bytes: [UInt8], keys: JSONKeys) throws(JSONParseError) -> JSONObjectMembers {
+        try withParser(bytes) { (parser: inout JSONParser) throws(JSONParseError) in
+            parser.skipWhitespace()
+            guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "{") else {
+                let value = try parser.parseValue()
+                try parser.expectEnd()
+                return .notAnObject(value)
+            }
+            let result = try parser.parseKnownObject(keys)
+            try parser.expectEnd()
+            return result
+        }
+    }
+
+    private static func withParser<T>(_ bytes: [UInt8], _ body: (inout JSONParser) throws(JSONParseError) -> T) throws(JSONParseError) -> T {
+        let result: Result<T, JSONParseError> = bytes.withUnsafeBufferPointer { buffer in
+            var parser = JSONParser(bytes: buffer)
+            do throws(JSONParseError) { return .success(try body(&parser)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
 
     private func error(_ message: String) -> JSONParseError {
         var line = 1
@@ -39,6 +108,7 @@ public struct JSONParser {
         return JSONParseError(message: message, line: line, column: column)
     }
 
+    @inline(__always)
     private mutating func skipWhitespace() {
         while index < bytes.count {
             switch bytes[index] {
@@ -46,6 +116,11 @@ public struct JSONParser {
             default: return
             }
         }
+    }
+
+    private mutating func expectEnd() throws(JSONParseError) {
+        skipWhitespace()
+        if index != bytes.count { throw error("unexpected text after the JSON value") }
     }
 
     private mutating func parseValue() throws(JSONParseError) -> JSONValue {
@@ -62,17 +137,36 @@ public struct JSONParser {
         }
     }
 
-    private mutating func expectLiteral(_ literal: String) throws(JSONParseError) {
-        let expected = Array(literal.utf8)
-        guard index + expected.count <= bytes.count, bytes[index..<index + expected.count].elementsEqual(expected) else {
-            throw error("invalid literal, expected \(literal)")
+    private mutating func expectLiteral(_ literal: StaticString) throws(JSONParseError) {
+        let count = literal.utf8CodeUnitCount
+        let matches = index + count <= bytes.count && literal.withUTF8Buffer { expected in
+            expected.elementsEqual(bytes[index..<index + count])
         }
-        index += expected.count
+        guard matches else { throw error("invalid literal, expected \(literal)") }
+        index += count
     }
 
     private mutating func enter() throws(JSONParseError) {
         depth += 1
         if depth > Self.maximumDepth { throw error("nesting deeper than \(Self.maximumDepth) levels") }
+    }
+
+    /// After a member's value: `,` (true: another member follows) or `}` (false).
+    @inline(__always)
+    private mutating func afterMember() throws(JSONParseError) -> Bool {
+        skipWhitespace()
+        guard index < bytes.count else { throw error("unexpected end of input in an object") }
+        if bytes[index] == UInt8(ascii: ",") { index += 1; return true }
+        if bytes[index] == UInt8(ascii: "}") { index += 1; return false }
+        throw error("expected ',' or '}' in an object")
+    }
+
+    @inline(__always)
+    private mutating func expectColon() throws(JSONParseError) {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after key") }
+        index += 1
+        skipWhitespace()
     }
 
     private mutating func parseObject() throws(JSONParseError) -> JSONValue {
@@ -83,28 +177,74 @@ public struct JSONParser {
         var seen = Set<String>()
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
-        while true {
+        repeat {
             skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
-                throw error("expected a string key")
-            }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let keyStart = index
             let key = try parseString()
             guard seen.insert(key).inserted else {
                 index = keyStart
                 throw error("duplicate key \"\(key)\"")
             }
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after key") }
-            index += 1
-            skipWhitespace()
+            try expectColon()
             object.appendUnchecked(key, try parseValue())
+        } while try afterMember()
+        return .object(object)
+    }
+
+    /// `parseObject` for `parseObject(_:keys:)`: the same grammar and errors, keys matched
+    /// against `keys` by their bytes.
+    private mutating func parseKnownObject(_ keys: JSONKeys) throws(JSONParseError) -> JSONObjectMembers {
+        try enter()
+        defer { depth -= 1 }
+        index += 1
+        var members: [JSONObjectMembers.Member] = []
+        members.reserveCapacity(keys.names.count)
+        var seenMask: UInt64 = 0
+        var seenWide = Set<Int>()
+        var unknown: [String] = []
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .members(members) }
+        repeat {
             skipWhitespace()
-            guard index < bytes.count else { throw error("unexpected end of input in an object") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
-            throw error("expected ',' or '}' in an object")
-        }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+            let keyStart = index
+            var keyIndex: Int?
+            if let raw = plainStringBytes() {
+                keyIndex = keys.index(of: UnsafeBufferPointer(rebasing: bytes[raw]), expected: members.count)
+                if keyIndex == nil {
+                    index = keyStart
+                    let key = try parseString()
+                    if unknown.contains(key) { index = keyStart; throw error("duplicate key \"\(key)\"") }
+                    unknown.append(key)
+                }
+            } else {
+                let key = try parseString()
+                keyIndex = Array(key.utf8).withUnsafeBufferPointer { keys.index(of: $0, expected: members.count) }
+                if keyIndex == nil {
+                    if unknown.contains(key) { index = keyStart; throw error("duplicate key \"\(key)\"") }
+                    unknown.append(key)
+                }
+            }
+            if let keyIndex {
+                let duplicate: Bool
+                if keyIndex < JSONKeys.maskWidth {
+                    duplicate = seenMask & (1 << UInt64(keyIndex)) != 0
+                    seenMask |= 1 << UInt64(keyIndex)
+                } else {
+                    duplicate = !seenWide.insert(keyIndex).inserted
+                }
+                if duplicate {
+                    index = keyStart
+                    throw error("duplicate key \"\(String(decoding: keys.names[keyIndex], as: UTF8.self))\"")
+                }
+            }
+            try expectColon()
+            let value = try parseValue()
+            if let keyIndex { members.append(JSONObjectMembers.Member(index: keyIndex, value: value)) }
+        } while try afterMember()
+        if let first = unknown.first { return .unknownKey(first) }
+        return .members(members)
     }
 
     private mutating func parseArray() throws(JSONParseError) -> JSONValue {
@@ -125,61 +265,96 @@ public struct JSONParser {
         }
     }
 
+    /// The bytes between the quotes of a string at `index` that has no escapes, no control
+    /// characters and only ASCII (what keys are), moving past it; nil (not moving) otherwise.
+    @inline(__always)
+    private mutating func plainStringBytes() -> Range<Int>? {
+        let start = index + 1
+        var j = start
+        while j < bytes.count {
+            let byte = bytes[j]
+            if byte == UInt8(ascii: "\"") {
+                index = j + 1
+                return start..<j
+            }
+            if byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 { return nil }
+            j += 1
+        }
+        return nil
+    }
+
     private mutating func parseString() throws(JSONParseError) -> String {
         index += 1  // opening quote
-        var runStart = index
-        var result = ""
-        func flushRun(_ end: Int, into result: inout String, bytes: [UInt8]) -> Bool {
-            guard runStart < end else { return true }
-            guard let text = String(validating: bytes[runStart..<end], as: UTF8.self) else { return false }
-            result += text
-            return true
-        }
+        let start = index
+        var ascii = true
+        // The common case: no escapes, so the string is the input bytes themselves.
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
-                guard flushRun(index, into: &result, bytes: bytes) else { throw error("invalid UTF-8 in a string") }
+                let run = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 index += 1
-                return result
+                if ascii { return String(decoding: run, as: UTF8.self) }
+                guard let text = String(validating: run, as: UTF8.self) else {
+                    index = start - 1
+                    throw error("invalid UTF-8 in a string")
+                }
+                return text
+            }
+            if byte == UInt8(ascii: "\\") { break }
+            if byte < 0x20 { throw error("unescaped control character in a string") }
+            if byte >= 0x80 { ascii = false }
+            index += 1
+        }
+        guard index < bytes.count else { throw error("unterminated string") }
+        // Escapes: unescape into a copy, then validate it as UTF-8 once.
+        var unescaped = Array(bytes[start..<index])
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                guard let text = String(validating: unescaped, as: UTF8.self) else {
+                    index = start - 1
+                    throw error("invalid UTF-8 in a string")
+                }
+                return text
             }
             if byte < 0x20 { throw error("unescaped control character in a string") }
-            if byte == UInt8(ascii: "\\") {
-                guard flushRun(index, into: &result, bytes: bytes) else { throw error("invalid UTF-8 in a string") }
+            guard byte == UInt8(ascii: "\\") else {
+                unescaped.append(byte)
                 index += 1
-                guard index < bytes.count else { break }
-                let escape = bytes[index]
-                index += 1
-                switch escape {
-                case UInt8(ascii: "\""): result += "\""
-                case UInt8(ascii: "\\"): result += "\\"
-                case UInt8(ascii: "/"): result += "/"
-                case UInt8(ascii: "b"): result += "\u{08}"
-                case UInt8(ascii: "f"): result += "\u{0C}"
-                case UInt8(ascii: "n"): result += "\n"
-                case UInt8(ascii: "r"): result += "\r"
-                case UInt8(ascii: "t"): result += "\t"
-                case UInt8(ascii: "u"):
-                    var code = try parseHex4()
-                    if (0xD800..<0xDC00).contains(code) {
-                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
-                              bytes[index + 1] == UInt8(ascii: "u") else { throw error("unpaired surrogate in \\u escape") }
-                        index += 2
-                        let low = try parseHex4()
-                        guard (0xDC00..<0xE000).contains(low) else { throw error("invalid low surrogate in \\u escape") }
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                    } else if (0xDC00..<0xE000).contains(code) {
-                        throw error("unpaired surrogate in \\u escape")
-                    }
-                    guard let scalar = Unicode.Scalar(code) else { throw error("invalid \\u escape") }
-                    result.unicodeScalars.append(scalar)
-                default:
-                    index -= 1
-                    throw error("invalid escape '\\\(Unicode.Scalar(escape))'")
-                }
-                runStart = index
                 continue
             }
             index += 1
+            guard index < bytes.count else { break }
+            let escape = bytes[index]
+            index += 1
+            switch escape {
+            case UInt8(ascii: "\""): unescaped.append(UInt8(ascii: "\""))
+            case UInt8(ascii: "\\"): unescaped.append(UInt8(ascii: "\\"))
+            case UInt8(ascii: "/"): unescaped.append(UInt8(ascii: "/"))
+            case UInt8(ascii: "b"): unescaped.append(0x08)
+            case UInt8(ascii: "f"): unescaped.append(0x0C)
+            case UInt8(ascii: "n"): unescaped.append(0x0A)
+            case UInt8(ascii: "r"): unescaped.append(0x0D)
+            case UInt8(ascii: "t"): unescaped.append(0x09)
+            case UInt8(ascii: "u"):
+                var code = try parseHex4()
+                if (0xD800..<0xDC00).contains(code) {
+                    guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
+                          bytes[index + 1] == UInt8(ascii: "u") else { throw error("unpaired surrogate in \\u escape") }
+                    index += 2
+                    let low = try parseHex4()
+                    guard (0xDC00..<0xE000).contains(low) else { throw error("invalid low surrogate in \\u escape") }
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                } else if (0xDC00..<0xE000).contains(code) {
+                    throw error("unpaired surrogate in \\u escape")
+                }
+                guard let scalar = Unicode.Scalar(code) else { throw error("invalid \\u escape") }
+                unescaped.append(contentsOf: UTF8.encode(scalar)!)
+            default:
+                index -= 1
+                throw error("invalid escape '\\\(Unicode.Scalar(escape))'")
+            }
         }
         throw error("unterminated string")
     }
@@ -202,37 +377,53 @@ public struct JSONParser {
         return value
     }
 
+    @inline(__always)
+    private func isDigit(_ j: Int) -> Bool {
+        j < bytes.count && bytes[j] >= UInt8(ascii: "0") && bytes[j] <= UInt8(ascii: "9")
+    }
+
+    /// `.int` when the number has no fraction or exponent and fits in `Int64` (accumulated
+    /// digit by digit), else a finite `.double`.
     private mutating func parseNumber() throws(JSONParseError) -> JSONValue {
         let start = index
-        if bytes[index] == UInt8(ascii: "-") { index += 1 }
-        func digits(_ parser: inout JSONParser) -> Int {
-            let begin = parser.index
-            while parser.index < parser.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(parser.bytes[parser.index]) {
-                parser.index += 1
-            }
-            return parser.index - begin
-        }
-        guard index < bytes.count else { throw error("invalid number") }
+        var negative = false
+        if bytes[index] == UInt8(ascii: "-") { negative = true; index += 1 }
+        guard isDigit(index) else { throw error("invalid number") }
+        var magnitude: UInt64 = 0
+        var overflow = false
         if bytes[index] == UInt8(ascii: "0") {
             index += 1
-        } else if digits(&self) == 0 {
-            throw error("invalid number")
+        } else {
+            while isDigit(index) {
+                let (m, o1) = magnitude.multipliedReportingOverflow(by: 10)
+                let (s, o2) = m.addingReportingOverflow(UInt64(bytes[index] - UInt8(ascii: "0")))
+                overflow = overflow || o1 || o2
+                magnitude = s
+                index += 1
+            }
         }
         var isInteger = true
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
             isInteger = false
             index += 1
-            guard digits(&self) > 0 else { throw error("invalid number: digits expected after '.'") }
+            guard isDigit(index) else { throw error("invalid number: digits expected after '.'") }
+            while isDigit(index) { index += 1 }
         }
         if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
             isInteger = false
             index += 1
             if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard digits(&self) > 0 else { throw error("invalid number: digits expected in exponent") }
+            guard isDigit(index) else { throw error("invalid number: digits expected in exponent") }
+            while isDigit(index) { index += 1 }
         }
-        let text = String(decoding: bytes[start..<index], as: UTF8.self)
-        if isInteger, let value = Int64(text) { return .int(value) }
-        guard let value = Double(text), value.isFinite else {
+        if isInteger && !overflow {
+            if !negative, magnitude <= UInt64(Int64.max) { return .int(Int64(magnitude)) }
+            if negative, magnitude <= UInt64(Int64.max) + 1 {
+                return .int(magnitude == UInt64(Int64.max) + 1 ? .min : -Int64(magnitude))
+            }
+        }
+        guard let value = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)),
+              value.isFinite else {
             index = start
             throw error("number out of range")
         }
