@@ -97,7 +97,7 @@ let package = Package(
 
         .target(
             name: "GenetikaTestSupport",
-            dependencies: ["GenetikaPipeline", "GenetikaDataset", "GenetikaKafka", "GenetikaStorage", "GenetikaXlsx", "GenetikaSupport"],
+            dependencies: ["GenetikaPipeline", "GenetikaDataset", "GenetikaJSON", "GenetikaKafka", "GenetikaStorage", "GenetikaXlsx", "GenetikaSupport"],
             path: "Tests/GenetikaTestSupport"
         ),
         .testTarget(name: "XlsxTests", dependencies: ["GenetikaXlsx", "GenetikaDataset", "GenetikaJSON", "GenetikaTestSupport"]),

@@ -72,9 +72,6 @@ public final class KafkaConsumer {
     /// The partitions this member owns now.
     public var assignment: Set<TopicPartition> { state.assignment }
 
-    /// How many times partitions were assigned so far (tests and health use it).
-    public var assignmentGeneration: Int { state.generation }
-
     public func subscribe(_ topics: [String]) throws(KafkaError) {
         let list = TopicPartitionList.make(topics.map { (TopicPartition($0, RD_KAFKA_PARTITION_UA), KafkaOffset.invalid) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
@@ -280,7 +277,6 @@ final class RebalanceState: @unchecked Sendable {
     let logger: Logger
     let name: String
     var assignment: Set<TopicPartition> = []
-    var generation = 0
     private var error: Error?
 
     init(handler: RebalanceHandler?, logger: Logger, name: String) {
@@ -316,7 +312,6 @@ final class RebalanceState: @unchecked Sendable {
                 if result != RD_KAFKA_RESP_ERR_NO_ERROR { self.error = self.error ?? KafkaError(result, context: "\(name) assign") }
             }
             assignment.formUnion(partitions)
-            generation += 1
             logger.info("\(name) assigned \(partitions.sorted().map(\.description).joined(separator: ", "))")
         } else {
             do {

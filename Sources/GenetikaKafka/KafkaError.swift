@@ -50,13 +50,10 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
 
     static let timedOut = RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue
     static let queueFull = RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue
-    static let partitionEOF = RD_KAFKA_RESP_ERR__PARTITION_EOF.rawValue
     static let unknownTopic = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART.rawValue
 }
 
 /// librdkafka's version string as linked into this process (`rd_kafka_version_str()`).
 public enum Librdkafka {
     public static var version: String { String(cString: rd_kafka_version_str()) }
-    /// The version as a number, 0xMMmmrrxx.
-    public static var versionNumber: Int32 { rd_kafka_version() }
 }

@@ -266,8 +266,6 @@ final class KafkaHandle: Sendable {
         pointer = rk
     }
 
-    var isClosed: Bool { closed.load(ordering: .acquiring) }
-
     /// True for the one caller that gets to close the handle.
     func beginClose() -> Bool {
         closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged

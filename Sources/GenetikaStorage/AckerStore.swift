@@ -165,10 +165,4 @@ public final class AckerStore {
             try connection.run("DELETE FROM acker_offsets WHERE partition = ?", [.integer(Int64(partition))])
         }
     }
-
-    /// Ids acked so far (for tests and reports).
-    public func ackedCount() throws -> Int {
-        if case .integer(let n)? = try connection.query("SELECT count(*) FROM acker_ids WHERE acked = 1").first?.first { return Int(n) }
-        return 0
-    }
 }

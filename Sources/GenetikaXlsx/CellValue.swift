@@ -38,11 +38,6 @@ public struct SpreadsheetDateTime: Sendable, Equatable, Hashable, CustomStringCo
     /// Days since 1970-01-01 of the date part (proleptic Gregorian calendar).
     public var daysSinceEpoch: Int { daysFromCivil(year, month, day) }
 
-    /// Milliseconds since 1970-01-01T00:00:00, reading the value as UTC.
-    public var millisecondsSinceEpoch: Int64 {
-        Int64(daysSinceEpoch) * 86_400_000 + Int64(((hour * 60 + minute) * 60 + second) * 1000 + millisecond)
-    }
-
     /// From days and milliseconds since 1970-01-01.
     public init(daysSinceEpoch days: Int, millisecondOfDay ms: Int) {
         let (y, m, d) = civilFromDays(days)

@@ -27,7 +27,7 @@ struct ObservabilityTests {
 
         // The producer stage returns a moment after its last delivery report.
         try await eventually("the producer finished") {
-            pipeline.health.snapshot.contains { $0.stage == "producer" && $0.state == .finished }
+            pipeline.health.state(of: "producer") == "finished"
         }
         let health = try httpGet(port: port, path: "/health")
         #expect(health.status == 200)

@@ -166,7 +166,7 @@ struct StageTests {
         let run = Task { try await supervisor.run() }
         // The restarted acker can only record the crashed batch's acks by reading them back.
         try await eventually("30 ids recorded as acked") {
-            crashes.value == 1 && (try? AckerStore(path: AckerStage.statePath(bed.configuration), topicCount: 3).ackedCount()) == 30
+            crashes.value == 1 && (try? ackedIds(inStateAt: AckerStage.statePath(bed.configuration))) == 30
         }
         try await Task.sleep(for: .seconds(1))
         stop.request()

@@ -94,10 +94,6 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
         _ = brokersDown.withLock { $0.removeValue(forKey: client) }
     }
 
-    public var snapshot: [(stage: String, state: Supervisor.StageState)] {
-        entries.withLock { $0.map { ($0.stage, $0.state) } }
-    }
-
     /// Why the run is not healthy, one sentence each (empty when it is).
     public var problems: [String] {
         var problems = list.isEmpty ? ["no stages"] : []
