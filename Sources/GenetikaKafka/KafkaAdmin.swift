@@ -43,9 +43,22 @@ public final class KafkaAdmin: Sendable {
         close()
     }
 
+    /// Destroys the handle (which joins librdkafka's threads: it blocks). From async code,
+    /// use `withAdmin`, which closes on a thread of its own.
     public func close() {
         guard handle.beginClose() else { return }
         handle.destroy()
+    }
+
+    /// Runs `body` with a new admin client and closes it afterwards, off Swift's shared pool.
+    public static func withAdmin<T: Sendable>(configuration: KafkaClientConfiguration, name: String = "admin",
+                                              logger: Logger = Logger(label: "genetika.kafka"),
+                                              _ body: (KafkaAdmin) async throws -> T) async throws -> T {
+        let admin = try KafkaAdmin(configuration: configuration, name: name, logger: logger)
+        let result: Result<T, any Error>
+        do { result = .success(try await body(admin)) } catch { result = .failure(error) }
+        await onOwnThread("genetika-\(name)-close") { admin.close() }
+        return try result.get()
     }
 
     /// Brokers and topics; throws librdkafka's error (e.g. `_TRANSPORT`) if no broker answers.

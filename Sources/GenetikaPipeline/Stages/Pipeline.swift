@@ -66,23 +66,25 @@ public final class Pipeline: Sendable {
     /// database and the state directory open. Each failure names what and where. The checks
     /// block (file I/O, SQLite, libpq, metadata requests): each runs on a thread of its own.
     public func checkStartup() async throws {
-        let admin: KafkaAdmin
         do {
-            admin = try KafkaAdmin(configuration: clientConfiguration(configuration, counters), name: "startup", logger: logger)
+            try await KafkaAdmin.withAdmin(configuration: clientConfiguration(configuration, counters), name: "startup",
+                                           logger: logger) { [self] admin in
+                do {
+                    let metadata = try await admin.waitUntilReachable(timeout: .milliseconds(configuration.kafka.connectTimeoutMs))
+                    logger.info("connected to Kafka: \(metadata.brokers.joined(separator: ", "))")
+                } catch {
+                    throw StartupError(what: "broker \(configuration.kafka.bootstrapServers) unreachable", cause: "\(error)")
+                }
+                do {
+                    try await admin.ensureTopics(of: configuration)
+                } catch {
+                    throw StartupError(what: "topics", cause: "\(error)")
+                }
+            }
+        } catch let error as StartupError {
+            throw error
         } catch {
             throw StartupError(what: "Kafka client configuration (kafka.properties)", cause: "\(error)")
-        }
-        defer { admin.close() }
-        do {
-            let metadata = try await admin.waitUntilReachable(timeout: .milliseconds(configuration.kafka.connectTimeoutMs))
-            logger.info("connected to Kafka: \(metadata.brokers.joined(separator: ", "))")
-        } catch {
-            throw StartupError(what: "broker \(configuration.kafka.bootstrapServers) unreachable", cause: "\(error)")
-        }
-        do {
-            try await admin.ensureTopics(of: configuration)
-        } catch {
-            throw StartupError(what: "topics", cause: "\(error)")
         }
         if stages.contains(.producer) {
             do {

@@ -61,9 +61,10 @@ public actor ProducerStage: PipelineStage {
     public func run() async throws {
         if opened == nil {
             // A restart: the topics may be gone (a broker restarted without its data).
-            let admin = try KafkaAdmin(configuration: clientConfiguration(configuration, counters), name: "producer-admin", logger: logger)
-            defer { admin.close() }
-            try await admin.ensureTopics(of: configuration)
+            try await KafkaAdmin.withAdmin(configuration: clientConfiguration(configuration, counters), name: "producer-admin",
+                                           logger: logger) { [configuration] admin in
+                try await admin.ensureTopics(of: configuration)
+            }
         }
         let producer = try KafkaProducer(configuration: clientConfiguration(configuration, counters)
             .with(defaults: ["partitioner": "murmur2_random"]), name: "producer", logger: logger)
