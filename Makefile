@@ -5,7 +5,7 @@ CONFIG ?= config.json
 SWIFT_BUILD_FLAGS ?=
 GENETIKA := .build/debug/genetika
 
-.PHONY: all deps build release test run e2e broker-start broker-stop clean help bench bench-xlsx scale-out compose-check compose-smoke faults
+.PHONY: all deps build release test test-release run e2e broker-start broker-stop clean help bench bench-xlsx scale-out compose-check compose-smoke faults
 
 all: build
 
@@ -13,6 +13,7 @@ help:
 	@echo "make deps          install Debian packages, librdkafka >= 2.1 and the Tansu broker"
 	@echo "make build         build genetika (debug)"
 	@echo "make test          deps + swift test (tests start their own broker)"
+	@echo "make test-release  the xlsx reader's tests on a release build (its only unsafe compiler flag applies there)"
 	@echo "make run           deps + local broker + genetika run --config $(CONFIG)"
 	@echo "make e2e           the whole pipeline against a fresh broker, checked end to end"
 	@echo "make scale-out     two processes sharing the groups and PostgreSQL; one is killed mid-stream"
@@ -36,6 +37,11 @@ release: deps
 
 test: deps
 	swift test $(SWIFT_BUILD_FLAGS)
+
+# GenetikaXlsx is built with -enforce-exclusivity=unchecked in release builds only: its tests
+# run on that build too, so the flag can never hide a bug the debug tests would not see.
+test-release: deps
+	swift test -c release --filter XlsxTests $(SWIFT_BUILD_FLAGS)
 
 broker-start: deps
 	@scripts/broker.sh start
