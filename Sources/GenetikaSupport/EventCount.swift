@@ -11,7 +11,7 @@ import Synchronization
 public final class EventCount: Sendable {
     private let count = Atomic<UInt64>(0)
     private let waiting = Atomic<Int>(0)
-    private let waiters = Mutex<[CheckedContinuation<Void, Never>]>([])
+    private let waiters = Mutex<(next: UInt64, list: [UInt64: CheckedContinuation<Void, Never>])>((0, [:]))
 
     public init() {}
 
@@ -21,27 +21,40 @@ public final class EventCount: Sendable {
     public func notify() {
         count.add(1, ordering: .sequentiallyConsistent)
         guard waiting.load(ordering: .sequentiallyConsistent) > 0 else { return }
-        let woken = waiters.withLock { list in
-            defer { list = [] }
-            return list
+        let woken = waiters.withLock { state in
+            defer { state.list = [:] }
+            return Array(state.list.values)
         }
         waiting.subtract(woken.count, ordering: .sequentiallyConsistent)
         for waiter in woken { waiter.resume() }
     }
 
-    /// Returns once a notification came after `seen` (at once if one already did).
+    /// Returns once a notification came after `seen` (at once if one already did), or when
+    /// the task is cancelled.
     public func wait(after seen: UInt64) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = waiters.withLock { list -> Bool in
-                waiting.add(1, ordering: .sequentiallyConsistent)
-                guard count.load(ordering: .sequentiallyConsistent) == seen else {
-                    waiting.subtract(1, ordering: .sequentiallyConsistent)
-                    return true
+        let id = waiters.withLock { state in
+            defer { state.next += 1 }
+            return state.next
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = waiters.withLock { state -> Bool in
+                    waiting.add(1, ordering: .sequentiallyConsistent)
+                    guard count.load(ordering: .sequentiallyConsistent) == seen, !Task.isCancelled else {
+                        waiting.subtract(1, ordering: .sequentiallyConsistent)
+                        return true
+                    }
+                    state.list[id] = continuation
+                    return false
                 }
-                list.append(continuation)
-                return false
+                if resumeNow { continuation.resume() }
             }
-            if resumeNow { continuation.resume() }
+        } onCancel: {
+            let waiter = waiters.withLock { $0.list.removeValue(forKey: id) }
+            if let waiter {
+                waiting.subtract(1, ordering: .sequentiallyConsistent)
+                waiter.resume()
+            }
         }
     }
 }

@@ -7,6 +7,32 @@ import GenetikaSupport
 
 @Suite("Kafka layer against a real broker", .serialized)
 struct KafkaRoundTripTests {
+    @Test("a producer whose queue holds 5 messages sends 3,000 from 3 tasks: senders wait for delivery reports, none is refused", .timeLimit(.minutes(2)))
+    func fullQueueWaitsForDeliveryReports() async throws {
+        let broker = try await TestBroker.start()
+        defer { broker.stop() }
+        let topic = TestBroker.uniqueName("tinyqueue")
+        try await broker.createTopics([topic], partitions: 3)
+        var configuration = broker.clientConfiguration()
+        configuration["queue.buffering.max.messages"] = "5"
+        let producer = try KafkaProducer(configuration: configuration, name: "tiny-queue")
+        let delivered = DeliveredCount()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for task in 0..<3 {
+                group.addTask {
+                    for i in 0..<1000 {
+                        try await producer.send(OutgoingMessage(topic: topic, key: Array("\(task)-\(i)".utf8), value: [1])) { report in
+                            if report.error == nil { delivered.value.add(1, ordering: .relaxed) }
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        await producer.shutdown(timeout: .seconds(30))
+        #expect(delivered.value.load(ordering: .relaxed) == 3000)
+    }
+
     @Test("1,000 keyed messages go through a consumer group; after a commit and restart nothing is redelivered")
     func roundTripWithoutRedelivery() async throws {
         let broker = try await TestBroker.start()
@@ -113,4 +139,9 @@ struct KafkaRoundTripTests {
         }
         #expect(error?.description.contains("127.0.0.1:\(port)") == true)
     }
+}
+
+/// Delivery reports counted across the tasks that send.
+final class DeliveredCount: Sendable {
+    let value = Atomic<Int>(0)
 }
