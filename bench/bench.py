@@ -168,6 +168,7 @@ def run_genetika(args, work, data, rows, name, **producer):
         result = {
             "rows": total, "e2e_seconds": e2e, "e2e_rows_per_second": total / e2e,
             "producer_rows_per_second": producer_span["per_second"], "db_rows_per_second": db_span["per_second"],
+            "acker_events_per_second": (3 * acker_span["per_second"]) if acker_span.get("per_second") else None,
             "peak_rss_mb": run.rss_kb / 1024, "cpu_seconds": run.cpu, "broker_cpu_seconds": broker_cpu,
             "delay": report(args.genetika, config, work / f"{name}-report"),
             "delay_split": s.get("ack_delay_split_ms"),
@@ -268,6 +269,42 @@ def run_transit(args, work, rate):
         return result
 
 
+def run_floor(args, work, rate):
+    """The paced ack delay's floor with Genetika's topology and plain librdkafka clients
+    (bench/floor.py): one producer on three topics, two groups reading all three, acks to `ack`."""
+    with Broker(work, "floor") as broker:
+        probe = Timed([str(args.venv / "bin/python"), str(ROOT / "bench/floor.py"), "--bootstrap", broker.bootstrap,
+                       "--rate", str(rate), "--seconds", "20"], work, "floor").wait(300)
+        result = probe.json_line()
+        if result["count"] != result["expected"]:
+            raise RuntimeError(f"floor probe: {result['count']} of {result['expected']} ids acked")
+        return result
+
+
+def run_stages_alone(args, work, data, rows):
+    """Each stage alone on one broker, in turn: the producer sends the files, then the DB stage
+    and then the acker consume them to the end. Rows/s from each stage's own span (summary),
+    CPU from the process."""
+    results = {}
+    with Broker(work, "alone") as broker:
+        state = work / "alone-state"
+        shutil.rmtree(state, ignore_errors=True)
+        config = genetika_config(work / "alone.json", data, state, broker)
+        for stage, span, count in (("producer", "producer", "events_produced"), ("db", "db", "rows_written"),
+                                   ("acker", "acker", "acks")):
+            summary_path = work / f"alone-{stage}-summary.json"
+            run = Timed([args.genetika, "run", "--config", str(config), "--stages", stage, "--exit-when-done",
+                         "--summary", str(summary_path)], work, f"alone-{stage}", stdout=subprocess.DEVNULL).wait(args.timeout)
+            s = json.loads(summary_path.read_text())
+            expected = rows if stage == "acker" else 3 * rows
+            if s[count] != expected:
+                raise RuntimeError(f"{stage} alone: {count} {s[count]}, expected {expected}")
+            events = 3 * rows
+            seconds = (s["stages"][span]["last_ms"] - s["stages"][span]["first_ms"]) / 1000
+            results[stage] = {"rows_per_second": events / seconds if seconds > 0 else None, "cpu_seconds": run.cpu}
+    return results
+
+
 def machine():
     cpu = "unknown CPU"
     for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
@@ -287,7 +324,7 @@ def fmt(value, digits=0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="rows per spreadsheet")
-    parser.add_argument("--large-rows", type=int, help="rows per spreadsheet for the RSS comparison (4 × --rows)")
+    parser.add_argument("--large-rows", type=int, default=1_000_000, help="rows per spreadsheet of the large run (LARGE_ROWS)")
     parser.add_argument("--paced-rows", type=int, default=20_000, help="rows per spreadsheet in the paced runs")
     parser.add_argument("--rate", type=int, default=1000, help="events per second per topic in the paced runs")
     parser.add_argument("--skip-baseline", action="store_true")
@@ -325,7 +362,11 @@ def main():
     results["genetika_paced"] = run_genetika(args, args.work, paced, args.paced_rows, "genetika-paced", ratePerSecond=args.rate)
     log(f"plain librdkafka clients, paced at {args.rate:,} messages/s per topic (the broker's latency floor)")
     results["transit"] = run_transit(args, args.work, args.rate)
-    log(f"Genetika, flat out, 3 × {args.large_rows:,} rows (peak RSS against N)")
+    log(f"plain librdkafka clients in Genetika's topology, paced at {args.rate:,} messages/s per topic (bench/floor.py)")
+    results["floor"] = run_floor(args, args.work, args.rate)
+    log(f"each stage alone, 3 × {args.rows:,} rows")
+    results["alone"] = run_stages_alone(args, args.work, data, args.rows)
+    log(f"Genetika, flat out, 3 × {args.large_rows:,} rows (cost per row against N)")
     results["genetika_large"] = run_genetika(args, args.work, large, args.large_rows, "genetika-large")
     if not args.skip_baseline:
         log(f"baseline (Python), flat out, 3 × {args.rows:,} rows: this takes a while")
@@ -381,7 +422,12 @@ def render(args, r):
                 f"{fmt(to.get('p50'), 1)} / {fmt(to.get('p99'), 1)} | {fmt(inside.get('p50'), 2)} / {fmt(inside.get('p99'), 2)} |")
 
     lines.append(delay_row("Genetika", f"paced, {args.rate:,}/s per topic", gp))
-    lines.append(delay_row("Genetika", "flat out", g))
+    lines.append(delay_row("Genetika", f"flat out, 3 × {args.rows:,}", g))
+    lines.append(delay_row("Genetika", f"flat out, 3 × {args.large_rows:,}", gl))
+    fl = r.get("floor")
+    if fl:
+        lines.append(f"| plain librdkafka clients in Genetika's topology (`bench/floor.py`) | paced, {args.rate:,}/s per topic | "
+                     f"{fl['count']:,} acks | {fmt(fl['p50'], 1)} | {fmt(fl['p99'], 1)} | – | – |")
     tr = r.get("transit")
     if tr:
         lines.append(f"| librdkafka producer → consumer, no Genetika (`bench/transit.py`) | paced, {args.rate:,}/s per topic | "
@@ -393,6 +439,18 @@ def render(args, r):
 
     def verdict(ok):
         return "met" if ok else "**missed**"
+
+    alone = r.get("alone")
+    if alone:
+        together = {"producer": g.get("producer_rows_per_second"), "db": g.get("db_rows_per_second"),
+                    "acker": g.get("acker_events_per_second")}
+        lines += ["", f"Each stage alone (`--stages NAME`, in turn on one broker) and together, 3 × {args.rows:,} rows;",
+                  "rows/s counts events handled (the acker's three per ack), CPU is the whole process's.", "",
+                  "| stage | alone rows/s | alone CPU s | together rows/s |", "|---|---:|---:|---:|"]
+        for stage in ("producer", "db", "acker"):
+            lines.append(f"| {stage} | {fmt(alone[stage]['rows_per_second'])} | {fmt(alone[stage]['cpu_seconds'], 1)} | "
+                         f"{fmt(together[stage])} |")
+        lines.append(f"| all three (one process) | – | – | {fmt(g['e2e_rows_per_second'])} (CPU {fmt(g['cpu_seconds'], 1)} s) |")
 
     lines += ["", "| target | measured | |", "|---|---|---|"]
     if b:
@@ -406,6 +464,25 @@ def render(args, r):
     growth = gl["peak_rss_mb"] / g["peak_rss_mb"]
     lines.append(f"| peak RSS flat in N ({args.rows:,} → {args.large_rows:,} rows per file, within 25 %) | "
                  f"{fmt(g['peak_rss_mb'], 1)} → {fmt(gl['peak_rss_mb'], 1)} MB ({growth:.2f}×) | {verdict(growth <= 1.25)} |")
+    # Issue 13's targets.
+    ratio = g["e2e_rows_per_second"] / k["e2e_rows_per_second"]
+    lines.append(f"| end-to-end ≥ 0.35× kcat (3 × {args.rows:,}) | {ratio:.2f}× | {verdict(ratio >= 0.35)} |")
+    cpu_row = g["cpu_seconds"] / g["rows"] * 1e6
+    cpu_row_large = gl["cpu_seconds"] / gl["rows"] * 1e6
+    lines.append(f"| Genetika's CPU ≤ 20 µs per row | {cpu_row:.1f} µs | {verdict(cpu_row <= 20)} |")
+    scale = gl["e2e_rows_per_second"] / g["e2e_rows_per_second"]
+    lines.append(f"| 3 × {args.large_rows:,}: end-to-end ≥ 0.9× the 3 × {args.rows:,} figure | {scale:.2f}× | {verdict(scale >= 0.9)} |")
+    lines.append(f"| 3 × {args.large_rows:,}: CPU per row ≤ 1.1× | {cpu_row_large:.1f} µs ({cpu_row_large / cpu_row:.2f}×) | "
+                 f"{verdict(cpu_row_large <= 1.1 * cpu_row)} |")
+    for label, x in ((f"3 × {args.rows:,}", g), (f"3 × {args.large_rows:,}", gl)):
+        p99 = x["delay"]["p99"]
+        lines.append(f"| flat-out ack delay p99 ≤ 2 s ({label}) | {fmt(p99, 0)} ms | {verdict(p99 is not None and p99 <= 2000)} |")
+    fl = r.get("floor")
+    if fl and fl["p50"] and fl["p99"]:
+        lines.append(f"| paced ack delay p50 ≤ 1.25× the same-topology floor's | {fmt(p50, 1)} / {fmt(fl['p50'], 1)} ms "
+                     f"({p50 / fl['p50']:.2f}×) | {verdict(p50 <= 1.25 * fl['p50'])} |")
+        lines.append(f"| paced ack delay p99 ≤ 1.5× the same-topology floor's | {fmt(gp['delay']['p99'], 1)} / {fmt(fl['p99'], 1)} ms "
+                     f"({gp['delay']['p99'] / fl['p99']:.2f}×) | {verdict(gp['delay']['p99'] <= 1.5 * fl['p99'])} |")
     lines += ["", "<!-- bench:end -->"]
     return "\n".join(lines)
 
