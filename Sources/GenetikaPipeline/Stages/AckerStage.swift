@@ -32,13 +32,16 @@ public actor AckerStage: ConsumingStage {
     private(set) var tracker = CatchUpTracker()
     private var pendingReadBack: Set<Int32> = []
     /// Committed state of the ids still waiting for a topic, so that their later events need
-    /// no database read; acked ids leave it (the store remembers them). Holds only ids in
-    /// flight, so it does not grow with the data.
-    private var waiting: [String: AckerEntry] = [:]
-    /// Most entries `waiting` holds; beyond it, half are dropped (they stay in the store).
-    /// Ids whose events arrive far apart (the source files in different orders) would
-    /// otherwise make memory grow with the data.
-    static let defaultWaitingCapacity = 20_000
+    /// no database read; acked ids leave it (the store remembers them). With the source files
+    /// in different orders about three quarters of all ids wait at mid-run: they are held,
+    /// compactly (`WaitingIds`), since every one that is not costs a random read of the store
+    /// for each of its later events, a cost that grows with the data. Memory grows with the
+    /// waiting ids instead: about 90 bytes each as measured (3 × 1,000,000 rows: +67 MB peak RSS
+    /// against a 20,000-id cache, for 1.3× the end-to-end rate and 0.8× the CPU).
+    private var waiting: WaitingIds
+    /// Most ids `waiting` holds (about 90 MB); beyond it, half are dropped (they stay in the
+    /// store, and their events are answered from it).
+    static let defaultWaitingCapacity = 1_000_000
     let waitingCapacity: Int
     // Set while `run()` runs.
     private var store: AckerStore?
@@ -59,6 +62,7 @@ public actor AckerStage: ConsumingStage {
     init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
          stop: StopSignal, logger: Logger, afterAcks: (@Sendable (Int) throws -> Void)?, waitingCapacity: Int) {
         self.waitingCapacity = waitingCapacity
+        waiting = WaitingIds(topicCount: configuration.sources.count)
         self.configuration = configuration
         self.counters = counters
         self.progress = progress
@@ -120,7 +124,7 @@ public actor AckerStage: ConsumingStage {
         let recreated = comparison.recreated
         if !recreated.isEmpty {
             reportReset("topics \(recreated.joined(separator: ", ")) were recreated: the acker state describes logs that are gone; forgetting it and reading every topic again from the beginning")
-            waiting = [:]
+            waiting.removeAll()
         }
         try store.recordTopicIds(ids, forgetAll: !recreated.isEmpty)
         if !recreated.isEmpty { throw TopicsRecreated(topics: recreated) }
@@ -132,7 +136,7 @@ public actor AckerStage: ConsumingStage {
     func partitionsReset(_ partitions: [TopicPartition], assignment: Set<TopicPartition>) throws -> [TopicPartition: Int64] {
         let numbers = Set(partitions.map(\.partition))
         for number in numbers.sorted() { try store?.forget(partition: number) }
-        waiting = waiting.filter { !numbers.contains($0.value.partition) }
+        waiting.removeAll(inPartitions: numbers)
         pendingReadBack.formUnion(numbers)
         let sources = Set(configuration.sources.map(\.topic))
         let restart = assignment.filter { numbers.contains($0.partition) && sources.contains($0.topic) }
@@ -158,7 +162,7 @@ public actor AckerStage: ConsumingStage {
             tracker.revoked(partitions)
             // The partitions' new owner works from the store; forget what may go stale here.
             let numbers = Set(partitions.map(\.partition))
-            waiting = waiting.filter { !numbers.contains($0.value.partition) }
+            waiting.removeAll(inPartitions: numbers)
             return [:]
         }
     }
@@ -236,11 +240,7 @@ public actor AckerStage: ConsumingStage {
             try store.setOffsets(ackOffsets)
         }
         for entry in entries.values { waiting[entry.id] = entry.acked ? nil : entry }
-        if waiting.count > waitingCapacity {
-            // Rebuilt rather than thinned in place: deleting a run of buckets would leave the
-            // rest clustered, and every later lookup would probe through the cluster.
-            waiting = Dictionary(uniqueKeysWithValues: waiting.prefix(waitingCapacity / 2).map { ($0.key, $0.value) })
-        }
+        if waiting.count > waitingCapacity { waiting.shrink(to: waitingCapacity / 2) }
         if !acks.isEmpty { counters.acking.finished() }
         tracker.processed(offsets)
         // The delay histogram first: whoever sees the ack count sees these delays too.
