@@ -34,12 +34,11 @@ final class ZipArchive {
             throw XlsxError(.unreadable, file: path, "not a regular file")
         }
         fileSize = Int64(info.st_size)
-        do {
-            try readCentralDirectory()
-        } catch {
-            close(fd)
-            throw error
-        }
+        // Every stored property is set from here on, so if this throws, deinit runs and
+        // closes `fd`. Closing it here as well closed it twice: the second close hit whatever
+        // file another thread had opened under the same number in between (seen as "Bad file
+        // descriptor" in parallel release-build tests).
+        try readCentralDirectory()
     }
 
     deinit {
@@ -236,7 +235,7 @@ final class ZipEntryStream {
             z.initialize(to: z_stream())
             guard inflateInit2_(z, -MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
                 z.deallocate()
-                input.deallocate()
+                // `input` is not freed here: every stored property is set, so deinit runs and frees it.
                 throw fail(.corrupt, "zlib inflateInit2 failed")
             }
             stream = z

@@ -215,6 +215,6 @@ struct XlsxBadInputTests {
             bytes[record + 10] = 12  // bzip2
         }
         let error = try #require(readError(path))
-        #expect(error.kind == .unsupported && error.message.contains("method 12"))
+        #expect(error.kind == .unsupported && error.message.contains("method 12"), "\(error)")
     }
 }
