@@ -58,11 +58,12 @@ extension ConsumingStage {
         let topics = identifiedTopics
         let consumer = try KafkaConsumer(configuration: clientConfiguration(configuration, counters), groupId: settings.groupId,
                                          name: name, logger: logger) { [unowned self, logger, name] event in
-            if case .assigned = event, let consumer = box.consumer {
+            if case .assigned(let partitions) = event, let consumer = box.consumer {
                 // Every assignment (a broker restart makes the group assign again) checks
                 // whether a topic was recreated since the stored offsets were written.
                 do {
                     let ids = try consumer.topicIds(topics, timeout: .seconds(5))
+                    if !partitions.isEmpty && ids.count == topics.count { box.assignedIds = ids }
                     try self.assumeIsolated { stage in try stage.topicsIdentified(ids) }
                 } catch let error as KafkaError {
                     logger.info("\(name): topic ids not checked (\(error)); stored offsets beyond a partition's end are still detected")
@@ -93,10 +94,16 @@ extension ConsumingStage {
             if lag.update(consumer: consumer, tracker: tracker) {
                 // Topics that vanished and came back: a group that assigned nothing while they
                 // were missing is not always formed again by librdkafka when they reappear,
-                // so the stage starts over with a fresh consumer once they all exist.
-                if consumer.assignment.isEmpty && consumer.sawUnknownTopic && ContinuousClock.now - lastTopicCheck >= .seconds(5) {
+                // so the stage starts over with a fresh consumer once they all exist. That they
+                // vanished shows as an unknown-topic error, or (when librdkafka only saw their
+                // partition count drop to 0) as topic ids other than at the last assignment; a
+                // member that owns nothing for another reason (more members than partitions)
+                // sees the same ids and is left alone.
+                if consumer.assignment.isEmpty && (consumer.sawUnknownTopic || box.assignedIds != nil)
+                    && ContinuousClock.now - lastTopicCheck >= .seconds(5) {
                     lastTopicCheck = .now
-                    if let ids = try? consumer.topicIds(topics, timeout: .seconds(3)), ids.count == topics.count {
+                    if let ids = try? consumer.topicIds(topics, timeout: .seconds(3)), ids.count == topics.count,
+                       consumer.sawUnknownTopic || ids != box.assignedIds {
                         throw TopicsRecreated(topics: topics)
                     }
                 }
@@ -139,10 +146,12 @@ struct TopicsRecreated: Error, CustomStringConvertible, RestartRequest {
 }
 
 /// Lets the rebalance handler reach the consumer it belongs to (set once the consumer
-/// exists). `@unchecked Sendable`: written by the stage before its first poll and read
-/// only inside that stage's polls, all on the stage's one thread.
+/// exists), and keeps the topic ids seen at the last assignment that gave partitions.
+/// `@unchecked Sendable`: written by the stage before its first poll and inside its polls
+/// (the rebalance handler), read by the stage between polls: all on the stage's one thread.
 final class ConsumerBox: @unchecked Sendable {
     var consumer: KafkaConsumer?
+    var assignedIds: [String: String]?
 }
 
 /// Finds assigned partitions whose next offset lies beyond the high watermark that fetch
