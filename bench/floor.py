@@ -13,18 +13,9 @@ import time
 
 from confluent_kafka import Consumer, Producer
 
-TOPICS = ["topic1", "topic2", "topic3"]
+from transit import TOPICS, percentile
+
 CLIENT = {"session.timeout.ms": 6000}
-
-
-def percentile(values, p):
-    values = sorted(values)
-    if not values:
-        return None
-    rank = p / 100 * (len(values) - 1)
-    lower = int(rank)
-    upper = min(lower + 1, len(values) - 1)
-    return values[lower] + (values[upper] - values[lower]) * (rank - lower)
 
 
 def consumer(bootstrap, group):
