@@ -248,9 +248,20 @@ public final class KafkaConsumer {
         return high
     }
 
-    /// Leaves the group (running the revoke handler) and destroys the handle.
-    public func close() {
+    /// Leaves the group (running the revoke handler) and destroys the handle. With
+    /// `leavingGroup: false` the member just disappears, as after a crash: no LeaveGroup,
+    /// no revoke handler; the coordinator drops it once `session.timeout.ms` passes.
+    /// Tansu 0.6 needs that for a member that may be in the middle of a join: a member that
+    /// leaves a group while it is the leader of a rebalance that has not completed leaves
+    /// the group without a leader for good (every later member is told to wait for that
+    /// leader's SyncGroup), whereas a member that stops heartbeating is expelled and its
+    /// leadership passed on.
+    public func close(leavingGroup: Bool = true) {
         guard handle.beginClose() else { return }
+        guard leavingGroup else {
+            handle.destroy(flags: Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
+            return
+        }
         let err = rd_kafka_consumer_close(handle.pointer)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
             context.logger.warning("\(KafkaError(err, context: "\(name) close"))")

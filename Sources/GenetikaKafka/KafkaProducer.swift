@@ -271,9 +271,10 @@ final class KafkaHandle: Sendable {
         closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
     }
 
-    func destroy() {
+    /// `flags`: `rd_kafka_destroy_flags` flags (0: a plain `rd_kafka_destroy`).
+    func destroy(flags: Int32 = 0) {
         if destroyed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
-            rd_kafka_destroy(pointer)
+            rd_kafka_destroy_flags(pointer, flags)
         }
     }
 }

@@ -23,15 +23,16 @@ protocol ConsumingStage: PipelineStage {
     /// Partitions whose stored position lies beyond their end: the broker lost their log.
     /// Drops what is stored of them; returns where to read each partition from now.
     func partitionsReset(_ partitions: [TopicPartition], assignment: Set<TopicPartition>) throws -> [TopicPartition: Int64]
-    /// Work due after each poll, before its batch is handled (the acker's read-back).
-    func beforeBatch(_ consumer: KafkaConsumer) throws
+    /// Work due after each poll, before its batch is handled (the acker's read-back and
+    /// its check for incomplete ids).
+    func beforeBatch(_ consumer: KafkaConsumer) async throws
     /// Handles one batch, all from partitions this member owns; `offsets` are the batch's
     /// next offsets per partition.
     func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws
 }
 
 extension ConsumingStage {
-    func beforeBatch(_ consumer: KafkaConsumer) throws {}
+    func beforeBatch(_ consumer: KafkaConsumer) async throws {}
 
     var identifiedTopics: [String] { configuration.sources.map(\.topic) }
 
@@ -72,7 +73,13 @@ extension ConsumingStage {
             return try self.assumeIsolated { stage in try stage.rebalanced(event) }
         }
         box.consumer = consumer
-        defer { box.consumer = nil; consumer.close() }
+        // Leaving the group is for a stop while the member owns partitions (its peers take
+        // them over at once). A stage that fails or starts over, or owns nothing, may be in the
+        // middle of a join: it just disappears, and the coordinator expels it after
+        // session.timeout.ms (see KafkaConsumer.close(leavingGroup:): on Tansu, a leader that
+        // leaves mid-join leaves its group stuck for good).
+        var leaving = false
+        defer { box.consumer = nil; consumer.close(leavingGroup: leaving) }
         try consumer.subscribe(configuration.sources.map(\.topic))
         var lag = LagReporter(stage: name, counters: counters)
         var resets = ResetDetector()
@@ -80,7 +87,7 @@ extension ConsumingStage {
         while !stop.isRequested {
             let batch = try consumer.poll(maxMessages: settings.batchSize, timeout: .milliseconds(100),
                                           linger: .milliseconds(settings.lingerMs))
-            try beforeBatch(consumer)
+            try await beforeBatch(consumer)
             // A rebalance inside poll may have taken partitions away: their new owner redoes them.
             let owned = batch.filter { consumer.assignment.contains($0.topicPartition) }
             if !owned.isEmpty {
@@ -121,6 +128,7 @@ extension ConsumingStage {
             let allAtEnd = !consumer.assignment.isEmpty && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
             await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
         }
+        leaving = !consumer.assignment.isEmpty
     }
 }
 
