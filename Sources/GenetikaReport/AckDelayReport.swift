@@ -1,4 +1,5 @@
 import GenetikaJSON
+import GenetikaSupport
 /// Summary statistics of a list of numbers (percentiles interpolated linearly, as numpy's
 /// default, so figures compare with the Python original's).
 public struct DelayStatistics: Sendable, Equatable {
@@ -59,6 +60,8 @@ public struct AckDelayReport: Sendable {
     public private(set) var eventCounts: [String: Int] = [:]
     public private(set) var ackCount = 0
     public private(set) var firstEventTime: Int64?
+    /// Ids the acker reported incomplete (keys of the incomplete topic).
+    public private(set) var reportedIncomplete: Set<String> = []
 
     public init(sourceTopics: [String]) {
         self.sourceTopics = sourceTopics
@@ -83,6 +86,33 @@ public struct AckDelayReport: Sendable {
             ids[id, default: Arrivals()].topics[topic] = previous.map { Swift.min($0, timestamp) } ?? timestamp
             firstEventTime = firstEventTime.map { Swift.min($0, timestamp) } ?? timestamp
         }
+    }
+
+    /// An id the acker reported incomplete (a message on the incomplete topic).
+    public mutating func recordIncompleteReport(id: String) {
+        reportedIncomplete.insert(id)
+    }
+
+    /// One id that reached some source topics but not all, and has no ack.
+    public struct IncompleteId: Sendable, Equatable {
+        public var id: String
+        public var seen: [String]
+        public var missing: [String]
+        /// Milliseconds from its earliest event until `now`.
+        public var ageMs: Int64
+        /// The acker reported it (its age passed `stages.acker.incompleteAfterSeconds`).
+        public var reported: Bool
+    }
+
+    /// Ids without an ack that reached some but not all source topics, oldest first.
+    public func incomplete(now: Int64) -> [IncompleteId] {
+        ids.compactMap { id, arrivals -> (Int64, IncompleteId)? in
+            guard arrivals.acks.isEmpty, !arrivals.topics.isEmpty, arrivals.topics.count < sourceTopics.count,
+                  let first = arrivals.topics.values.min() else { return nil }
+            let seen = sourceTopics.filter { arrivals.topics[$0] != nil }
+            return (first, IncompleteId(id: id, seen: seen, missing: sourceTopics.filter { arrivals.topics[$0] == nil },
+                                        ageMs: now - first, reported: reportedIncomplete.contains(id)))
+        }.sorted { ($0.0, $0.1.id) < ($1.0, $1.1.id) }.map(\.1)
     }
 
     /// Ack delay per acked id with all topics present: first ack − latest topic time, in ms.
@@ -143,7 +173,10 @@ public struct AckDelayReport: Sendable {
         }.map(\.key).sorted(by: idOrder)
     }
 
-    public var summary: JSONValue {
+    public var summary: JSONValue { summary(now: nowMilliseconds()) }
+
+    /// `now`: the time incomplete ids' ages are measured to.
+    public func summary(now: Int64) -> JSONValue {
         var object = JSONObject()
         object["events"] = .object(JSONObject(sourceTopics.map { ($0, JSONValue.int(Int64(eventCounts[$0] ?? 0))) }))
         object["ids"] = .int(Int64(ids.count))
@@ -156,6 +189,18 @@ public struct AckDelayReport: Sendable {
         object["acks_before_latest_event"] = .array(acksBeforeLatestEvent.map(JSONValue.string))
         object["acks_not_matching_topics"] = .array(acksNotMatchingTopics.map(JSONValue.string))
         object["acks_on_wrong_partition"] = .array(acksOnWrongPartition.map(JSONValue.string))
+        let incomplete = incomplete(now: now)
+        object["incomplete"] = .object(JSONObject([
+            ("count", .int(Int64(incomplete.count))),
+            ("reported", .int(Int64(incomplete.filter(\.reported).count))),
+            ("ids", .array(incomplete.map { entry in
+                .object(JSONObject([
+                    ("id", .string(entry.id)), ("seen", .array(entry.seen.map(JSONValue.string))),
+                    ("missing", .array(entry.missing.map(JSONValue.string))), ("age_ms", .int(entry.ageMs)),
+                    ("reported", .bool(entry.reported)),
+                ]))
+            })),
+        ]))
         return .object(object)
     }
 }

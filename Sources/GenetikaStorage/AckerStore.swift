@@ -29,6 +29,8 @@ public final class AckerStore {
     private let selectEntry: SQLiteStatement
     private let upsertEntry: SQLiteStatement
     private let upsertAcked: SQLiteStatement
+    private let upsertReported: SQLiteStatement
+    private let selectUnacked: SQLiteStatement
 
     /// `integerIds`: every source's key column is an integer, so ids are kept as integers
     /// (a rowid table: smaller and faster than text keys). A state file created either way
@@ -53,6 +55,11 @@ public final class AckerStore {
                     PRIMARY KEY (topic, partition));
                 CREATE TABLE IF NOT EXISTS acker_topic_ids (topic TEXT PRIMARY KEY NOT NULL, topic_id TEXT NOT NULL);
                 """)
+            // `reported`: the id was reported incomplete (added in 0.5; older state files gain it).
+            let columns = try connection.query("SELECT name FROM pragma_table_info('acker_ids')")
+            if !columns.contains(where: { $0.first == .text("reported") }) {
+                try connection.execute("ALTER TABLE acker_ids ADD COLUMN reported INTEGER NOT NULL DEFAULT 0")
+            }
         }
         let columns = (0..<topicCount).map { ", t\($0)" }.joined()
         let placeholders = String(repeating: ", ?", count: topicCount)
@@ -66,6 +73,11 @@ public final class AckerStore {
             INSERT INTO acker_ids (id, partition, seen, acked) VALUES (?, ?, 0, 1)
             ON CONFLICT (id) DO UPDATE SET acked = 1
             """)
+        upsertReported = try connection.prepare("""
+            INSERT INTO acker_ids (id, partition, seen, acked, reported) VALUES (?, ?, 0, 0, 1)
+            ON CONFLICT (id) DO UPDATE SET reported = 1
+            """)
+        selectUnacked = try connection.prepare("SELECT id, partition, seen, reported\(columns) FROM acker_ids WHERE acked = 0")
     }
 
     public func close() { connection.close() }
@@ -113,6 +125,38 @@ public final class AckerStore {
         try upsertAcked.bind(1, .text(id))
         try upsertAcked.bind(2, .integer(Int64(partition)))
         try upsertAcked.run()
+    }
+
+    /// Marks an id reported incomplete (found in the incomplete topic, or just reported),
+    /// creating its row if needed. The flag survives the id's later events (`save` keeps it).
+    public func markReported(_ id: String, partition: Int32) throws {
+        try upsertReported.bind(1, .text(id))
+        try upsertReported.bind(2, .integer(Int64(partition)))
+        try upsertReported.run()
+    }
+
+    /// Ids of `partitions` without an ack: how many of them were reported incomplete, and
+    /// those not reported yet whose earliest event is older than `cutoff` (ms since the epoch).
+    /// One pass over the table: meant for a periodic check, not for every batch.
+    public func incomplete(in partitions: Set<Int32>, olderThan cutoff: Int64) throws -> (reported: Int, overdue: [AckerEntry]) {
+        var reported = 0
+        var overdue: [AckerEntry] = []
+        while try selectUnacked.next() {
+            let partition = Int32(truncatingIfNeeded: selectUnacked.int64(1))
+            guard partitions.contains(partition) else { continue }
+            if selectUnacked.int64(3) != 0 {
+                reported += 1
+                continue
+            }
+            let seen = selectUnacked.int64(2)
+            guard seen != 0 else { continue }
+            let timestamps: [Int64?] = (0..<Int32(topicCount)).map { column in
+                selectUnacked.isNull(4 + column) ? nil : selectUnacked.int64(4 + column)
+            }
+            guard let first = timestamps.compactMap({ $0 }).min(), first < cutoff else { continue }
+            overdue.append(AckerEntry(id: selectUnacked.text(0), partition: partition, seen: seen, timestamps: timestamps, acked: false))
+        }
+        return (reported, overdue)
     }
 
     public func offsets(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {

@@ -5,6 +5,7 @@ import GenetikaPipeline
 import GenetikaReport
 import GenetikaJSON
 import GenetikaKafka
+import GenetikaSupport
 
 /// `genetika report`: the ack-delay analysis of what is in the topics now.
 struct Report: ParsableCommand {
@@ -37,6 +38,17 @@ struct Report: ParsableCommand {
                 }
                 report.record(id: id, topic: message.topic, timestamp: timestamp, isAck: isAck, partition: message.partition, claims: claims)
             }
+        // The acker's incomplete reports; a deployment from before they existed has no such topic.
+        let snapshot = TopicSnapshot(configuration: KafkaClientConfiguration(configuration.kafka))
+        let reportsRead: Bool
+        do {
+            try snapshot.read([configuration.topics.incomplete]) { message in
+                if let id = message.keyText { report.recordIncompleteReport(id: id) }
+            }
+            reportsRead = true
+        } catch {
+            reportsRead = false
+        }
         print("events: " + topics.map { "\($0) \(report.eventCounts[$0] ?? 0)" }.joined(separator: ", ") + ", \(configuration.topics.ack) \(report.ackCount)")
         print("ids: \(report.ids.count)")
         if let s = report.statistics {
@@ -57,12 +69,22 @@ struct Report: ParsableCommand {
         if !report.missingAck.isEmpty {
             print("missing ack: \(report.missingAck.count) id(s): \(report.missingAck.prefix(20).joined(separator: ", "))")
         }
+        let now = nowMilliseconds()
+        let incomplete = report.incomplete(now: now)
+        if !incomplete.isEmpty {
+            let reported = incomplete.filter(\.reported).count
+            print("incomplete: \(incomplete.count) id(s) reached some topics but not all, \(reportsRead ? "\(reported) of them reported by the acker" : "no \(configuration.topics.incomplete) topic to say which the acker reported"):")
+            for entry in incomplete.prefix(20) {
+                print("  \(entry.id): seen \(entry.seen.joined(separator: ", ")); missing \(entry.missing.joined(separator: ", ")); age \(entry.ageMs / 1000) s\(entry.reported ? "; reported" : "")")
+            }
+            if incomplete.count > 20 { print("  …") }
+        }
         if !report.duplicateAcks.isEmpty {
             print("duplicate acks: \(report.duplicateAcks.count) id(s): \(report.duplicateAcks.prefix(20).joined(separator: ", "))")
         }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let path = out + "/summary.json"
-        try Data(JSONWriter.serialize(report.summary)).write(to: URL(fileURLWithPath: path))
+        try Data(JSONWriter.serialize(report.summary(now: now))).write(to: URL(fileURLWithPath: path))
         try Data(report.timestampsSVG(ackTopic: configuration.topics.ack).utf8).write(to: URL(fileURLWithPath: out + "/timestamps.svg"))
         try Data(report.delaySVG().utf8).write(to: URL(fileURLWithPath: out + "/delay.svg"))
         print("wrote \(path), \(out)/timestamps.svg, \(out)/delay.svg")

@@ -38,7 +38,8 @@ public final class PipelineTestbed: Sendable {
         }
         if let postgres { configuration.database.url = try postgres.createDatabase() }
         try change(&configuration)
-        let topics = configuration.sources.map(\.topic) + [configuration.topics.ack, configuration.topics.deadLetter]
+        let topics = configuration.sources.map(\.topic)
+            + [configuration.topics.ack, configuration.topics.deadLetter, configuration.topics.incomplete]
         try await broker.createTopics(topics, partitions: configuration.topics.partitions)
         return PipelineTestbed(broker: broker, postgres: postgres, directory: directory, configuration: configuration)
     }

@@ -40,6 +40,58 @@ struct AckerBehaviourTests {
         #expect(Set(acks.compactMap(\.keyText)) == Set((1...60).map(String.init)))
     }
 
+    @Test("an id that reached only some topics is reported incomplete once (event, gauge), also by an acker that lost its state; it is acked when its last event arrives")
+    func incompleteIds() async throws {
+        let bed = try await PipelineTestbed.start { $0.acker.incompleteAfterSeconds = 1 }
+        defer { bed.stop() }
+        // Ids 1...3 complete; 4 reaches topic1 only, 5 topic1 and topic2.
+        try await bed.produce("topic1", keys: (1...5).map(String.init), "{}")
+        try await bed.produce("topic2", keys: ["1", "2", "3", "5"], "{}")
+        try await bed.produce("topic3", keys: ["1", "2", "3"], "{}")
+        let counters = PipelineCounters()
+        try await runAcker(bed, logger: logger, counters: counters) { try bed.messages("incomplete").count >= 2 }
+        var reports = try bed.messages("incomplete")
+        #expect(reports.count == 2)
+        #expect(Set(reports.compactMap(\.keyText)) == ["4", "5"])
+        for report in reports {
+            let json = try JSONParser.parse(report.value)
+            guard case .int(let first)? = json["first_seen_ms"], case .int(let age)? = json["age_ms"] else {
+                Issue.record("report without times: \(String(decoding: report.value, as: UTF8.self))")
+                continue
+            }
+            #expect(age >= 1000 && first > 0)
+            if report.keyText == "5" {
+                #expect(json["id"] == .int(5))
+                #expect(json["seen"] == .array([.string("topic1"), .string("topic2")]))
+                #expect(json["missing"] == .array([.string("topic3")]))
+            } else {
+                #expect(json["missing"] == .array([.string("topic2"), .string("topic3")]))
+            }
+        }
+        #expect(counters.incompleteIds.value == 2)
+        #expect(counters.incompleteReported.value == 2)
+        #expect(try bed.messages("ack").count == 3)
+
+        // A restart reports nothing again; neither does an acker without the state (a new
+        // owner), which learns what was reported by reading the incomplete topic back.
+        let restarted = PipelineCounters()
+        try await runAcker(bed, logger: logger, counters: restarted) { restarted.incompleteIds.value == 2 }
+        try FileManager.default.removeItem(atPath: bed.configuration.resolve(bed.configuration.stateDirectory))
+        let fresh = PipelineCounters()
+        try await runAcker(bed, logger: logger, counters: fresh) { fresh.incompleteIds.value == 2 && fresh.eventsConsumed.value >= 12 }
+        try await Task.sleep(for: .seconds(1))
+        #expect(try bed.messages("incomplete").count == 2, "each incomplete id is reported once")
+        #expect(restarted.incompleteReported.value == 0 && fresh.incompleteReported.value == 0)
+
+        // Id 5's last event arrives: it is acked as usual and no longer counts as incomplete.
+        try await bed.produce("topic3", keys: ["5"], "{}")
+        let later = PipelineCounters()
+        try await runAcker(bed, logger: logger, counters: later) { later.acks.value == 1 && later.incompleteIds.value == 1 }
+        #expect(Set(try bed.messages("ack").compactMap(\.keyText)) == ["1", "2", "3", "5"])
+        reports = try bed.messages("incomplete")
+        #expect(reports.count == 2)
+    }
+
     @Test("an event without a key is dead-lettered by the acker with its origin; it is read back from the dead-letter topic")
     func ackerDeadLetters() async throws {
         let bed = try await PipelineTestbed.start()

@@ -254,6 +254,29 @@ struct ReportStatisticsTests {
         #expect(report.missingAck == ["3"])
         #expect(report.duplicateAcks == ["4"])
     }
+
+    @Test("incomplete ids: those without an ack that reached some topics, with what they saw, their age and whether the acker reported them")
+    func incompleteIds() {
+        var report = AckDelayReport(sourceTopics: ["t1", "t2", "t3"])
+        for topic in ["t1", "t2", "t3"] { report.record(id: "1", topic: topic, timestamp: 100, isAck: false) }
+        report.record(id: "2", topic: "t2", timestamp: 300, isAck: false)
+        report.record(id: "3", topic: "t1", timestamp: 200, isAck: false)
+        report.record(id: "3", topic: "t3", timestamp: 250, isAck: false)
+        report.record(id: "4", topic: "t1", timestamp: 50, isAck: false)
+        report.record(id: "4", topic: "ack", timestamp: 400, isAck: true)  // acked without all its events here: not incomplete
+        report.recordIncompleteReport(id: "3")
+        let incomplete = report.incomplete(now: 1_000)
+        #expect(incomplete == [
+            .init(id: "3", seen: ["t1", "t3"], missing: ["t2"], ageMs: 800, reported: true),
+            .init(id: "2", seen: ["t2"], missing: ["t1", "t3"], ageMs: 700, reported: false),
+        ])
+        guard case .object(let summary) = report.summary(now: 1_000), case .object(let section)? = summary["incomplete"] else {
+            Issue.record("no incomplete section in the summary")
+            return
+        }
+        #expect(section["count"] == .int(2))
+        #expect(section["reported"] == .int(1))
+    }
 }
 
 @Suite("Report plots")

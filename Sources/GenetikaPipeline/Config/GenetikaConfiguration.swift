@@ -39,6 +39,8 @@ public struct KafkaConfiguration: Sendable, Equatable {
 public struct TopicsConfiguration: Sendable, Equatable {
     public var ack: String
     public var deadLetter: String
+    /// Where the acker reports ids that stayed incomplete (`stages.acker.incompleteAfterSeconds`).
+    public var incomplete: String = "incomplete"
     /// Partitions of every topic Genetika creates; the source topics must share one count.
     public var partitions: Int
     /// Create missing topics at start-up.
@@ -67,6 +69,10 @@ public struct ConsumerStageConfiguration: Sendable, Equatable {
     public var batchSize: Int
     /// How long a batch may wait to fill up, in milliseconds.
     public var lingerMs: Int
+    /// Acker only: an id that reached some but not all source topics this many seconds ago
+    /// (its earliest event's timestamp), while the acker has read everything there is, is
+    /// reported once as incomplete (0: never).
+    public var incompleteAfterSeconds: Int = 300
 }
 
 public struct SupervisorConfiguration: Sendable, Equatable {
@@ -181,6 +187,7 @@ public struct GenetikaConfiguration: Sendable, Equatable {
             TopicsConfiguration(
                 ack: topics.string("ack", default: "ack"),
                 deadLetter: topics.string("deadLetter", default: "dead-letter"),
+                incomplete: topics.string("incomplete", default: "incomplete"),
                 partitions: topics.integer("partitions", default: 3, range: 1...10_000),
                 create: topics.bool("create", default: true))
         }
@@ -204,7 +211,10 @@ public struct GenetikaConfiguration: Sendable, Equatable {
                     ConsumerStageConfiguration(
                         groupId: s.string("groupId", default: defaults.groupId),
                         batchSize: s.integer("batchSize", default: defaults.batchSize, range: 1...100_000),
-                        lingerMs: s.integer("lingerMs", default: defaults.lingerMs, range: 0...60_000))
+                        lingerMs: s.integer("lingerMs", default: defaults.lingerMs, range: 0...60_000),
+                        incompleteAfterSeconds: key == "acker"
+                            ? s.integer("incompleteAfterSeconds", default: defaults.incompleteAfterSeconds, range: 0...31_536_000)
+                            : defaults.incompleteAfterSeconds)
                 }
                 if let value { if key == "db" { db = value } else { acker = value } }
             }
@@ -290,8 +300,9 @@ public struct GenetikaConfiguration: Sendable, Equatable {
             if let first = tables[source.table.lowercased()] {
                 report("sources[\(position)].table", "\"\(source.table)\" is already the table of sources[\(first)]")
             } else { tables[source.table.lowercased()] = position }
-            for reserved in [configuration.topics.ack, configuration.topics.deadLetter] where source.topic == reserved {
-                report("sources[\(position)].topic", "\"\(reserved)\" is reserved for acks or dead letters")
+            for reserved in [configuration.topics.ack, configuration.topics.deadLetter, configuration.topics.incomplete]
+            where source.topic == reserved {
+                report("sources[\(position)].topic", "\"\(reserved)\" is reserved for acks, dead letters or incomplete ids")
             }
             if source.table.lowercased().hasPrefix("genetika_") {
                 report("sources[\(position)].table", "names starting with genetika_ are reserved for Genetika's own tables")
@@ -299,6 +310,9 @@ public struct GenetikaConfiguration: Sendable, Equatable {
         }
         if configuration.topics.ack == configuration.topics.deadLetter {
             report("topics.deadLetter", "must differ from topics.ack")
+        }
+        if configuration.topics.incomplete == configuration.topics.ack || configuration.topics.incomplete == configuration.topics.deadLetter {
+            report("topics.incomplete", "must differ from topics.ack and topics.deadLetter")
         }
         let url = configuration.database.url
         if !(url.hasPrefix("sqlite://") || url.hasPrefix("postgres://") || url.hasPrefix("postgresql://")) {

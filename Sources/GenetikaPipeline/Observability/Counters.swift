@@ -24,6 +24,27 @@ public final class Counter: Sendable {
     public var value: Int { atomic.load(ordering: .relaxed) }
 }
 
+/// A level shared across threads (set, not added to), also exported as a swift-metrics
+/// gauge when the pipeline has a metrics factory.
+public final class Level: Sendable {
+    private let atomic = Atomic<Int>(0)
+    private let metric: CoreMetrics.Gauge?
+
+    public init() { metric = nil }
+
+    init(_ label: String, factory: (any MetricsFactory)?) {
+        metric = factory.map { CoreMetrics.Gauge(label: label, dimensions: [], factory: $0) }
+        metric?.record(0)
+    }
+
+    public func set(_ value: Int) {
+        atomic.store(value, ordering: .relaxed)
+        metric?.record(value)
+    }
+
+    public var value: Int { atomic.load(ordering: .relaxed) }
+}
+
 /// When a stage first took work in and last finished some (epoch milliseconds), for the
 /// run summary's throughput figures: the producer from its first row read to its last
 /// delivery report, the DB stage from its first batch to its last commit, the acker from its
@@ -106,6 +127,10 @@ public final class PipelineCounters: Sendable {
     /// Partitions found reset by the broker (topic recreated, or a stored offset beyond the
     /// partition's end) and read again from the beginning.
     public let partitionResets: Counter
+    /// Ids reported incomplete (each once).
+    public let incompleteReported: Counter
+    /// Ids reported incomplete that still have no ack (in the partitions this process owns).
+    public let incompleteIds: Level
     /// What `/health` reports: each stage's state, progress and problems.
     public let health: StageHealth
     public let stageRestarts: Counter
@@ -143,6 +168,8 @@ public final class PipelineCounters: Sendable {
         })
         partitionResets = Counter("genetika_partition_resets_total", factory: factory)
         acks = Counter("genetika_acks_total", factory: factory)
+        incompleteReported = Counter("genetika_incomplete_reported_total", factory: factory)
+        incompleteIds = Level("genetika_incomplete_ids", factory: factory)
         stageRestarts = Counter("genetika_stage_restarts_total", factory: factory)
         producedPerTopic = Dictionary(uniqueKeysWithValues: sources.map {
             ($0.topic, Counter("genetika_events_produced_total", [("topic", $0.topic)], factory: factory))

@@ -104,15 +104,88 @@ public actor AckerStage: ConsumingStage {
         try await consume(configuration.acker)
     }
 
-    func beforeBatch(_ consumer: KafkaConsumer) throws {
-        guard !pendingReadBack.isEmpty, let store, let readBack else { return }
-        do {
-            try readBackAcks(store: store, consumer: readBack)
-        } catch let beyond as PartitionBeyondEnd {
-            // The ack partition lost its log: so did what the state says was acked there.
-            reportReset("\(beyond); forgetting partition \(beyond.partition.partition) and reading it again from the beginning")
-            try resetPartitions([beyond.partition], consumer: consumer)
+    func beforeBatch(_ consumer: KafkaConsumer) async throws {
+        guard let store else { return }
+        if !pendingReadBack.isEmpty, let readBack {
+            do {
+                try readBackAcks(store: store, consumer: readBack)
+            } catch let beyond as PartitionBeyondEnd {
+                // The ack (or incomplete) partition lost its log: so did what the state says was sent there.
+                reportReset("\(beyond); forgetting partition \(beyond.partition.partition) and reading it again from the beginning")
+                try resetPartitions([beyond.partition], consumer: consumer)
+                return
+            }
         }
+        try await reportIncomplete(consumer: consumer, store: store)
+    }
+
+    private var lastIncompleteCheck = ContinuousClock.now
+
+    /// Every few seconds (a tenth of `incompleteAfterSeconds`, from 1 to 30 s), while the
+    /// member owns partitions and has read all there is in them: reports the ids of those
+    /// partitions that reached some but not all source topics longer than
+    /// `incompleteAfterSeconds` ago, once each (an event on the incomplete topic, delivered
+    /// before the id is marked reported; the topic is read back on assignment like the ack
+    /// topic, so a crash or a new owner does not report it again), and sets the gauge of
+    /// reported ids still without an ack. Reading everything first keeps a backlog (a
+    /// restart after downtime) from passing for missing events.
+    private func reportIncomplete(consumer: KafkaConsumer, store: AckerStore) async throws {
+        let after = configuration.acker.incompleteAfterSeconds
+        guard after > 0, let producer else { return }
+        let interval = Duration.seconds(min(30, max(1, after / 10)))
+        guard ContinuousClock.now - lastIncompleteCheck >= interval else { return }
+        let sources = Set(configuration.sources.map(\.topic))
+        let owned = consumer.assignment.filter { sources.contains($0.topic) }
+        guard !owned.isEmpty, owned.isSubset(of: consumer.partitionsAtEnd) else { return }
+        lastIncompleteCheck = .now
+        let now = nowMilliseconds()
+        let (reported, overdue) = try store.incomplete(in: Set(owned.map(\.partition)), olderThan: now - Int64(after) * 1000)
+        guard !overdue.isEmpty else {
+            counters.incompleteIds.set(reported)
+            return
+        }
+        let messages = overdue.map { incompleteMessage($0, now: now) }
+        let reports = try await producer.sendAll(messages)
+        if let failed = reports.first(where: { $0.error != nil }), let error = failed.error { throw error }
+        var offsets: [TopicPartition: Int64] = [:]
+        for report in reports {
+            let partition = TopicPartition(report.topic, report.partition)
+            offsets[partition] = max(offsets[partition] ?? 0, report.offset + 1)
+        }
+        try store.transaction {
+            for entry in overdue { try store.markReported(entry.id, partition: entry.partition) }
+            try store.setOffsets(offsets)
+        }
+        for entry in overdue.prefix(10) {
+            let (seen, missing) = topics(of: entry)
+            let first = entry.timestamps.compactMap { $0 }.min() ?? now
+            logger.warning("acker: id \(entry.id) is incomplete after \((now - first) / 1000) s: it reached \(seen.joined(separator: ", ")) but not \(missing.joined(separator: ", ")); reported to \(configuration.topics.incomplete)")
+        }
+        if overdue.count > 10 {
+            logger.warning("acker: \(overdue.count - 10) more ids are incomplete after \(after) s; reported to \(configuration.topics.incomplete)")
+        }
+        counters.incompleteReported.add(overdue.count)
+        counters.incompleteIds.set(reported + overdue.count)
+    }
+
+    private func topics(of entry: AckerEntry) -> (seen: [String], missing: [String]) {
+        let all = configuration.sources.map(\.topic)
+        let seen = all.filter { entry.seen & (Int64(1) << Int64(topicIndex[$0]!)) != 0 }
+        return (seen, all.filter { !seen.contains($0) })
+    }
+
+    /// `{"id", "seen": [topics], "missing": [topics], "first_seen_ms", "age_ms"}`, keyed by id,
+    /// on the id's partition number (like its ack).
+    private func incompleteMessage(_ entry: AckerEntry, now: Int64) -> OutgoingMessage {
+        let (seen, missing) = topics(of: entry)
+        let first = entry.timestamps.compactMap { $0 }.min() ?? now
+        let id: JSONValue = numericIds ? Int64(entry.id).map(JSONValue.int) ?? .string(entry.id) : .string(entry.id)
+        let value = JSONWriter.serialize(.object(JSONObject([
+            ("id", id), ("seen", .array(seen.map(JSONValue.string))), ("missing", .array(missing.map(JSONValue.string))),
+            ("first_seen_ms", .int(first)), ("age_ms", .int(now - first)),
+        ])))
+        return OutgoingMessage(topic: configuration.topics.incomplete, partition: entry.partition, key: Array(entry.id.utf8),
+                               value: value, timestamp: now)
     }
 
     var identifiedTopics: [String] { configuration.sources.map(\.topic) + [configuration.topics.ack] }
@@ -167,10 +240,11 @@ public actor AckerStage: ConsumingStage {
         }
     }
 
-    /// Reads the ack topic's newly assigned partitions from the last recorded ack offset to
-    /// their end and marks every id found there as acked.
+    /// Reads the ack and incomplete topics' newly assigned partitions from the last recorded
+    /// offset to their end and marks every id found there as acked, or as reported incomplete.
     private func readBackAcks(store: AckerStore, consumer: KafkaConsumer) throws {
         for partitionNumber in pendingReadBack.sorted() {
+            try readBackReported(TopicPartition(configuration.topics.incomplete, partitionNumber), store: store, consumer: consumer)
             let partition = TopicPartition(configuration.topics.ack, partitionNumber)
             let from = try store.offsets([partition])[partition] ?? 0
             var found: [String] = []
@@ -191,6 +265,24 @@ public actor AckerStage: ConsumingStage {
             }
         }
         pendingReadBack = []
+    }
+
+    /// Marks the ids found in `partition` of the incomplete topic, from the last recorded
+    /// offset, as reported.
+    private func readBackReported(_ partition: TopicPartition, store: AckerStore, consumer: KafkaConsumer) throws {
+        let from = try store.offsets([partition])[partition] ?? 0
+        var found: [String] = []
+        var next = from
+        counters.health.busy(name, "reading back \(partition) from offset \(from)")
+        defer { counters.health.idle(name) }
+        try consumer.readToEnd([partition: from], timeout: .seconds(60), stop: stop) { message in
+            next = max(next, message.offset + 1)
+            if let id = message.keyText { found.append(id) }
+        }
+        try store.transaction {
+            for id in found { try store.markReported(id, partition: partition.partition) }
+            try store.setOffsets([partition: next])
+        }
     }
 
     private func process(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64], store: AckerStore, producer: KafkaProducer,

@@ -464,7 +464,8 @@ extension KafkaAdmin {
     /// Every topic the configuration names (sources, ack, dead letters) exists with
     /// `topics.partitions` partitions; missing ones are created if `topics.create`.
     func ensureTopics(of configuration: GenetikaConfiguration) async throws {
-        let topics = configuration.sources.map(\.topic) + [configuration.topics.ack, configuration.topics.deadLetter]
+        let topics = configuration.sources.map(\.topic)
+            + [configuration.topics.ack, configuration.topics.deadLetter, configuration.topics.incomplete]
         try await ensureTopics(topics.map { TopicSpecification(name: $0, partitions: configuration.topics.partitions) },
                                create: configuration.topics.create)
     }
