@@ -39,6 +39,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        /// OpenSSL's libcrypto (librdkafka links it too): SHA-256 of inbox files.
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // The layers (docs/architecture.md, "Modules"): each imports only what it needs.
         /// Shared vocabulary and threads: topic/partition, clocks, the stop signal, `ThreadExecutor`.
@@ -70,7 +72,7 @@ let package = Package(
         .target(
             name: "GenetikaPipeline",
             dependencies: [
-                "GenetikaSupport", "GenetikaJSON", "GenetikaXlsx", "GenetikaKafka", "GenetikaStorage", "GenetikaReport",
+                "GenetikaSupport", "GenetikaJSON", "GenetikaXlsx", "GenetikaKafka", "GenetikaStorage", "GenetikaReport", "CLibCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -5,10 +5,13 @@ import GenetikaXlsx
 public struct DatasetGenerator {
     public var rows: Int
     public var seed: UInt64
+    /// The first id: rows hold ids `firstId ..< firstId + rows`.
+    public var firstId: Int
 
-    public init(rows: Int, seed: UInt64 = 42) {
+    public init(rows: Int, seed: UInt64 = 42, firstId: Int = 1) {
         self.rows = rows
         self.seed = seed
+        self.firstId = firstId
     }
 
     public static let fileNames = ["sim_file1.xlsx", "sim_file2.xlsx", "sim_file3.xlsx"]
@@ -24,8 +27,7 @@ public struct DatasetGenerator {
     }
 
     private func shuffledIds(_ rng: inout DatasetRandom) -> [Int] {
-        var ids = Array(1...max(rows, 1))
-        if rows == 0 { ids = [] }
+        var ids = Array(firstId..<(firstId + max(rows, 0)))
         ids.shuffle(using: &rng)
         return ids
     }
@@ -36,7 +38,7 @@ public struct DatasetGenerator {
         try writer.writeSheet { sheet in
             try sheet.write(["id", "age", "sex", "weight_kg", "bmi", "diagnosis", "phq9", "enrolled_on"].map(CellValue.string))
             let start = daysFromCivil(2023, 1, 1)
-            for id in stride(from: 1, through: rows, by: 1) {
+            for id in firstId..<(firstId + max(rows, 0)) {
                 let weight = round1(Double.random(in: 45...120, using: &rng))
                 let bmi: CellValue = Int.random(in: 0..<10, using: &rng) == 0 ? .string("NA") : .number(round2(Double.random(in: 17...42, using: &rng)))
                 try sheet.write([

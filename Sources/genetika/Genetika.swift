@@ -10,7 +10,7 @@ struct Genetika: AsyncParsableCommand {
         commandName: "genetika",
         abstract: "Streams spreadsheet rows through Kafka into a database and acknowledges each event once all of its parts have arrived.",
         version: GenetikaVersion.string,
-        subcommands: [Run.self, Report.self, CheckConfig.self, Inspect.self, Version.self])
+        subcommands: [Run.self, Report.self, CheckConfig.self, Inspect.self, Files.self, Version.self])
 }
 
 /// `genetika version`: Genetika's version and the librdkafka linked into this binary.
@@ -36,7 +36,9 @@ struct CheckConfig: ParsableCommand {
         print("\(config): valid")
         print("  kafka: \(configuration.kafka.bootstrapServers)")
         for source in configuration.sources {
-            print("  \(configuration.resolve(source.file)) -> topic \(source.topic) -> table \(source.table) (\(source.columns.count) columns, key \(source.key))")
+            let from = [source.file.map { configuration.resolve($0) },
+                        source.inbox.map { "inbox \(configuration.resolve($0))/\(source.pattern)" }].compactMap { $0 }
+            print("  \(from.joined(separator: " + ")) -> topic \(source.topic) -> table \(source.table) (\(source.columns.count) columns, key \(source.key))")
         }
         print("  acks: \(configuration.topics.ack), dead letters: \(configuration.topics.deadLetter), \(configuration.topics.partitions) partitions")
         print("  database: \(configuration.database.url)")

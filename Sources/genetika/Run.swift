@@ -20,8 +20,11 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Stages to run, comma-separated: producer, db, acker.")
     var stages: String = "producer,db,acker"
 
-    @Flag(help: "Exit 0 once the producer has finished and the db and acker stages have caught up.")
+    @Flag(help: "Exit 0 once the producer has finished (inboxes: once they hold no file left to take) and the db and acker stages have caught up.")
     var exitWhenDone = false
+
+    @Flag(help: "Send inbox files whose content was sent before (normally they are moved to done/ unsent).")
+    var resend = false
 
     @Option(help: "Seconds to wait for the stages to stop after SIGINT/SIGTERM before exiting anyway.")
     var stopTimeout: Int = 15
@@ -46,7 +49,7 @@ struct Run: AsyncParsableCommand {
             }
             if !kinds.contains(kind) { kinds.append(kind) }
         }
-        let pipeline = Pipeline(configuration: configuration, stages: kinds, exitWhenDone: exitWhenDone, logger: logger)
+        let pipeline = Pipeline(configuration: configuration, stages: kinds, exitWhenDone: exitWhenDone, resend: resend, logger: logger)
         let reporter = ProgressReporter(pipeline: pipeline, logger: logger)
         defer { reporter.stop() }
         switch await RunEnding.race(pipeline, stopTimeout: .seconds(stopTimeout), logger: logger) {

@@ -34,7 +34,7 @@ public final class PipelineTestbed: Sendable {
         // config.json's 9464 would fail while `make run`, or anything, holds that port).
         configuration.observability.port = 0
         for index in configuration.sources.indices {
-            configuration.sources[index].file = configuration.resolve(configuration.sources[index].file)
+            configuration.sources[index].file = configuration.sources[index].file.map { configuration.resolve($0) }
         }
         if let postgres { configuration.database.url = try postgres.createDatabase() }
         try change(&configuration)

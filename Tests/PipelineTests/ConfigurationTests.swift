@@ -32,7 +32,7 @@ struct ConfigurationTests {
         let configuration = try GenetikaConfiguration.load(path: repositoryRoot.appendingPathComponent("config.json").path, environment: [:])
         #expect(configuration.sources.map(\.topic) == ["topic1", "topic2", "topic3"])
         #expect(configuration.sources.map(\.table) == ["data1", "data2", "data3"])
-        #expect(configuration.resolve(configuration.sources[0].file) == repositoryRoot.appendingPathComponent("Fixtures/sim_file1.xlsx").path)
+        #expect(configuration.sources[0].file.map(configuration.resolve) == repositoryRoot.appendingPathComponent("Fixtures/sim_file1.xlsx").path)
         #expect(configuration.database.url == "sqlite://state/genetika.db")
     }
 

@@ -13,9 +13,17 @@ public struct ColumnConfiguration: Sendable, Equatable {
     public var nullable: Bool
 }
 
-/// A spreadsheet whose rows become events on one topic and rows of one table.
+/// Spreadsheets whose rows become events on one topic and rows of one table: one `file`,
+/// sent once per run, and/or an `inbox` folder watched for files matching `pattern`.
 public struct SourceConfiguration: Sendable, Equatable {
-    public var file: String
+    /// A spreadsheet sent once per run (nil: inbox only).
+    public var file: String?
+    /// A folder whose matching files are each sent once, then moved to `done/` (or `failed/`).
+    public var inbox: String? = nil
+    /// Which inbox files are taken (`fnmatch` syntax).
+    public var pattern: String = "*.xlsx"
+    /// How the source is named in logs and file records: its file, else its inbox.
+    public var label: String { file ?? inbox.map { $0 + "/" + pattern } ?? topic }
     /// The sheet to read by name; the workbook's first sheet when nil.
     public var sheet: String?
     public var topic: String
@@ -61,6 +69,11 @@ public struct ProducerStageConfiguration: Sendable, Equatable {
     /// Events per second sent from each source, evenly spaced (0: as fast as possible).
     /// Takes precedence over `maxDelayMs`.
     public var ratePerSecond: Double = 0
+    /// An inbox file is taken once its size and modification time have stayed still this long
+    /// (a file renamed into the inbox, with an older modification time, at once).
+    public var settleMs: Int = 1000
+    /// How often inboxes are looked at.
+    public var inboxPollMs: Int = 500
 }
 
 public struct ConsumerStageConfiguration: Sendable, Equatable {
@@ -205,6 +218,8 @@ public struct GenetikaConfiguration: Sendable, Equatable {
             stages.object("producer") { p in
                 producer.maxDelayMs = p.integer("maxDelayMs", default: producer.maxDelayMs, range: 0...3_600_000)
                 producer.ratePerSecond = Double(p.integer("ratePerSecond", default: 0, range: 0...100_000_000))
+                producer.settleMs = p.integer("settleMs", default: producer.settleMs, range: 0...3_600_000)
+                producer.inboxPollMs = p.integer("inboxPollMs", default: producer.inboxPollMs, range: 10...600_000)
             }
             for (key, defaults) in [("db", db), ("acker", acker)] {
                 let value = stages.object(key) { s in
@@ -244,7 +259,15 @@ public struct GenetikaConfiguration: Sendable, Equatable {
     }
 
     private static func readSource(_ source: inout ConfigReader) -> SourceConfiguration? {
-        let file = source.string("file")
+        let file = source.optionalString("file")
+        let inbox = source.optionalString("inbox")
+        let pattern = source.string("pattern", default: "*.xlsx")
+        if file == nil && inbox == nil {
+            source.report("file", "a source needs a file, an inbox folder, or both")
+        }
+        if pattern.isEmpty || pattern.contains("/") {
+            source.report("pattern", "expected a file name pattern such as *.xlsx, found \"\(pattern)\"")
+        }
         let sheet = source.optionalString("sheet")
         let topic = source.string("topic")
         let table = source.string("table")
@@ -260,7 +283,7 @@ public struct GenetikaConfiguration: Sendable, Equatable {
             }
             return ColumnConfiguration(name: name, header: header ?? name, type: type, nullable: nullable)
         }
-        guard let file, let topic, let table else { return nil }
+        guard file != nil || inbox != nil, let topic, let table else { return nil }
         if !isIdentifier(table) {
             source.report("table", "\"\(table)\" is not a valid table name (letters, digits, _; not starting with a digit)")
         }
@@ -279,7 +302,8 @@ public struct GenetikaConfiguration: Sendable, Equatable {
         } else {
             source.report("columns", "a source needs at least one column")
         }
-        return SourceConfiguration(file: file, sheet: sheet, topic: topic, table: table, key: key, columns: columns)
+        return SourceConfiguration(file: file, inbox: inbox, pattern: pattern, sheet: sheet, topic: topic, table: table, key: key,
+                                   columns: columns)
     }
 
     private static func validate(_ configuration: GenetikaConfiguration, issues: ConfigReader.Issues) {
@@ -303,6 +327,12 @@ public struct GenetikaConfiguration: Sendable, Equatable {
             for reserved in [configuration.topics.ack, configuration.topics.deadLetter, configuration.topics.incomplete]
             where source.topic == reserved {
                 report("sources[\(position)].topic", "\"\(reserved)\" is reserved for acks, dead letters or incomplete ids")
+            }
+            if let inbox = source.inbox {
+                let folder = configuration.resolve(inbox)
+                if let first = configuration.sources.prefix(position).firstIndex(where: { $0.inbox.map(configuration.resolve) == folder }) {
+                    report("sources[\(position)].inbox", "\"\(inbox)\" is already the inbox of sources[\(first)]")
+                }
             }
             if source.table.lowercased().hasPrefix("genetika_") {
                 report("sources[\(position)].table", "names starting with genetika_ are reserved for Genetika's own tables")

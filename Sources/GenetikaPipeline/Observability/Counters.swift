@@ -3,6 +3,7 @@ import Foundation
 import Synchronization
 import GenetikaSupport
 import GenetikaReport
+import GenetikaStorage
 
 /// A counter shared across threads, also exported as a swift-metrics counter when the
 /// pipeline has a metrics factory.
@@ -131,6 +132,9 @@ public final class PipelineCounters: Sendable {
     public let incompleteReported: Counter
     /// Ids reported incomplete that still have no ack (in the partitions this process owns).
     public let incompleteIds: Level
+    /// Inbox files that reached each status in this process, per source topic
+    /// (`genetika_files_total{source,status}`).
+    public let files: [String: [FileStatus: Counter]]
     /// What `/health` reports: each stage's state, progress and problems.
     public let health: StageHealth
     public let stageRestarts: Counter
@@ -170,6 +174,11 @@ public final class PipelineCounters: Sendable {
         acks = Counter("genetika_acks_total", factory: factory)
         incompleteReported = Counter("genetika_incomplete_reported_total", factory: factory)
         incompleteIds = Level("genetika_incomplete_ids", factory: factory)
+        files = Dictionary(uniqueKeysWithValues: sources.filter { $0.inbox != nil }.map { source in
+            (source.topic, Dictionary(uniqueKeysWithValues: FileStatus.allCases.map {
+                ($0, Counter("genetika_files_total", [("source", source.topic), ("status", $0.rawValue)], factory: factory))
+            }))
+        })
         stageRestarts = Counter("genetika_stage_restarts_total", factory: factory)
         producedPerTopic = Dictionary(uniqueKeysWithValues: sources.map {
             ($0.topic, Counter("genetika_events_produced_total", [("topic", $0.topic)], factory: factory))

@@ -18,6 +18,8 @@ public final class Pipeline: Sendable {
     public let configuration: GenetikaConfiguration
     public let stages: [StageKind]
     public let exitWhenDone: Bool
+    /// Inbox files whose content was sent before are sent again.
+    public let resend: Bool
     public let counters: PipelineCounters
     public let progress = PipelineProgress()
     /// This run's metrics, in the Prometheus text format at `/metrics`.
@@ -36,12 +38,13 @@ public final class Pipeline: Sendable {
     private let checkedSources = Mutex<[ProducerStage.OpenSource]?>(nil)
 
     public init(configuration: GenetikaConfiguration, stages: [StageKind] = StageKind.allCases, exitWhenDone: Bool = false,
-                logger: Logger = Logger(label: "genetika"),
+                resend: Bool = false, logger: Logger = Logger(label: "genetika"),
                 dbAfterBatch: (@Sendable (Int) throws -> Void)? = nil,
                 ackerAfterAcks: (@Sendable (Int) throws -> Void)? = nil) {
         self.configuration = configuration
         self.stages = stages
         self.exitWhenDone = exitWhenDone
+        self.resend = resend
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.valueHistogramBuckets["genetika_ack_delay_ms"] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
         health = StageHealth(stages: stages.map(\.rawValue), stuckAfter: .seconds(configuration.observability.stuckAfterSeconds))
@@ -236,7 +239,7 @@ public final class Pipeline: Sendable {
                         return sources
                     }
                     return ProducerStage(configuration: configuration, counters: counters, progress: progress, stop: stop,
-                                         logger: logger, ledger: ledger, opened: opened)
+                                         logger: logger, ledger: ledger, opened: opened, resend: resend, drainInboxes: exitWhenDone)
                 }
             case .db:
                 StageSpec(name: kind.rawValue) { [self] in

@@ -15,25 +15,34 @@ import GenetikaStorage
 /// dead-letter topic with the reason, file and row.
 public actor ProducerStage: PipelineStage {
     public nonisolated let name = "producer"
-    private let configuration: GenetikaConfiguration
-    private let counters: PipelineCounters
-    private let progress: PipelineProgress
-    private let stop: StopSignal
-    private let logger: Logger
-    private let ledger: ProducerLedger
+    let configuration: GenetikaConfiguration
+    let counters: PipelineCounters
+    let progress: PipelineProgress
+    let stop: StopSignal
+    let logger: Logger
+    let ledger: ProducerLedger
     /// Sources already opened (and checked) by the start-up checks, used instead of opening
     /// them again; nil for a restarted stage, which opens them afresh.
     private let opened: [OpenSource]?
+    /// Inbox files whose content was sent before are sent again (`genetika run --resend`).
+    let resend: Bool
+    /// Inboxes are left once they hold no file to take (`--exit-when-done`); otherwise they
+    /// are watched until the stop.
+    let drainInboxes: Bool
 
     /// `ledger` remembers, across restarts of the stage, which sources were sent completely.
     public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
-                stop: StopSignal, logger: Logger, ledger: ProducerLedger = ProducerLedger()) {
+                stop: StopSignal, logger: Logger, ledger: ProducerLedger = ProducerLedger(), resend: Bool = false,
+                drainInboxes: Bool = false) {
         self.init(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
-                  ledger: ledger, opened: nil)
+                  ledger: ledger, opened: nil, resend: resend, drainInboxes: drainInboxes)
     }
 
     init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
-         stop: StopSignal, logger: Logger, ledger: ProducerLedger, opened: [OpenSource]?) {
+         stop: StopSignal, logger: Logger, ledger: ProducerLedger, opened: [OpenSource]?, resend: Bool = false,
+         drainInboxes: Bool = false) {
+        self.resend = resend
+        self.drainInboxes = drainInboxes
         self.configuration = configuration
         self.counters = counters
         self.progress = progress
@@ -89,7 +98,7 @@ public actor ProducerStage: PipelineStage {
         for file in ledger.forgetRecreated(topicIds, sources: configuration.sources) {
             logger.warning("producer: the topic of \(file) was recreated since it was sent; sending it again")
         }
-        let pending = configuration.sources.indices.filter { !ledger.isComplete($0) }
+        let pending = configuration.sources.indices.filter { configuration.sources[$0].file != nil && !ledger.isComplete($0) }
         let opened: [OpenSource]
         if let checked = self.opened {
             opened = checked
@@ -100,8 +109,8 @@ public actor ProducerStage: PipelineStage {
             }
         }
         let sources = opened.filter { !ledger.isComplete($0.index) }
-        if sources.count < configuration.sources.count {
-            let done = configuration.sources.indices.filter { ledger.isComplete($0) }.map { configuration.sources[$0].file }
+        if sources.count < configuration.sources.filter({ $0.file != nil }).count {
+            let done = configuration.sources.indices.filter { ledger.isComplete($0) }.compactMap { configuration.sources[$0].file }
             logger.info("producer: not sending again what was already delivered: \(done.joined(separator: ", "))")
         }
         let outage = ledger.outage
@@ -162,9 +171,17 @@ public actor ProducerStage: PipelineStage {
             throw firstError
         }
         if stop.isRequested { return }
+        if !sources.isEmpty {
+            logger.info("producer: \(counters.eventsProduced.value) events from \(sources.count) files in \(ContinuousClock.now - start), \(counters.rowsRejected.value) rows dead-lettered")
+        }
+        let inboxes = configuration.sources.indices.filter { configuration.sources[$0].inbox != nil }
+        if !inboxes.isEmpty {
+            try await watchInboxes(inboxes, producer: producer, topicIds: topicIds, abort: abort, events: events)
+            if stop.isRequested { return }
+        }
         // Exact targets for "caught up": the highest offset each partition got from the producer.
         await progress.producerDone(targets: ledger.nextOffsets)
-        logger.info("producer finished: \(counters.eventsProduced.value) events from \(configuration.sources.count) files in \(ContinuousClock.now - start), \(counters.rowsRejected.value) rows dead-lettered")
+        logger.info("producer finished: \(counters.eventsProduced.value) events in \(ContinuousClock.now - start), \(counters.rowsRejected.value) rows dead-lettered")
     }
 
     private struct SourceResult: Sendable {
@@ -187,23 +204,27 @@ public actor ProducerStage: PipelineStage {
     }
 
     static func openSources(_ configuration: GenetikaConfiguration, only: Set<Int>? = nil) throws -> [OpenSource] {
-        try configuration.sources.enumerated().filter { only?.contains($0.offset) ?? true }.map { index, source in
-            let path = configuration.resolve(source.file)
-            let workbook = try XlsxWorkbook(path: path, limits: XlsxLimits(configuration.xlsx))
-            let reader = try workbook.rows(sheet: source.sheet)
-            guard let header = try reader.next() else {
-                throw XlsxError(.missingSheet, file: workbook.file, "the sheet has no header row")
-            }
-            let mapper = try RowMapper(source: source, header: header, file: workbook.file)
-            return OpenSource(index: index, source: source, path: path, file: workbook.file, reader: reader, mapper: mapper)
+        try configuration.sources.enumerated().filter { $0.element.file != nil && only?.contains($0.offset) ?? true }.map { index, source in
+            try openSource(index: index, source: source, path: configuration.resolve(source.file!), configuration: configuration)
         }
+    }
+
+    /// Opens one spreadsheet of `source` and checks its header.
+    static func openSource(index: Int, source: SourceConfiguration, path: String, configuration: GenetikaConfiguration) throws -> OpenSource {
+        let workbook = try XlsxWorkbook(path: path, limits: XlsxLimits(configuration.xlsx))
+        let reader = try workbook.rows(sheet: source.sheet)
+        guard let header = try reader.next() else {
+            throw XlsxError(.missingSheet, file: workbook.file, "the sheet has no header row")
+        }
+        let mapper = try RowMapper(source: source, header: header, file: workbook.file)
+        return OpenSource(index: index, source: source, path: path, file: workbook.file, reader: reader, mapper: mapper)
     }
 
     /// Deliveries that make no progress for 5 s while events are outstanding may be waiting
     /// for a topic the broker lost (librdkafka would hold them until `message.timeout.ms`):
     /// if a source topic is gone or was recreated, the stage is aborted, and its restart
     /// creates the topics again and resends.
-    private static func watchTopics(producer: KafkaProducer, ids: [String: String], topics: [String],
+    static func watchTopics(producer: KafkaProducer, ids: [String: String], topics: [String],
                                     outage: DeliveryOutage, abort: AbortSignal) -> Task<Void, Never> {
         Task.detached {
             var last = outage.reports
@@ -238,7 +259,7 @@ public actor ProducerStage: PipelineStage {
         }
     }
 
-    private static func send(_ open: OpenSource, configuration: GenetikaConfiguration, producer: KafkaProducer,
+    static func send(_ open: OpenSource, configuration: GenetikaConfiguration, producer: KafkaProducer,
                              counters: PipelineCounters, stop: StopSignal, abort: AbortSignal, tracker: DeliveryTracker,
                              logger: Logger) async throws -> Int {
         let topic = open.source.topic
@@ -262,6 +283,7 @@ public actor ProducerStage: PipelineStage {
                 values = try open.mapper.values(of: row)
             } catch {
                 counters.rowsRejected.add()
+                tracker.rejectedRow()
                 rejected += 1
                 logger.warning("\(file) row \(row.number): \(error.reason); sent to \(configuration.topics.deadLetter)")
                 let payload = JSONWriter.serialize(.object(JSONObject([
@@ -333,6 +355,13 @@ public final class ProducerLedger: Sendable {
 
     func isComplete(_ source: Int) -> Bool { state.withLock { $0.complete[source] != nil } }
 
+    /// Deliveries of an inbox file: they count towards the targets of "caught up".
+    func delivered(_ offsets: [TopicPartition: Int64]) {
+        state.withLock { s in
+            for (partition, offset) in offsets { s.offsets[partition] = max(s.offsets[partition] ?? 0, offset) }
+        }
+    }
+
     func complete(_ source: Int, offsets: [TopicPartition: Int64], topicId: String?) {
         state.withLock { s in
             s.complete[source] = .some(topicId)
@@ -350,7 +379,7 @@ public final class ProducerLedger: Sendable {
                 guard let recorded, let current = ids[topic], current != recorded else { continue }
                 s.complete[index] = nil
                 s.offsets = s.offsets.filter { $0.key.topic != topic }
-                files.append(sources[index].file)
+                files.append(sources[index].label)
             }
             return files.sorted()
         }
@@ -418,12 +447,13 @@ final class DeliveryOutage: Sendable {
 final class DeliveryTracker: Sendable {
     private let pending = Atomic<Int>(0)
     private let handed = Atomic<Int>(0)
+    private let rejected = Atomic<Int>(0)
     private let failure = Mutex<ProducerStage.DeliveryFailures?>(nil)
     private let offsets = Mutex<[TopicPartition: Int64]>([:])
     private let outage: DeliveryOutage
     /// Notified when the last outstanding delivery report arrives.
     private let drained: EventCount
-    private let logger: Logger
+    let logger: Logger
 
     init(outage: DeliveryOutage, drained: EventCount = EventCount(), logger: Logger) {
         self.outage = outage
@@ -439,6 +469,9 @@ final class DeliveryTracker: Sendable {
     }
 
     var inFlight: Int { pending.load(ordering: .acquiring) }
+    /// Rows sent to the dead-letter topic instead (they failed validation).
+    var rowsRejected: Int { rejected.load(ordering: .relaxed) }
+    func rejectedRow() { rejected.add(1, ordering: .relaxed) }
     /// Events handed to librdkafka so far.
     var handedOver: Int { handed.load(ordering: .relaxed) }
     var failures: ProducerStage.DeliveryFailures? { failure.withLock { $0 } }

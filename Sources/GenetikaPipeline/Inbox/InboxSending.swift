@@ -1,0 +1,172 @@
+import Foundation
+import Logging
+import Synchronization
+import GenetikaSupport
+import GenetikaXlsx
+import GenetikaKafka
+import GenetikaStorage
+
+/// The per-file records, shared by the sources' inbox tasks. Calls block (SQLite with a full
+/// sync per write): they run on threads of their own.
+final class FileRecords: Sendable {
+    private let store: Mutex<FileRecordStore>
+
+    init(path: String) throws {
+        store = Mutex(try FileRecordStore(path: path))
+    }
+
+    func with<T: Sendable>(_ body: @escaping @Sendable (FileRecordStore) throws -> T) async throws -> T {
+        try await onOwnThread("genetika-files") { [self] in try self.store.withLock { try body($0) } }
+    }
+
+    func close() { store.withLock { $0.close() } }
+}
+
+extension ProducerStage {
+    /// Where the file records live.
+    public static func fileRecordsPath(_ configuration: GenetikaConfiguration) -> String {
+        configuration.resolve(configuration.stateDirectory) + "/files.db"
+    }
+
+    /// Takes the files of the inbox sources (`indices`), one at a time per source and the
+    /// sources concurrently, until the stop (or, with `drainInboxes`, until a look at each
+    /// inbox finds nothing left to take). Returns normally on a stop; throws what fails the
+    /// stage (Kafka, the broker losing topics, an inbox that cannot be listed or written).
+    func watchInboxes(_ indices: [Int], producer: KafkaProducer, topicIds: [String: String], abort: AbortSignal,
+                      events: EventCount) async throws {
+        let records = try await onOwnThread("genetika-files") { [configuration] in
+            try FileManager.default.createDirectory(atPath: configuration.resolve(configuration.stateDirectory),
+                                                    withIntermediateDirectories: true)
+            return try FileRecords(path: Self.fileRecordsPath(configuration))
+        }
+        defer { records.close() }
+        let watchdog = Self.watchTopics(producer: producer, ids: topicIds, topics: configuration.sources.map(\.topic),
+                                        outage: ledger.outage, abort: abort)
+        defer { watchdog.cancel() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in indices {
+                group.addTask { [self] in
+                    try await watch(index, records: records, producer: producer, abort: abort, events: events)
+                }
+            }
+            try await group.waitForAll()
+        }
+        watchdog.cancel()
+        await watchdog.value
+    }
+
+    private func watch(_ index: Int, records: FileRecords, producer: KafkaProducer, abort: AbortSignal, events: EventCount) async throws {
+        let source = configuration.sources[index]
+        let inbox = InboxFolder(path: configuration.resolve(source.inbox!), pattern: source.pattern)
+        try await onOwnThread("genetika-inbox") { try inbox.prepare() }
+        logger.info("producer: watching \(inbox.path) for \(source.pattern) (to \(source.topic))")
+        var settle = SettleTracker(settleMs: configuration.producer.settleMs)
+        while !stop.isRequested {
+            if let error = abort.error { throw error }
+            let candidates = try await onOwnThread("genetika-inbox") { try inbox.candidates() }
+            if candidates.isEmpty && drainInboxes { return }
+            settle.keep(only: Set(candidates.map(\.path)))
+            let now = epochNanoseconds()
+            for file in candidates where settle.settled(file, now: now) {
+                if stop.isRequested { return }
+                try await take(file, index: index, inbox: inbox, records: records, producer: producer, abort: abort, events: events)
+            }
+            try? await Task.sleep(for: .milliseconds(configuration.producer.inboxPollMs))
+        }
+    }
+
+    /// Sends one complete inbox file, then moves it to `done/`; or to `failed/` when it cannot
+    /// be read. A file whose content this source already sent is moved to `done/` unsent
+    /// (unless `resend`). Throws only what fails the stage; the file's record then stays
+    /// `sending`, and the file is sent again by the restarted stage (or the next run).
+    private func take(_ file: InboxFolder.Candidate, index: Int, inbox: InboxFolder, records: FileRecords,
+                      producer: KafkaProducer, abort: AbortSignal, events: EventCount) async throws {
+        let source = configuration.sources[index]
+        let topic = source.topic
+        let sha256: String
+        do {
+            sha256 = try await onOwnThread("genetika-inbox") { try InboxFolder.sha256(of: file.path) }
+        } catch {
+            // Gone meanwhile (moved away by someone else), or unreadable: looked at again next time.
+            logger.warning("producer: \(file.path): \(error); trying again later")
+            return
+        }
+        if !resend, let earlier = try await records.with({ try $0.done(source: topic, sha256: sha256) }) {
+            let moved = try await onOwnThread("genetika-inbox") { try InboxFolder.move(file.path, into: inbox.doneFolder) }
+            let note = "same content as file #\(earlier.id) (\((earlier.path as NSString).lastPathComponent)), sent before; not sent again"
+            _ = try await records.with { store in
+                let record = try store.add(source: topic, path: file.path, size: file.size, sha256: sha256, status: .done, note: note)
+                try store.update(record.id, status: .done, movedTo: moved)
+            }
+            counters.files[topic]?[.done]?.add()
+            logger.notice("producer: \(file.path): \(note); moved to \(moved)")
+            return
+        }
+        // A record left `queued` or `sending` by a crash or a failed stage is taken up again.
+        let record: FileRecord
+        if let open = try await records.with({ try $0.latest(source: topic, sha256: sha256) }),
+           open.status == .queued || open.status == .sending {
+            record = open
+            logger.notice("producer: \(file.path) was being sent when the stage or process stopped (record #\(open.id)); sending it again")
+        } else {
+            record = try await records.with { try $0.add(source: topic, path: file.path, size: file.size, sha256: sha256, status: .queued) }
+            counters.files[topic]?[.queued]?.add()
+        }
+        _ = try await records.with { try $0.update(record.id, status: .sending) }
+        counters.files[topic]?[.sending]?.add()
+
+        let tracker = DeliveryTracker(outage: ledger.outage, drained: events, logger: logger)
+        var readError: (any Error)?
+        do {
+            let open = try await onOwnThread("genetika-inbox") { [configuration] in
+                try Self.openSource(index: index, source: source, path: file.path, configuration: configuration)
+            }
+            _ = try await Self.send(open, configuration: configuration, producer: producer, counters: counters, stop: stop,
+                                    abort: abort, tracker: tracker, logger: logger)
+        } catch {
+            if Self.failsTheStage(error) || abort.error != nil {
+                throw FailedWithUndelivered(cause: error, undelivered: tracker.inFlight)
+            }
+            readError = error
+        }
+        // Every delivery report is in before the file's outcome is judged.
+        while true {
+            let seen = events.current
+            if tracker.inFlight == 0 || stop.isRequested || abort.error != nil { break }
+            await events.wait(after: seen)
+        }
+        if let error = abort.error { throw FailedWithUndelivered(cause: error, undelivered: tracker.inFlight) }
+        if let failures = tracker.failures { throw failures }
+        if stop.isRequested && tracker.inFlight > 0 { return }
+        ledger.delivered(tracker.nextOffsets)
+        let sent = tracker.handedOver
+        let rejected = tracker.rowsRejected
+        if let readError {
+            let reason = "\(readError)"
+            let moved = try await onOwnThread("genetika-inbox") { () throws -> String in
+                let moved = try InboxFolder.move(file.path, into: inbox.failedFolder)
+                let text = "\(reason)\n\nrows sent before the failure: \(sent) (\(rejected) of them dead-lettered)\n"
+                try Data(text.utf8).write(to: URL(fileURLWithPath: moved + ".error.txt"))
+                return moved
+            }
+            _ = try await records.with { try $0.update(record.id, status: .failed, rowsSent: sent, rowsDeadLettered: rejected, movedTo: moved, note: reason) }
+            counters.files[topic]?[.failed]?.add()
+            logger.error("producer: \(file.path) cannot be read: \(reason); moved to \(moved) (reason in \((moved as NSString).lastPathComponent).error.txt)\(sent > 0 ? "; \(sent) rows sent before that are kept" : "")")
+            counters.health.note(name, "last failed file: \(moved): \(reason) (at \(nowMilliseconds()) ms since the epoch)")
+            return
+        }
+        if stop.isRequested { return }
+        // The record first: a crash before the move leaves a done file in the inbox, which the
+        // next look moves as a duplicate; the other order could leave a moved file `sending`.
+        _ = try await records.with { try $0.update(record.id, status: .done, rowsSent: sent, rowsDeadLettered: rejected) }
+        let moved = try await onOwnThread("genetika-inbox") { try InboxFolder.move(file.path, into: inbox.doneFolder) }
+        _ = try await records.with { try $0.update(record.id, status: .done, movedTo: moved) }
+        counters.files[topic]?[.done]?.add()
+        logger.info("producer: \(file.path): \(sent) rows sent to \(topic) (\(rejected) dead-lettered); moved to \(moved)")
+    }
+
+    /// Errors that are not the file's fault: Kafka's, and the broker losing topics.
+    static func failsTheStage(_ error: any Error) -> Bool {
+        error is KafkaError || error is TopicsGone || error is DeliveryFailures || error is CancellationError
+    }
+}
