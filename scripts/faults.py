@@ -350,6 +350,60 @@ def broker_restart_loses_data(genetika, work):
         broker.kill()
 
 
+def file_records(config):
+    path = os.path.join(config["stateDirectory"], "files.db")
+    if not os.path.exists(path):
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return db.execute("SELECT id, path, status, rows_sent, moved_to FROM genetika_files ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+def inbox_killed_while_sending(genetika, work):
+    """Genetika reads its sources from inbox folders and is SIGKILLed while the files are
+    `sending`: they stay in the inboxes, the next run sends them again under the same records,
+    moves them to done/, and the tables and acks are exact, one ack per id."""
+    rows = 3000
+    broker = Broker(work)
+    try:
+        data = generate(genetika, work, rows)
+        inboxes = [os.path.join(work, f"inbox{i}") for i in (1, 2, 3)]
+        change = {f"sources__{i}__inbox": inboxes[i] for i in range(3)}
+        change.update({f"sources__{i}__file": None for i in range(3)})
+        path, config = make_config(work, "run", broker, data, stages__producer__ratePerSecond=500,
+                                   stages__producer__settleMs=200, **change)
+        run = Run(genetika, path, os.path.join(work, "run.log"))
+        wait_for(lambda: all(os.path.isdir(os.path.join(inbox, "done")) for inbox in inboxes), 60, "the inbox folders")
+        for i, inbox in enumerate(inboxes):
+            os.rename(os.path.join(data, f"sim_file{i + 1}.xlsx"), os.path.join(inbox, f"sim_file{i + 1}.xlsx"))
+        wait_for(lambda: rows_written(config) >= 3 * rows // 5, 120, "a fifth of the rows written")
+        sending = [r for r in file_records(config) if r[2] == "sending"]
+        run.kill()
+        check(len(sending) == 3, f"expected 3 files sending at the kill, records: {file_records(config)}")
+        at_kill = rows_written(config)
+        check(at_kill < 3 * rows, f"the kill did not land mid-stream ({at_kill} of {3 * rows} rows written)")
+        for i, inbox in enumerate(inboxes):
+            check(os.path.exists(os.path.join(inbox, f"sim_file{i + 1}.xlsx")), f"{inbox}: the file left the inbox before it was sent")
+        again = Run(genetika, path, os.path.join(work, "again.log"), "--exit-when-done")
+        check(again.wait(240) == 0, f"the second run exited with {again.process.returncode}: {again.text()[-1500:]}")
+        text = again.text()
+        check(text.count("was being sent when the stage or process stopped") == 3, "the second run does not say it sends the 3 files again")
+        records = file_records(config)
+        check(len(records) == 3 and all(r[2] == "done" and r[3] == rows for r in records),
+              f"expected the 3 records done with {rows} rows each, found {records}")
+        for i, inbox in enumerate(inboxes):
+            check(os.path.exists(os.path.join(inbox, "done", f"sim_file{i + 1}.xlsx")), f"{inbox}: the file is not in done/")
+        files = subprocess.run([genetika, "files", "--config", path, "--json"], capture_output=True, text=True, check=True)
+        listed = json.loads(files.stdout)
+        check([r["status"] for r in listed] == ["done"] * 3, f"genetika files --json: {files.stdout[:400]}")
+        check_complete(genetika, path, config, work, rows)
+        return f"killed at {at_kill} of {3 * rows} rows with 3 files sending; resent under the same records; exact rows and acks"
+    finally:
+        broker.kill()
+
+
 def supervisor_gives_up(genetika, work):
     """A spreadsheet corrupt halfway: the producer fails, its retries resend only that file
     (the healthy ones are not sent again), and when the supervisor gives up the process exits
@@ -589,7 +643,7 @@ def report_on_empty_and_missing_topics(genetika, work):
         broker.kill()
 
 
-SCENARIOS = [broker_outage_keeps_data, broker_restart_loses_data, supervisor_gives_up, disk_full,
+SCENARIOS = [broker_outage_keeps_data, broker_restart_loses_data, inbox_killed_while_sending, supervisor_gives_up, disk_full,
              second_instance_refused, dead_letter_counts_agree, stuck_stage_reported, signals_and_stop_timeout,
              report_on_empty_and_missing_topics]
 
