@@ -9,6 +9,10 @@
 #     the others while acks go out; each kill is checked to have landed before the end — and
 #     restarted each time, so only their stored offsets and state can bring them to the end. Then every value of every table is compared with the
 #     generated spreadsheets as openpyxl reads them, and each id must have exactly one ack.
+#  3. Inbox run: the pipeline started on three empty inbox folders (no files configured);
+#     the seed files and a corrupt file are moved in; the tables must equal the seed's, every
+#     id acked once, the corrupt file in inbox1/failed/ with its reason, `genetika files`
+#     listing 3 files done and 1 failed, and SIGTERM must stop it with status 0.
 # Environment: ROWS (20000), KILLS (3), E2E_SEED (random), KEEP=1 keeps the work directory.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -122,4 +126,72 @@ VENV="$ROOT/.deps/e2e-venv"
   || { python3 -m venv "$VENV" && "$VENV/bin/pip" install --quiet openpyxl; }
 PYTHONWARNINGS=ignore "$VENV/bin/python" scripts/e2e_check.py crash --config "$WORK/crash.json" --database "$WORK/crash-state/genetika.db" \
   --summary "$WORK/crash-report/summary.json" --rows "$ROWS" --spreadsheets "$WORK/crash-data"
+
+# ---- 3. inbox run -----------------------------------------------------------------------
+log "inbox run: the pipeline on empty inboxes; the seed files and a corrupt one are dropped in"
+scripts/broker.sh stop >/dev/null
+scripts/broker.sh start
+make_config "$WORK/inbox.json" "$ROOT/Fixtures" "$WORK/inbox-state"
+python3 - "$WORK/inbox.json" "$WORK/inbox" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+for number, source in enumerate(config["sources"], 1):
+    source["file"] = None
+    source["inbox"] = f"{sys.argv[2]}{number}"
+json.dump(config, open(sys.argv[1], "w"), indent=2)
+PY
+"$GENETIKA" run --config "$WORK/inbox.json" 2> "$WORK/inbox-run.log" &
+pid=$!
+deadline=$((SECONDS + 120))
+until [ -d "$WORK/inbox3/done" ]; do
+  kill -0 "$pid" 2>/dev/null || { tail -n 40 "$WORK/inbox-run.log"; log "genetika exited"; exit 1; }
+  [ $SECONDS -lt $deadline ] || { log "FAIL: the inbox folders were not created"; exit 1; }
+  sleep 0.2
+done
+mkdir -p "$WORK/staging"
+printf 'not a spreadsheet\n' > "$WORK/staging/corrupt.xlsx"
+mv "$WORK/staging/corrupt.xlsx" "$WORK/inbox1/"
+for number in 1 2 3; do
+  cp "$ROOT/Fixtures/sim_file$number.xlsx" "$WORK/staging/"
+  mv "$WORK/staging/sim_file$number.xlsx" "$WORK/inbox$number/"
+done
+acked_inbox() { sqlite3 "$WORK/inbox-state/acker.db" "select count(*) from acker_ids where acked=1" 2>/dev/null || echo 0; }
+deadline=$((SECONDS + 180))
+until [ "$(acked_inbox)" -ge 50 ] && [ -f "$WORK/inbox3/done/sim_file3.xlsx" ]; do
+  kill -0 "$pid" 2>/dev/null || { tail -n 40 "$WORK/inbox-run.log"; log "genetika exited"; exit 1; }
+  [ $SECONDS -lt $deadline ] || { tail -n 40 "$WORK/inbox-run.log"; log "FAIL: 50 ids not acked within 180 s"; exit 1; }
+  sleep 0.2
+done
+kill -TERM "$pid"
+wait "$pid" || { tail -n 40 "$WORK/inbox-run.log"; log "FAIL: genetika did not stop cleanly on SIGTERM"; exit 1; }
+pid=""
+"$GENETIKA" files --config "$WORK/inbox.json" | sed 's/^/[e2e]   /'
+"$GENETIKA" files --config "$WORK/inbox.json" --json > "$WORK/inbox-files.json"
+"$GENETIKA" report --config "$WORK/inbox.json" --out "$WORK/inbox-report" | sed 's/^/[e2e]   /'
+python3 scripts/e2e_check.py seed --config "$WORK/inbox.json" --database "$WORK/inbox-state/genetika.db" \
+  --summary "$WORK/inbox-report/summary.json" --fixtures "$ROOT/Fixtures" --rows 50
+python3 - "$WORK" <<'PY'
+import json, os, sys
+work = sys.argv[1]
+records = json.load(open(f"{work}/inbox-files.json"))
+failures = []
+statuses = sorted((os.path.basename(r["path"]), r["status"], r["rows_sent"]) for r in records)
+if statuses != [("corrupt.xlsx", "failed", 0), ("sim_file1.xlsx", "done", 50), ("sim_file2.xlsx", "done", 50), ("sim_file3.xlsx", "done", 50)]:
+    failures.append(f"genetika files: {statuses}")
+if not os.path.exists(f"{work}/inbox1/failed/corrupt.xlsx"):
+    failures.append("corrupt.xlsx is not in inbox1/failed/")
+reason = open(f"{work}/inbox1/failed/corrupt.xlsx.error.txt").read() if os.path.exists(f"{work}/inbox1/failed/corrupt.xlsx.error.txt") else ""
+if "corrupt.xlsx" not in reason:
+    failures.append(f"corrupt.xlsx.error.txt does not name the file: {reason!r}")
+for number in (1, 2, 3):
+    if not os.path.exists(f"{work}/inbox{number}/done/sim_file{number}.xlsx"):
+        failures.append(f"sim_file{number}.xlsx is not in inbox{number}/done/")
+    if any(name.endswith(".xlsx") for name in os.listdir(f"{work}/inbox{number}")):
+        failures.append(f"inbox{number} still holds files: {os.listdir(f'{work}/inbox{number}')}")
+for failure in failures:
+    print(f"[e2e] FAIL: {failure}")
+if failures:
+    sys.exit(1)
+print("[e2e]   inbox: 3 files done, corrupt.xlsx in failed/ with its reason; tables and acks exact")
+PY
 log "passed"
