@@ -3,7 +3,7 @@
 #   scripts/broker.sh start | stop | status
 # Uses Docker Compose's Apache Kafka (compose.yaml) when a Docker engine answers, and the
 # Tansu broker from .deps/tansu (scripts/install-deps.sh) otherwise.
-# Environment: BROKER_PORT (9092), PARTITIONS (3), TOPICS ("topic1 topic2 topic3 ack dead-letter"),
+# Environment: BROKER_PORT (9092), PARTITIONS (3), TOPICS ("topic1 topic2 topic3 ack dead-letter incomplete"),
 #              BROKER_DIR (.broker: pid file and log), BROKER_TIMEOUT (60 s),
 #              BROKER=tansu to use Tansu even where a Docker engine answers.
 set -euo pipefail
@@ -11,7 +11,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PORT="${BROKER_PORT:-9092}"
 PARTITIONS="${PARTITIONS:-3}"
-TOPICS="${TOPICS:-topic1 topic2 topic3 ack dead-letter}"
+TOPICS="${TOPICS:-topic1 topic2 topic3 ack dead-letter incomplete}"
 DIR="${BROKER_DIR:-$ROOT/.broker}"
 TIMEOUT="${BROKER_TIMEOUT:-60}"
 TANSU="$ROOT/.deps/tansu/bin/tansu"

@@ -66,7 +66,7 @@ def acks(run):
 
 
 def create_topics(broker):
-    for topic in ["topic1", "topic2", "topic3", "ack", "dead-letter"]:
+    for topic in ["topic1", "topic2", "topic3", "ack", "dead-letter", "incomplete"]:
         subprocess.run([TANSU, "topic", "create", "--broker", f"tcp://127.0.0.1:{broker.port}", "--partitions", PARTITIONS, topic],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -27,7 +27,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TANSU = os.path.join(ROOT, ".deps/tansu/bin/tansu")
-TOPICS = ["topic1", "topic2", "topic3", "ack", "dead-letter"]
+TOPICS = ["topic1", "topic2", "topic3", "ack", "dead-letter", "incomplete"]
 
 
 class Failed(Exception):
