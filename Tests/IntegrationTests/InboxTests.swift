@@ -101,6 +101,10 @@ struct InboxTests {
         let reason = try String(contentsOfFile: failed + "/broken.xlsx.error.txt", encoding: .utf8)
         #expect(reason.contains("broken.xlsx"), "the reason names the file: \(reason)")
         #expect(FileManager.default.fileExists(atPath: inbox(bed, 1) + "/~$intake-b.xlsx"), "temporary names stay where they are")
+        let health = pipeline.health.response()
+        let healthText = String(decoding: health.body, as: UTF8.self)
+        #expect(health.status == 200, "a bad file is data, not an outage: \(healthText)")
+        #expect(healthText.contains("last failed file") && healthText.contains("broken.xlsx"), "/health names the last failed file: \(healthText)")
 
         // The same content again under another name: moved to done/ without sending.
         let producedBefore = pipeline.counters.eventsProduced.value

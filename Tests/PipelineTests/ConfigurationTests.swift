@@ -127,6 +127,31 @@ struct ConfigurationTests {
         #expect(try issues(text).map(\.path) == ["sources[0].key"])
     }
 
+    @Test("a source needs a file or an inbox; two sources cannot share an inbox; a pattern is a file name pattern")
+    func inboxSources() throws {
+        func change(_ edit: @escaping (Int, inout JSONObject) -> Void) throws -> String {
+            try modified { root in
+                guard case .array(var sources)? = root["sources"] else { return }
+                for index in sources.indices {
+                    guard case .object(var source) = sources[index] else { continue }
+                    edit(index, &source)
+                    sources[index] = .object(source)
+                }
+                root["sources"] = .array(sources)
+            }
+        }
+        let none = try change { index, source in if index == 0 { source["file"] = .null } }
+        #expect(try issues(none).map(\.path) == ["sources[0].file"])
+        let shared = try change { index, source in source["inbox"] = .string(index == 2 ? "other" : "in") }
+        #expect(try issues(shared).map(\.path) == ["sources[1].inbox"])
+        let badPattern = try change { index, source in if index == 1 { source["inbox"] = .string("in"); source["pattern"] = .string("a/*.xlsx") } }
+        #expect(try issues(badPattern).map(\.path) == ["sources[1].pattern"])
+        let inboxOnly = try change { index, source in source["file"] = .null; source["inbox"] = .string("inbox\(index)") }
+        let configuration = try GenetikaConfiguration.parse(Array(inboxOnly.utf8), file: "test.json", baseDirectory: "/srv")
+        #expect(configuration.sources.map(\.inbox) == ["inbox0", "inbox1", "inbox2"])
+        #expect(configuration.sources.allSatisfy { $0.file == nil && $0.pattern == "*.xlsx" })
+    }
+
     @Test("a top level that is not an object is rejected")
     func notAnObject() throws {
         #expect(try issues("[1, 2]").first?.message == "expected an object at the top level, found an array")

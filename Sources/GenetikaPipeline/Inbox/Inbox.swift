@@ -47,7 +47,9 @@ struct InboxFolder: Sendable {
             throw InboxError(folder: path, "cannot list the inbox: \(error.localizedDescription)")
         }
         var found: [Candidate] = []
-        for name in names where !Self.isTemporary(name) && fnmatch(pattern, name, 0) == 0 {
+        // FNM_CASEFOLD (a GNU flag Glibc's module does not export): `*.xlsx` takes `REPORT.XLSX` too.
+        let caseFold: Int32 = 1 << 4
+        for name in names where !Self.isTemporary(name) && fnmatch(pattern, name, caseFold) == 0 {
             let file = path + "/" + name
             var info = stat()
             guard stat(file, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }

@@ -42,17 +42,24 @@ extension ProducerStage {
         defer { records.close() }
         let watchdog = Self.watchTopics(producer: producer, ids: topicIds, topics: configuration.sources.map(\.topic),
                                         outage: ledger.outage, abort: abort)
-        defer { watchdog.cancel() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for index in indices {
-                group.addTask { [self] in
-                    try await watch(index, records: records, producer: producer, abort: abort, events: events)
+        let outcome: Result<Void, any Error>
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in indices {
+                    group.addTask { [self] in
+                        try await watch(index, records: records, producer: producer, abort: abort, events: events)
+                    }
                 }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
         }
+        // Ended and awaited whatever happened, before anything can close the producer under it.
         watchdog.cancel()
         await watchdog.value
+        try outcome.get()
     }
 
     private func watch(_ index: Int, records: FileRecords, producer: KafkaProducer, abort: AbortSignal, events: EventCount) async throws {
