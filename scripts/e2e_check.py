@@ -93,13 +93,14 @@ def main():
     config = json.load(open(args.config))
     db = sqlite3.connect(args.database)
 
-    for source in config["sources"]:
+    for number, source in enumerate(config["sources"], 1):
         table, key = source["table"], source["key"]
         count = db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
         check(count == args.rows, f"{table}: expected {args.rows} rows, found {count}")
         ids = {row[0] for row in db.execute(f'SELECT "{key}" FROM "{table}"')}
         check(ids == set(range(1, args.rows + 1)), f"{table}: ids are not exactly 1..{args.rows}")
-        name = source["file"].split("/")[-1].replace(".xlsx", "")
+        # An inbox source (no file) was given the seed's file of the same position.
+        name = (source.get("file") or f"sim_file{number}.xlsx").split("/")[-1].replace(".xlsx", "")
         columns = source["columns"]
         names = ", ".join(f'"{c["name"]}"' for c in columns)
         stored = {row[0]: row for row in db.execute(f'SELECT {names} FROM "{table}"')}
