@@ -6,6 +6,7 @@ import Testing
 @testable import GenetikaStorage
 @testable import GenetikaDataset
 @testable import GenetikaJSON
+@testable import GenetikaXlsx
 
 @Suite("Inbox folders against a real broker", .serialized)
 struct InboxTests {
@@ -54,6 +55,19 @@ struct InboxTests {
             try await Task.sleep(for: pause)
         }
         try handle.close()
+    }
+
+    /// An intake sheet with a valid row for id `valid` and a row for id 99 whose age is not a number.
+    func intakeWithBadRow(_ bed: PipelineTestbed, valid: Int64, name: String) throws -> String {
+        let path = bed.directory.appendingPathComponent("staging/" + name).path
+        let writer = try XlsxWriter(path: path, sheetName: "intake")
+        try writer.writeSheet { sheet in
+            try sheet.write(["id", "age", "sex", "weight_kg", "bmi", "diagnosis", "phq9", "enrolled_on"].map(CellValue.string))
+            try sheet.write([.integer(valid), .integer(40), .string("F"), .number(60.5), .number(21.3), .string("GAD"), .integer(4), .empty])
+            try sheet.write([.integer(99), .string("old"), .string("M"), .number(80), .number(25), .string("MDD"), .integer(9), .empty])
+        }
+        try writer.close()
+        return path
     }
 
     func records(_ bed: PipelineTestbed) throws -> [FileRecord] {
@@ -106,6 +120,13 @@ struct InboxTests {
         #expect(health.status == 200, "a bad file is data, not an outage: \(healthText)")
         #expect(healthText.contains("last failed file") && healthText.contains("broken.xlsx"), "/health names the last failed file: \(healthText)")
 
+        #expect(pipeline.counters.files["topic1"]?[.failed]?.value == 1)
+
+        // A row that fails validation is dead-lettered; its file is still done, with the count.
+        #expect(rename(try intakeWithBadRow(bed, valid: 21, name: "intake-bad-row.xlsx"), inbox(bed, 1) + "/intake-bad-row.xlsx") == 0)
+        try await eventually("the file with a bad row is done") { FileManager.default.fileExists(atPath: inbox(bed, 1) + "/done/intake-bad-row.xlsx") }
+        try await eventually("its dead letter is in the topic") { (try? bed.messages("dead-letter").count) == 1 }
+
         // The same content again under another name: moved to done/ without sending.
         let producedBefore = pipeline.counters.eventsProduced.value
         try FileManager.default.copyItem(atPath: inbox(bed, 1) + "/done/intake-a.xlsx", toPath: bed.directory.appendingPathComponent("staging/intake-again.xlsx").path)
@@ -125,7 +146,7 @@ struct InboxTests {
         let acks = try bed.messages("ack")
         #expect(acks.count == 25 && Set(acks.compactMap(\.keyText)).count == 25, "one ack per id")
         let all = try records(bed)
-        #expect(all.count == 9)
+        #expect(all.count == 10)
         let byName = Dictionary(all.map { (($0.path as NSString).lastPathComponent, $0) }, uniquingKeysWith: { a, _ in a })
         #expect(byName["broken.xlsx"]?.status == .failed)
         #expect(byName["broken.xlsx"]?.note?.isEmpty == false)
@@ -133,6 +154,38 @@ struct InboxTests {
         #expect(byName["outcome-a.xlsx"]?.rowsSent == 19)
         #expect(byName["intake-again.xlsx"]?.status == .done && byName["intake-again.xlsx"]?.rowsSent == 0)
         #expect(byName["intake-again.xlsx"]?.note?.contains("not sent again") == true)
-        #expect(all.filter { $0.status == .done }.count == 8)
+        #expect(all.filter { $0.status == .done }.count == 9)
+        #expect(byName["intake-bad-row.xlsx"]?.rowsSent == 1 && byName["intake-bad-row.xlsx"]?.rowsDeadLettered == 1)
+    }
+
+    @Test("--exit-when-done takes what the inboxes hold and exits; content sent before is moved unsent, unless resend")
+    func resend() async throws {
+        let bed = try await inboxBed(settleMs: 0)
+        defer { bed.stop() }
+        for number in 1...3 {
+            try FileManager.default.createDirectory(atPath: inbox(bed, number), withIntermediateDirectories: true)
+            #expect(rename(try spreadsheet(bed, number, first: 1, rows: 10, name: "day\(number).xlsx"), inbox(bed, number) + "/day\(number).xlsx") == 0)
+        }
+        func runOnce(resend: Bool) async throws -> PipelineCounters {
+            let pipeline = Pipeline(configuration: bed.configuration, exitWhenDone: true, resend: resend, logger: logger)
+            try await pipeline.run()
+            return pipeline.counters
+        }
+        #expect(try await runOnce(resend: false).eventsProduced.value == 30)
+        func putBack() throws {
+            for number in 1...3 {
+                try FileManager.default.copyItem(atPath: inbox(bed, number) + "/done/day\(number).xlsx", toPath: inbox(bed, number) + "/again\(number).xlsx")
+            }
+        }
+        try putBack()
+        let skipped = try await runOnce(resend: false)
+        #expect(skipped.eventsProduced.value == 0, "content sent before is not sent again")
+        #expect(FileManager.default.fileExists(atPath: inbox(bed, 1) + "/done/again1.xlsx"))
+        try FileManager.default.removeItem(atPath: inbox(bed, 1) + "/done/again1.xlsx")
+        for number in 2...3 { try FileManager.default.removeItem(atPath: inbox(bed, number) + "/done/again\(number).xlsx") }
+        try putBack()
+        #expect(try await runOnce(resend: true).eventsProduced.value == 30, "--resend sends it")
+        for table in ["data1", "data2", "data3"] { #expect(try bed.count(table) == 10) }
+        #expect(try bed.messages("ack").count == 10, "one ack per id however often a file is sent")
     }
 }

@@ -136,7 +136,13 @@ public actor AckerStage: ConsumingStage {
         guard ContinuousClock.now - lastIncompleteCheck >= interval else { return }
         let sources = Set(configuration.sources.map(\.topic))
         let owned = consumer.assignment.filter { sources.contains($0.topic) }
-        guard !owned.isEmpty, owned.isSubset(of: consumer.partitionsAtEnd) else { return }
+        // Read all there is *and processed it*: this runs after a poll, before its batch is
+        // handled, so a partition at its end may still have events in hand; the positions
+        // must have reached the high watermarks the fetches reported.
+        guard !owned.isEmpty, owned.isSubset(of: consumer.partitionsAtEnd),
+              owned.allSatisfy({ partition in
+                  consumer.cachedHighWatermark(partition).map { (tracker.next[partition] ?? 0) >= $0 } ?? false
+              }) else { return }
         lastIncompleteCheck = .now
         let now = nowMilliseconds()
         let (reported, overdue) = try store.incomplete(in: Set(owned.map(\.partition)), olderThan: now - Int64(after) * 1000)
