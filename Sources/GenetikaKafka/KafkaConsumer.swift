@@ -248,25 +248,31 @@ public final class KafkaConsumer {
         return high
     }
 
-    /// Leaves the group (running the revoke handler) and destroys the handle. With
-    /// `leavingGroup: false` the member just disappears, as after a crash: no LeaveGroup,
-    /// no revoke handler; the coordinator drops it once `session.timeout.ms` passes.
-    /// Tansu 0.6 needs that for a member that may be in the middle of a join: a member that
-    /// leaves a group while it is the leader of a rebalance that has not completed leaves
-    /// the group without a leader for good (every later member is told to wait for that
-    /// leader's SyncGroup), whereas a member that stops heartbeating is expelled and its
-    /// leadership passed on.
-    public func close(leavingGroup: Bool = true) {
+    /// Leaves the group (running the revoke handler) and destroys the handle.
+    public func close() {
         guard handle.beginClose() else { return }
-        guard leavingGroup else {
-            handle.destroy(flags: Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
-            return
-        }
         let err = rd_kafka_consumer_close(handle.pointer)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
             context.logger.warning("\(KafkaError(err, context: "\(name) close"))")
         }
         handle.destroy()
+    }
+
+    /// Polls (dropping what arrives) until the member's next assignment arrives (a join
+    /// completed, even with no partitions), at most `timeout`: for a member about to close
+    /// while it may be in the middle of a join. Tansu 0.6 removes a member that leaves a
+    /// group whose rebalance has not completed but keeps it recorded as the leader if it was
+    /// one, so the group never forms again (every later member waits for that leader's
+    /// SyncGroup); a member that first completes its join leaves a formed group, which Tansu
+    /// handles. Returns whether the join completed.
+    @discardableResult
+    public func settleBeforeClose(timeout: Duration) -> Bool {
+        let before = state.assignments
+        let deadline = ContinuousClock.now + timeout
+        while state.assignments == before && ContinuousClock.now < deadline {
+            _ = try? poll(timeout: .milliseconds(100))
+        }
+        return state.assignments != before
     }
 
     private func checkFatal() throws(KafkaError) {
@@ -288,6 +294,8 @@ final class RebalanceState: @unchecked Sendable {
     let logger: Logger
     let name: String
     var assignment: Set<TopicPartition> = []
+    /// Assignments received (a completed join), including empty ones.
+    var assignments = 0
     private var error: Error?
 
     init(handler: RebalanceHandler?, logger: Logger, name: String) {
@@ -323,6 +331,7 @@ final class RebalanceState: @unchecked Sendable {
                 if result != RD_KAFKA_RESP_ERR_NO_ERROR { self.error = self.error ?? KafkaError(result, context: "\(name) assign") }
             }
             assignment.formUnion(partitions)
+            assignments += 1
             logger.info("\(name) assigned \(partitions.sorted().map(\.description).joined(separator: ", "))")
         } else {
             do {

@@ -147,76 +147,80 @@ public final class KafkaProducer: Sendable {
 
     /// Enqueues without waiting; returns librdkafka's error if it refused the message.
     private func enqueue(_ message: OutgoingMessage, opaque: UnsafeMutableRawPointer) -> KafkaError? {
-
-        // Header names and values go into one scratch buffer that outlives the call;
-        // librdkafka copies everything (RD_KAFKA_MSG_F_COPY), so nothing is kept after it.
-        var scratch: [UInt8] = []
-        var spans: [(name: Int, value: Int, size: Int)] = []
-        for header in message.headers {
-            let name = scratch.count
-            scratch.append(contentsOf: header.name.utf8)
-            scratch.append(0)
-            let value = scratch.count
-            scratch.append(contentsOf: header.value ?? [])
-            spans.append((name, value, header.value.map(\.count) ?? -1))
+        // Headers go in as one list Genetika builds (RD_KAFKA_VTYPE_HEADERS): a message that
+        // is accepted owns it; one that is refused leaves it to be destroyed here. Not one
+        // RD_KAFKA_VTYPE_HEADER per header: for those, librdkafka up to 2.8 frees the list
+        // twice when the partitioner refuses the message (a topic that lost its partitions;
+        // librdkafka issue #4627), which crashed `broker_restart_loses_data` now and then.
+        var headers: OpaquePointer?
+        if !message.headers.isEmpty {
+            headers = rd_kafka_headers_new(message.headers.count)
+            for header in message.headers {
+                header.name.withCString { name in
+                    if let value = header.value {
+                        value.withUnsafeBytes { bytes in
+                            _ = rd_kafka_header_add(headers, name, -1, bytes.baseAddress, bytes.count)
+                        }
+                    } else {
+                        _ = rd_kafka_header_add(headers, name, -1, nil, 0)
+                    }
+                }
+            }
         }
         return message.topic.withCString { topic in
             message.value.withUnsafeBytes { value in
                 (message.key ?? []).withUnsafeBytes { key in
-                    scratch.withUnsafeBytes { scratchBytes in
-                        var vus: [rd_kafka_vu_t] = []
-                        vus.reserveCapacity(6 + spans.count)
-                        var vu = rd_kafka_vu_t()
-                        vu.vtype = RD_KAFKA_VTYPE_TOPIC
-                        vu.u.cstr = topic
-                        vus.append(vu)
+                    var vus: [rd_kafka_vu_t] = []
+                    vus.reserveCapacity(8)
+                    var vu = rd_kafka_vu_t()
+                    vu.vtype = RD_KAFKA_VTYPE_TOPIC
+                    vu.u.cstr = topic
+                    vus.append(vu)
+                    vu = rd_kafka_vu_t()
+                    vu.vtype = RD_KAFKA_VTYPE_MSGFLAGS
+                    vu.u.i = RD_KAFKA_MSG_F_COPY
+                    vus.append(vu)
+                    vu = rd_kafka_vu_t()
+                    vu.vtype = RD_KAFKA_VTYPE_VALUE
+                    vu.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+                    vu.u.mem.size = value.count
+                    vus.append(vu)
+                    if message.key != nil {
                         vu = rd_kafka_vu_t()
-                        vu.vtype = RD_KAFKA_VTYPE_MSGFLAGS
-                        vu.u.i = RD_KAFKA_MSG_F_COPY
+                        vu.vtype = RD_KAFKA_VTYPE_KEY
+                        vu.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                        vu.u.mem.size = key.count
                         vus.append(vu)
-                        vu = rd_kafka_vu_t()
-                        vu.vtype = RD_KAFKA_VTYPE_VALUE
-                        vu.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
-                        vu.u.mem.size = value.count
-                        vus.append(vu)
-                        if message.key != nil {
-                            vu = rd_kafka_vu_t()
-                            vu.vtype = RD_KAFKA_VTYPE_KEY
-                            vu.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
-                            vu.u.mem.size = key.count
-                            vus.append(vu)
-                        }
-                        if let partition = message.partition {
-                            vu = rd_kafka_vu_t()
-                            vu.vtype = RD_KAFKA_VTYPE_PARTITION
-                            vu.u.i32 = partition
-                            vus.append(vu)
-                        }
-                        if let timestamp = message.timestamp {
-                            vu = rd_kafka_vu_t()
-                            vu.vtype = RD_KAFKA_VTYPE_TIMESTAMP
-                            vu.u.i64 = timestamp
-                            vus.append(vu)
-                        }
-                        vu = rd_kafka_vu_t()
-                        vu.vtype = RD_KAFKA_VTYPE_OPAQUE
-                        vu.u.ptr = opaque
-                        vus.append(vu)
-                        let base = scratchBytes.baseAddress
-                        for span in spans {
-                            vu = rd_kafka_vu_t()
-                            vu.vtype = RD_KAFKA_VTYPE_HEADER
-                            vu.u.header.name = base.map { ($0 + span.name).assumingMemoryBound(to: CChar.self) }
-                            vu.u.header.val = span.size < 0 ? nil : base.map { UnsafeRawPointer($0 + span.value) }
-                            vu.u.header.size = span.size
-                            vus.append(vu)
-                        }
-                        guard let produced = withHandle({ rd_kafka_produceva($0, vus, vus.count) }) else {
-                            return Self.closedError("produce to \(message.topic)")
-                        }
-                        guard let error = produced else { return nil }
-                        return KafkaError(consuming: error, context: "produce to \(message.topic)")
                     }
+                    if let partition = message.partition {
+                        vu = rd_kafka_vu_t()
+                        vu.vtype = RD_KAFKA_VTYPE_PARTITION
+                        vu.u.i32 = partition
+                        vus.append(vu)
+                    }
+                    if let timestamp = message.timestamp {
+                        vu = rd_kafka_vu_t()
+                        vu.vtype = RD_KAFKA_VTYPE_TIMESTAMP
+                        vu.u.i64 = timestamp
+                        vus.append(vu)
+                    }
+                    vu = rd_kafka_vu_t()
+                    vu.vtype = RD_KAFKA_VTYPE_OPAQUE
+                    vu.u.ptr = opaque
+                    vus.append(vu)
+                    if let headers {
+                        vu = rd_kafka_vu_t()
+                        vu.vtype = RD_KAFKA_VTYPE_HEADERS
+                        vu.u.headers = headers
+                        vus.append(vu)
+                    }
+                    guard let produced = withHandle({ rd_kafka_produceva($0, vus, vus.count) }) else {
+                        if let headers { rd_kafka_headers_destroy(headers) }
+                        return Self.closedError("produce to \(message.topic)")
+                    }
+                    guard let error = produced else { return nil }
+                    if let headers { rd_kafka_headers_destroy(headers) }
+                    return KafkaError(consuming: error, context: "produce to \(message.topic)")
                 }
             }
         }
@@ -271,10 +275,9 @@ final class KafkaHandle: Sendable {
         closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
     }
 
-    /// `flags`: `rd_kafka_destroy_flags` flags (0: a plain `rd_kafka_destroy`).
-    func destroy(flags: Int32 = 0) {
+    func destroy() {
         if destroyed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
-            rd_kafka_destroy_flags(pointer, flags)
+            rd_kafka_destroy(pointer)
         }
     }
 }

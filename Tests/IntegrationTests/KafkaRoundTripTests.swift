@@ -33,6 +33,27 @@ struct KafkaRoundTripTests {
         #expect(delivered.value.load(ordering: .relaxed) == 3000)
     }
 
+    @Test("a message with headers that the partitioner refuses (a partition the topic does not have) is an error, not a crash (librdkafka issue #4627)")
+    func refusedMessageWithHeaders() async throws {
+        let broker = try await TestBroker.start()
+        defer { broker.stop() }
+        let topic = TestBroker.uniqueName("refused")
+        try await broker.createTopics([topic], partitions: 3)
+        let producer = try KafkaProducer(configuration: broker.clientConfiguration(), name: "refused")
+        let headers = [KafkaHeader("genetika-source-file", "a.xlsx"), KafkaHeader("genetika-source-row", "2"), KafkaHeader("empty", nil)]
+        // The first delivery makes the producer know the topic's partitions.
+        _ = try await producer.send(OutgoingMessage(topic: topic, key: [1], value: [1], headers: headers))
+        for _ in 0..<200 {
+            do {
+                _ = try await producer.send(OutgoingMessage(topic: topic, partition: 7, key: [2], value: [2], headers: headers))
+                Issue.record("a message to partition 7 of a 3-partition topic was accepted")
+            } catch let error as KafkaError {
+                #expect("\(error)".contains("partition"), "\(error)")
+            }
+        }
+        await producer.shutdown()
+    }
+
     @Test("1,000 keyed messages go through a consumer group; after a commit and restart nothing is redelivered")
     func roundTripWithoutRedelivery() async throws {
         let broker = try await TestBroker.start()

@@ -59,6 +59,7 @@ extension ConsumingStage {
         let topics = identifiedTopics
         let consumer = try KafkaConsumer(configuration: clientConfiguration(configuration, counters), groupId: settings.groupId,
                                          name: name, logger: logger) { [unowned self, logger, name] event in
+            if box.closing { return [:] }
             if case .assigned(let partitions) = event, let consumer = box.consumer {
                 // Every assignment (a broker restart makes the group assign again) checks
                 // whether a topic was recreated since the stored offsets were written.
@@ -73,13 +74,18 @@ extension ConsumingStage {
             return try self.assumeIsolated { stage in try stage.rebalanced(event) }
         }
         box.consumer = consumer
-        // Leaving the group is for a stop while the member owns partitions (its peers take
-        // them over at once). A stage that fails or starts over, or owns nothing, may be in the
-        // middle of a join: it just disappears, and the coordinator expels it after
-        // session.timeout.ms (see KafkaConsumer.close(leavingGroup:): on Tansu, a leader that
-        // leaves mid-join leaves its group stuck for good).
-        var leaving = false
-        defer { box.consumer = nil; consumer.close(leavingGroup: leaving) }
+        defer {
+            // A stage that fails or starts over while its member owns nothing may be in the
+            // middle of a join: it completes it before leaving (see settleBeforeClose: on
+            // Tansu, a leader that leaves mid-join leaves its group stuck for good). The
+            // rebalance handler stands aside meanwhile. A stop closes at once.
+            if consumer.assignment.isEmpty && !stop.isRequested {
+                box.closing = true
+                consumer.settleBeforeClose(timeout: .seconds(8))
+            }
+            box.consumer = nil
+            consumer.close()
+        }
         try consumer.subscribe(configuration.sources.map(\.topic))
         var lag = LagReporter(stage: name, counters: counters)
         var resets = ResetDetector()
@@ -128,7 +134,6 @@ extension ConsumingStage {
             let allAtEnd = !consumer.assignment.isEmpty && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
             await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
         }
-        leaving = !consumer.assignment.isEmpty
     }
 }
 
@@ -160,6 +165,8 @@ struct TopicsRecreated: Error, CustomStringConvertible, RestartRequest {
 final class ConsumerBox: @unchecked Sendable {
     var consumer: KafkaConsumer?
     var assignedIds: [String: String]?
+    /// The stage is done with the consumer and only lets it finish a join before closing.
+    var closing = false
 }
 
 /// Finds assigned partitions whose next offset lies beyond the high watermark that fetch
