@@ -50,13 +50,17 @@ struct InboxFolder: Sendable {
         // FNM_CASEFOLD (a GNU flag Glibc's module does not export): `*.xlsx` takes `REPORT.XLSX` too.
         let caseFold: Int32 = 1 << 4
         for name in names where !Self.isTemporary(name) && fnmatch(pattern, name, caseFold) == 0 {
-            let file = path + "/" + name
-            var info = stat()
-            guard stat(file, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
-            found.append(Candidate(name: name, path: file, size: Int64(info.st_size),
-                                   modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)))
+            if let candidate = Self.look(path + "/" + name) { found.append(candidate) }
         }
         return found.sorted { ($0.modified, $0.name) < ($1.modified, $1.name) }
+    }
+
+    /// The file as it is now (nil if it is gone or not a regular file).
+    static func look(_ path: String) -> Candidate? {
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Candidate(name: (path as NSString).lastPathComponent, path: path, size: Int64(info.st_size),
+                         modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec))
     }
 
     /// Moves `file` into `folder` under its name, or with `-2`, `-3`, … before the extension

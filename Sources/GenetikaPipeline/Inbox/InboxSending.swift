@@ -150,6 +150,16 @@ extension ProducerStage {
         let rejected = tracker.rowsRejected
         if let readError {
             let reason = "\(readError)"
+            // A writer that paused longer than settleMs and then went on: the file changed
+            // since it was taken. It is not failed; it is taken again once it settles.
+            if sent == 0, let now = InboxFolder.look(file.path), now != file {
+                _ = try await records.with {
+                    try $0.update(record.id, status: .failed, rowsSent: 0, rowsDeadLettered: 0,
+                                  note: "changed while it was read (still being written): \(reason); taken again once it settles")
+                }
+                logger.warning("producer: \(file.path) changed while it was read (still being written); taken again once its size and time stay still for \(configuration.producer.settleMs) ms")
+                return
+            }
             let moved = try await onOwnThread("genetika-inbox") { () throws -> String in
                 let moved = try InboxFolder.move(file.path, into: inbox.failedFolder)
                 let text = "\(reason)\n\nrows sent before the failure: \(sent) (\(rejected) of them dead-lettered)\n"
