@@ -45,10 +45,23 @@ public final class KafkaConsumer {
     /// A poll reported a subscribed topic or partition that does not exist (a broker that
     /// lost its topics).
     public private(set) var sawUnknownTopic = false
+    /// What is copied out of each message.
+    public let contents: MessageContents
+
+    /// What a consumer copies out of librdkafka's messages.
+    public enum MessageContents: Sendable {
+        /// Key, value and headers.
+        case all
+        /// Key and metadata; value and headers only for a message without a key (which a
+        /// consumer that works from keys dead-letters whole). Headers are the costly part:
+        /// librdkafka parses them on request, and each becomes several Swift allocations.
+        case keyUnlessKeyless
+    }
 
     public init(configuration: KafkaClientConfiguration, groupId: String, name: String = "consumer",
-                logger: Logger = Logger(label: "genetika.kafka"),
+                logger: Logger = Logger(label: "genetika.kafka"), contents: MessageContents = .all,
                 onRebalance: RebalanceHandler? = nil) throws(KafkaError) {
+        self.contents = contents
         var configuration = configuration.with(defaults: Self.defaults)
         configuration["group.id"] = groupId
         let state = RebalanceState(handler: onRebalance, logger: logger, name: name)
@@ -98,7 +111,7 @@ public final class KafkaConsumer {
                 defer { rd_kafka_message_destroy(message) }
                 let m = message.pointee
                 if m.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                    let copy = KafkaMessage(copying: message)
+                    let copy = KafkaMessage(copying: message, whole: contents == .all || m.key == nil || m.key_len == 0)
                     partitionsAtEnd.remove(copy.topicPartition)
                     return copy
                 }

@@ -44,18 +44,23 @@ public struct KafkaMessage: Sendable {
     public var keyText: String? { key.map { String(decoding: $0, as: UTF8.self) } }
     public func header(_ name: String) -> KafkaHeader? { headers.first { $0.name == name } }
 
-    /// Copies a librdkafka message (which the caller still owns and destroys).
-    init(copying message: UnsafePointer<rd_kafka_message_t>) {
+    /// Copies a librdkafka message (which the caller still owns and destroys); without
+    /// `whole`, only its key and metadata (the value is empty, the headers none).
+    init(copying message: UnsafePointer<rd_kafka_message_t>, whole: Bool = true) {
         let m = message.pointee
         topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
         partition = m.partition
         offset = m.offset
         key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
-        value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
         var type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let ts = rd_kafka_message_timestamp(message, &type)
         timestamp = type == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts
         headers = []
+        guard whole else {
+            value = []
+            return
+        }
+        value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
         var hdrs: OpaquePointer?
         if rd_kafka_message_headers(message, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
             var index = 0

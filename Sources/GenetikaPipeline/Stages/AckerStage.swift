@@ -196,6 +196,10 @@ public actor AckerStage: ConsumingStage {
 
     var identifiedTopics: [String] { configuration.sources.map(\.topic) + [configuration.topics.ack] }
 
+    /// The acker works from keys, topics and timestamps; only a keyless event (dead-lettered
+    /// whole) needs its value and headers.
+    nonisolated var messageContents: KafkaConsumer.MessageContents { .keyUnlessKeyless }
+
     func topicsIdentified(_ ids: [String: String]) throws {
         guard let store else { return }
         let comparison = TopicIdComparison(stored: try store.topicIds(), current: ids)

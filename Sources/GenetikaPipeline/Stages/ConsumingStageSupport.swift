@@ -29,12 +29,16 @@ protocol ConsumingStage: PipelineStage {
     /// Handles one batch, all from partitions this member owns; `offsets` are the batch's
     /// next offsets per partition.
     func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws
+    /// What the stage needs of each message.
+    var messageContents: KafkaConsumer.MessageContents { get }
 }
 
 extension ConsumingStage {
     func beforeBatch(_ consumer: KafkaConsumer) async throws {}
 
     var identifiedTopics: [String] { configuration.sources.map(\.topic) }
+
+    var messageContents: KafkaConsumer.MessageContents { .all }
 
     /// Logs, counts and shows in `/health` that the broker lost what a stage had stored of a partition.
     func reportReset(_ text: String) {
@@ -58,7 +62,7 @@ extension ConsumingStage {
         let box = ConsumerBox()
         let topics = identifiedTopics
         let consumer = try KafkaConsumer(configuration: clientConfiguration(configuration, counters), groupId: settings.groupId,
-                                         name: name, logger: logger) { [unowned self, logger, name] event in
+                                         name: name, logger: logger, contents: messageContents) { [unowned self, logger, name] event in
             if box.closing { return [:] }
             if case .assigned(let partitions) = event, let consumer = box.consumer {
                 // Every assignment (a broker restart makes the group assign again) checks
