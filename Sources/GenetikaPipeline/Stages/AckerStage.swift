@@ -254,20 +254,12 @@ public actor AckerStage: ConsumingStage {
     /// offset to their end and marks every id found there as acked, or as reported incomplete.
     private func readBackAcks(store: AckerStore, consumer: KafkaConsumer) throws {
         for partitionNumber in pendingReadBack.sorted() {
-            try readBackReported(TopicPartition(configuration.topics.incomplete, partitionNumber), store: store, consumer: consumer)
-            let partition = TopicPartition(configuration.topics.ack, partitionNumber)
-            let from = try store.offsets([partition])[partition] ?? 0
-            var found: [String] = []
-            var next = from
-            counters.health.busy(name, "reading back \(partition) from offset \(from)")
-            defer { counters.health.idle(name) }
-            try consumer.readToEnd([partition: from], timeout: .seconds(60), stop: stop) { message in
-                next = max(next, message.offset + 1)
-                if let id = message.keyText { found.append(id) }
+            _ = try readBack(TopicPartition(configuration.topics.incomplete, partitionNumber), store: store, consumer: consumer) { id in
+                try store.markReported(id, partition: partitionNumber)
             }
-            try store.transaction {
-                for id in found { try store.markAcked(id, partition: partitionNumber) }
-                try store.setOffsets([partition: next])
+            let partition = TopicPartition(configuration.topics.ack, partitionNumber)
+            let (from, found) = try readBack(partition, store: store, consumer: consumer) { id in
+                try store.markAcked(id, partition: partitionNumber)
             }
             for id in found { waiting[id] = nil }
             if !found.isEmpty {
@@ -277,9 +269,11 @@ public actor AckerStage: ConsumingStage {
         pendingReadBack = []
     }
 
-    /// Marks the ids found in `partition` of the incomplete topic, from the last recorded
-    /// offset, as reported.
-    private func readBackReported(_ partition: TopicPartition, store: AckerStore, consumer: KafkaConsumer) throws {
+    /// Reads `partition` (of the acker's own output) from its last recorded offset to its end,
+    /// and in one transaction applies `mark` to every id found and records the new offset.
+    /// Returns where it started and the ids found.
+    private func readBack(_ partition: TopicPartition, store: AckerStore, consumer: KafkaConsumer,
+                          mark: (String) throws -> Void) throws -> (from: Int64, found: [String]) {
         let from = try store.offsets([partition])[partition] ?? 0
         var found: [String] = []
         var next = from
@@ -290,9 +284,10 @@ public actor AckerStage: ConsumingStage {
             if let id = message.keyText { found.append(id) }
         }
         try store.transaction {
-            for id in found { try store.markReported(id, partition: partition.partition) }
+            for id in found { try mark(id) }
             try store.setOffsets([partition: next])
         }
+        return (from, found)
     }
 
     private func process(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64], store: AckerStore, producer: KafkaProducer,
