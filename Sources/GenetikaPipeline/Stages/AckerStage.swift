@@ -251,43 +251,45 @@ public actor AckerStage: ConsumingStage {
     }
 
     /// Reads the ack and incomplete topics' newly assigned partitions from the last recorded
-    /// offset to their end and marks every id found there as acked, or as reported incomplete.
+    /// offsets to their end — all in one pass, since on a broker that answers a fetch only
+    /// when its wait expires each pass costs that wait — and marks every id found there as
+    /// acked, or as reported incomplete, in one transaction with the new offsets.
     private func readBackAcks(store: AckerStore, consumer: KafkaConsumer) throws {
-        for partitionNumber in pendingReadBack.sorted() {
-            _ = try readBack(TopicPartition(configuration.topics.incomplete, partitionNumber), store: store, consumer: consumer) { id in
-                try store.markReported(id, partition: partitionNumber)
-            }
-            let partition = TopicPartition(configuration.topics.ack, partitionNumber)
-            let (from, found) = try readBack(partition, store: store, consumer: consumer) { id in
-                try store.markAcked(id, partition: partitionNumber)
-            }
-            for id in found { waiting[id] = nil }
-            if !found.isEmpty {
-                logger.info("acker read back \(partition) from offset \(from): \(found.count) acks were sent but not recorded")
+        let ack = configuration.topics.ack
+        let numbers = pendingReadBack.sorted()
+        var starts: [TopicPartition: Int64] = [:]
+        for number in numbers {
+            for topic in [ack, configuration.topics.incomplete] {
+                let partition = TopicPartition(topic, number)
+                starts[partition] = try store.offsets([partition])[partition] ?? 0
             }
         }
-        pendingReadBack = []
-    }
-
-    /// Reads `partition` (of the acker's own output) from its last recorded offset to its end,
-    /// and in one transaction applies `mark` to every id found and records the new offset.
-    /// Returns where it started and the ids found.
-    private func readBack(_ partition: TopicPartition, store: AckerStore, consumer: KafkaConsumer,
-                          mark: (String) throws -> Void) throws -> (from: Int64, found: [String]) {
-        let from = try store.offsets([partition])[partition] ?? 0
-        var found: [String] = []
-        var next = from
-        counters.health.busy(name, "reading back \(partition) from offset \(from)")
+        var next = starts
+        var found: [TopicPartition: [String]] = [:]
+        counters.health.busy(name, "reading back \(ack) and \(configuration.topics.incomplete) partitions \(numbers.map(String.init).joined(separator: ", "))")
         defer { counters.health.idle(name) }
-        try consumer.readToEnd([partition: from], timeout: .seconds(60), stop: stop) { message in
-            next = max(next, message.offset + 1)
-            if let id = message.keyText { found.append(id) }
+        try consumer.readToEnd(starts, timeout: .seconds(60), stop: stop) { message in
+            let partition = message.topicPartition
+            next[partition] = max(next[partition] ?? 0, message.offset + 1)
+            if let id = message.keyText { found[partition, default: []].append(id) }
         }
         try store.transaction {
-            for id in found { try mark(id) }
-            try store.setOffsets([partition: next])
+            for (partition, ids) in found {
+                for id in ids {
+                    if partition.topic == ack {
+                        try store.markAcked(id, partition: partition.partition)
+                    } else {
+                        try store.markReported(id, partition: partition.partition)
+                    }
+                }
+            }
+            try store.setOffsets(next)
         }
-        return (from, found)
+        for (partition, ids) in found.sorted(by: { $0.key < $1.key }) where partition.topic == ack {
+            for id in ids { waiting[id] = nil }
+            logger.info("acker read back \(partition) from offset \(starts[partition] ?? 0): \(ids.count) acks were sent but not recorded")
+        }
+        pendingReadBack = []
     }
 
     private func process(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64], store: AckerStore, producer: KafkaProducer,
