@@ -29,6 +29,16 @@ public final class EventCount: Sendable {
         for waiter in woken { waiter.resume() }
     }
 
+    /// Returns once `condition` holds: checked now, and again after each notification (the
+    /// read-check-wait sequence above, so no wakeup is lost).
+    public func wait(isolation: isolated (any Actor)? = #isolation, until condition: () -> Bool) async {
+        while true {
+            let seen = current
+            if condition() { return }
+            await wait(after: seen)
+        }
+    }
+
     /// Returns once a notification came after `seen` (at once if one already did), or when
     /// the task is cancelled.
     public func wait(after seen: UInt64) async {

@@ -34,6 +34,23 @@ struct EventCountTests {
         }
     }
 
+    @Test("wait(until:) returns once its condition holds, however the notifications race the checks")
+    func waitUntilCondition() async {
+        let events = EventCount()
+        let done = Tally()
+        await Self.within(.seconds(10), "waiting until 1,000 events were counted") {
+            let notifier = Task {
+                for _ in 0..<1000 {
+                    done.value.add(1, ordering: .sequentiallyConsistent)
+                    events.notify()
+                }
+            }
+            await events.wait { done.value.load(ordering: .sequentiallyConsistent) == 1000 }
+            #expect(done.value.load(ordering: .sequentiallyConsistent) == 1000)
+            await notifier.value
+        }
+    }
+
     @Test("no wakeup is lost: 4 waiters each see all 20,000 notifications of a racing notifier")
     func noLostWakeups() async {
         let events = EventCount()

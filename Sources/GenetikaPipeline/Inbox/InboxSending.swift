@@ -137,11 +137,7 @@ extension ProducerStage {
             readError = error
         }
         // Every delivery report is in before the file's outcome is judged.
-        while true {
-            let seen = events.current
-            if tracker.inFlight == 0 || stop.isRequested || abort.error != nil { break }
-            await events.wait(after: seen)
-        }
+        await events.wait { tracker.inFlight == 0 || stop.isRequested || abort.error != nil }
         if let error = abort.error { throw FailedWithUndelivered(cause: error, undelivered: tracker.inFlight) }
         if let failures = tracker.failures { throw failures }
         if stop.isRequested && tracker.inFlight > 0 { return }

@@ -151,13 +151,7 @@ public actor AckerStage: ConsumingStage {
             return
         }
         let messages = overdue.map { incompleteMessage($0, now: now) }
-        let reports = try await producer.sendAll(messages)
-        if let failed = reports.first(where: { $0.error != nil }), let error = failed.error { throw error }
-        var offsets: [TopicPartition: Int64] = [:]
-        for report in reports {
-            let partition = TopicPartition(report.topic, report.partition)
-            offsets[partition] = max(offsets[partition] ?? 0, report.offset + 1)
-        }
+        let offsets = try Self.nextOffsets(delivered: try await producer.sendAll(messages))
         try store.transaction {
             for entry in overdue { try store.markReported(entry.id, partition: entry.partition) }
             try store.setOffsets(offsets)
@@ -257,13 +251,9 @@ public actor AckerStage: ConsumingStage {
     private func readBackAcks(store: AckerStore, consumer: KafkaConsumer) throws {
         let ack = configuration.topics.ack
         let numbers = pendingReadBack.sorted()
-        var starts: [TopicPartition: Int64] = [:]
-        for number in numbers {
-            for topic in [ack, configuration.topics.incomplete] {
-                let partition = TopicPartition(topic, number)
-                starts[partition] = try store.offsets([partition])[partition] ?? 0
-            }
-        }
+        let partitions = numbers.flatMap { [TopicPartition(ack, $0), TopicPartition(configuration.topics.incomplete, $0)] }
+        let stored = try store.offsets(partitions)
+        let starts = Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? 0) })
         var next = starts
         var found: [TopicPartition: [String]] = [:]
         counters.health.busy(name, "reading back \(ack) and \(configuration.topics.incomplete) partitions \(numbers.map(String.init).joined(separator: ", "))")
@@ -323,16 +313,8 @@ public actor AckerStage: ConsumingStage {
         }
         store.endRead()
         let acks = due.map { ackMessage($0, received: received) }
-        let reports = try await producer.sendAll(acks)
-        if let failed = reports.first(where: { $0.error != nil }), let error = failed.error {
-            throw error
-        }
+        let ackOffsets = try Self.nextOffsets(delivered: try await producer.sendAll(acks))
         if !acks.isEmpty { try afterAcks?(number) }
-        var ackOffsets: [TopicPartition: Int64] = [:]
-        for report in reports {
-            let partition = TopicPartition(report.topic, report.partition)
-            ackOffsets[partition] = max(ackOffsets[partition] ?? 0, report.offset + 1)
-        }
         try store.transaction {
             for entry in entries.values { try store.save(entry) }
             try store.setOffsets(offsets)
@@ -349,6 +331,18 @@ public actor AckerStage: ConsumingStage {
         }
         counters.eventsConsumed.add(batch.count)
         counters.acks.add(acks.count)
+    }
+
+    /// The next offset after the last delivered message of each partition the acker's own
+    /// messages (acks, incomplete reports) went to; throws the first failed delivery.
+    private static func nextOffsets(delivered reports: [DeliveryReport]) throws -> [TopicPartition: Int64] {
+        if let failed = reports.first(where: { $0.error != nil }), let error = failed.error { throw error }
+        var offsets: [TopicPartition: Int64] = [:]
+        for report in reports {
+            let partition = TopicPartition(report.topic, report.partition)
+            offsets[partition] = max(offsets[partition] ?? 0, report.offset + 1)
+        }
+        return offsets
     }
 
     /// `{"id": …, "latest_event_ms": …, "ack_ms": …, "topics": {"topic1": ms, …}}`, keyed by

@@ -142,11 +142,7 @@ public actor ProducerStage: PipelineStage {
             return results
         }
         // Every delivery report is in before the outcome is judged (close() would fail the rest).
-        while true {
-            let seen = events.current
-            if !results.values.contains(where: { $0.tracker.inFlight > 0 }) || stop.isRequested || abort.error != nil { break }
-            await events.wait(after: seen)
-        }
+        await events.wait { !results.values.contains(where: { $0.tracker.inFlight > 0 }) || stop.isRequested || abort.error != nil }
         watchdog.cancel()
         await watchdog.value
         var firstError: Error? = abort.error
