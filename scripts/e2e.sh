@@ -84,7 +84,7 @@ timeout 300 "$GENETIKA" run --config "$WORK/crash.json" --stages producer --exit
 written() {
   sqlite3 "$WORK/crash-state/genetika.db" "select (select count(*) from data1)+(select count(*) from data2)+(select count(*) from data3)" 2>/dev/null || echo 0
 }
-acked() { sqlite3 "$WORK/crash-state/acker.db" "select count(*) from acker_ids where acked=1" 2>/dev/null || echo 0; }
+acked() { sqlite3 "$WORK/crash-state/acker.db" "select count(*) from acker_acked" 2>/dev/null || echo 0; }
 for kill in $(seq 1 "$KILLS"); do
   # Kill 1 lands at a random point of the DB stage's writing; the later ones at random points
   # of the acker's acking (k-th slice of the ids), so both stages' recovery is exercised
@@ -155,7 +155,7 @@ for number in 1 2 3; do
   cp "$ROOT/Fixtures/sim_file$number.xlsx" "$WORK/staging/"
   mv "$WORK/staging/sim_file$number.xlsx" "$WORK/inbox$number/"
 done
-acked_inbox() { sqlite3 "$WORK/inbox-state/acker.db" "select count(*) from acker_ids where acked=1" 2>/dev/null || echo 0; }
+acked_inbox() { sqlite3 "$WORK/inbox-state/acker.db" "select count(*) from acker_acked" 2>/dev/null || echo 0; }
 deadline=$((SECONDS + 180))
 until [ "$(acked_inbox)" -ge 50 ] && [ -f "$WORK/inbox3/done/sim_file3.xlsx" ]; do
   kill -0 "$pid" 2>/dev/null || { tail -n 40 "$WORK/inbox-run.log"; log "genetika exited"; exit 1; }

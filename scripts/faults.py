@@ -574,7 +574,7 @@ def signals_and_stop_timeout(genetika, work):
         db.close()
         check(0 < written < 3 * rows, f"the stop did not land mid-stream ({written} rows)")
         acker = sqlite3.connect(os.path.join(config["stateDirectory"], "acker.db"))
-        recorded = acker.execute("SELECT count(*) FROM acker_ids WHERE acked = 1").fetchone()[0]
+        recorded = acker.execute("SELECT count(*) FROM acker_acked").fetchone()[0]
         acker.close()
         summary = report(genetika, path, os.path.join(work, "report"))
         check(summary["acks"] == recorded and not summary["duplicate_acks"],

@@ -91,7 +91,7 @@ done
 wait "$producer" || { tail -n 20 "$WORK/producer.log"; log "the producer failed"; exit 1; }
 log "all rows written; B took over: $(grep "db assigned" "$WORK/b.log" | tail -n1 | sed 's/.*db assigned //')"
 # B owns every partition now and has read every ack partition back: its state knows each ack.
-until [ "$(sqlite3 "$WORK/state-b/acker.db" "select count(*) from acker_ids where acked=1" 2>/dev/null || echo 0)" -ge "$ROWS" ]; do
+until [ "$(sqlite3 "$WORK/state-b/acker.db" "select count(*) from acker_acked" 2>/dev/null || echo 0)" -ge "$ROWS" ]; do
   [ $SECONDS -lt $deadline ] || { tail -n 30 "$WORK/b.log"; log "acks incomplete"; exit 1; }
   sleep 1
 done

@@ -20,9 +20,23 @@ public struct AckerEntry: Sendable, Equatable {
     }
 }
 
-/// The acker's persistent state (SQLite in the state directory): one row per id, tagged with
-/// its partition, the consumed offset of every source partition, and how far the acker has
-/// read back its own `ack` partitions. Batches commit as one transaction.
+/// The acker's persistent state (SQLite in the state directory), laid out for its access
+/// pattern, and committed one transaction per batch:
+/// - `acker_pending`, an append-only log: each batch appends the new state of the ids it
+///   changed (sequential pages, however the ids are spread), an acked id included (a row with
+///   `acked = 1`). The acker holds the waiting ids in memory and reads the log only when it
+///   opens the store (latest row per id wins).
+/// - `acker_ids`, keyed by id: the ids that are done (acked) or set aside (reported
+///   incomplete, or evicted from memory). An id in `acker_ids` is described there and
+///   nowhere else. The acker moves acked ids from the log into it in batches, in id order
+///   (`mergeAcked`): each B-tree page is then written once per merge rather than once per id.
+///   It rewrites the log, dropping superseded rows, once they outnumber the live ones
+///   (`clearPending`, then `appendPending`).
+/// - the view `acker_acked`: every acked id, wherever it is recorded (for operators and tests).
+/// - the consumed offset of every source partition, and how far the acker has read back its
+///   own ack and incomplete partitions.
+/// An in-memory filter of the ids in `acker_ids` answers "never stored" without a read, so a
+/// new id costs no random read of a table that grows with the data.
 public final class AckerStore {
     let connection: SQLiteConnection
     let topicCount: Int
@@ -31,6 +45,12 @@ public final class AckerStore {
     private let upsertAcked: SQLiteStatement
     private let upsertReported: SQLiteStatement
     private let selectUnacked: SQLiteStatement
+    private let insertPending: SQLiteStatement
+    /// Every id with a row in `acker_ids` (plus, rarely, ids whose row was rolled back or
+    /// deleted): no false negatives.
+    private var stored: IdFilter
+    /// Rows in `acker_pending` (as appended by this connection; recounted on open).
+    public private(set) var pendingRows: Int
 
     /// `integerIds`: every source's key column is an integer, so ids are kept as integers
     /// (a rowid table: smaller and faster than text keys). A state file created either way
@@ -67,6 +87,17 @@ public final class AckerStore {
                 try connection.execute("ALTER TABLE acker_ids ADD COLUMN reported INTEGER NOT NULL DEFAULT 0")
             }
         }
+        // The log's id column takes the affinity `acker_ids` has (a state file keeps its kind).
+        let idType = try connection.query("SELECT type FROM pragma_table_info('acker_ids') WHERE name = 'id'").first?.first
+        let pendingIdType = idType == .text("INTEGER") ? "INTEGER" : "TEXT"
+        try connection.execute("""
+            CREATE TABLE IF NOT EXISTS acker_pending (
+                seq INTEGER PRIMARY KEY, id \(pendingIdType) NOT NULL, partition INTEGER NOT NULL,
+                seen INTEGER NOT NULL, acked INTEGER NOT NULL DEFAULT 0\(timestampColumns));
+            CREATE VIEW IF NOT EXISTS acker_acked AS
+                SELECT id, partition FROM acker_ids WHERE acked = 1
+                UNION SELECT id, partition FROM acker_pending WHERE acked = 1;
+            """)
         let columns = (0..<topicCount).map { ", t\($0)" }.joined()
         let placeholders = String(repeating: ", ?", count: topicCount)
         let updates = (0..<topicCount).map { ", t\($0) = excluded.t\($0)" }.joined()
@@ -84,6 +115,25 @@ public final class AckerStore {
             ON CONFLICT (id) DO UPDATE SET reported = 1
             """)
         selectUnacked = try connection.prepare("SELECT id, partition, seen, reported\(columns) FROM acker_ids WHERE acked = 0")
+        insertPending = try connection.prepare("INSERT INTO acker_pending (id, partition, seen, acked\(columns)) VALUES (?, ?, ?, ?\(placeholders))")
+        stored = IdFilter(capacity: 0)
+        pendingRows = 0
+        try rebuildFilter()
+        if case .integer(let rows)? = try connection.query("SELECT count(*) FROM acker_pending").first?.first { pendingRows = Int(rows) }
+    }
+
+    /// Builds the filter of stored ids again, with room for twice as many as there are.
+    private func rebuildFilter() throws {
+        var count = 0
+        if case .integer(let rows)? = try connection.query("SELECT count(*) FROM acker_ids").first?.first { count = Int(rows) }
+        var filter = IdFilter(capacity: max(1 << 16, 2 * count))
+        try connection.forEachRow("SELECT id FROM acker_ids") { row in filter.insert(row.text(0)) }
+        stored = filter
+    }
+
+    private func noteStored(_ id: String) throws {
+        stored.insert(id)
+        if stored.isFull { try rebuildFilter() }
     }
 
     public func close() { connection.close() }
@@ -104,7 +154,9 @@ public final class AckerStore {
         reading = false
     }
 
+    /// The id's row in `acker_ids`, if it has one (ids in the pending log are the caller's).
     public func entry(_ id: String) throws -> AckerEntry? {
+        guard stored.mayContain(id) else { return nil }
         try selectEntry.bind(1, .text(id))
         guard try selectEntry.next() else { return nil }
         defer { selectEntry.reset() }
@@ -124,6 +176,45 @@ public final class AckerStore {
             try upsertEntry.bind(Int32(5 + index), timestamp.map(SQLValue.integer) ?? .null)
         }
         try upsertEntry.run()
+        try noteStored(entry.id)
+    }
+
+    /// Appends the state of an id without a row in `acker_ids` (waiting, or just acked) to
+    /// the pending log.
+    public func appendPending(_ entry: AckerEntry) throws {
+        try insertPending.bind(1, .text(entry.id))
+        try insertPending.bind(2, .integer(Int64(entry.partition)))
+        try insertPending.bind(3, .integer(entry.seen))
+        try insertPending.bind(4, .integer(entry.acked ? 1 : 0))
+        for (index, timestamp) in entry.timestamps.enumerated() {
+            try insertPending.bind(Int32(5 + index), timestamp.map(SQLValue.integer) ?? .null)
+        }
+        try insertPending.run()
+        pendingRows += 1
+    }
+
+    /// Empties the pending log (inside a transaction that appends the live ids again).
+    public func clearPending() throws {
+        try connection.execute("DELETE FROM acker_pending")
+        pendingRows = 0
+    }
+
+    /// The ids recorded in the pending log, each with its latest state (waiting or acked), in
+    /// log order (an id may come more than once: the last one counts); ids with a row in
+    /// `acker_ids` are left out.
+    public func forEachPending(_ body: (AckerEntry) throws -> Void) throws {
+        let columns = (0..<topicCount).map { ", p.t\($0)" }.joined()
+        let sql = """
+            SELECT p.id, p.partition, p.seen, p.acked\(columns) FROM acker_pending p
+            WHERE NOT EXISTS (SELECT 1 FROM acker_ids a WHERE a.id = p.id) ORDER BY p.seq
+            """
+        try connection.forEachRow(sql) { row in
+            let timestamps: [Int64?] = (0..<Int32(topicCount)).map { column in
+                row.isNull(4 + column) ? nil : row.int64(4 + column)
+            }
+            try body(AckerEntry(id: row.text(0), partition: Int32(truncatingIfNeeded: row.int64(1)), seen: row.int64(2),
+                                timestamps: timestamps, acked: row.int64(3) != 0))
+        }
     }
 
     /// Marks an id acked (found in the ack topic), creating its row if needed.
@@ -131,6 +222,22 @@ public final class AckerStore {
         try upsertAcked.bind(1, .text(id))
         try upsertAcked.bind(2, .integer(Int64(partition)))
         try upsertAcked.run()
+        try noteStored(id)
+    }
+
+    /// Records acked ids of the pending log in `acker_ids` (inside the transaction that
+    /// empties the log, or before it), in the order of the table's key: integers by value,
+    /// then texts.
+    public func mergeAcked(_ ids: [String: Int32]) throws {
+        var numbers: [(Int64, String, Int32)] = []
+        var texts: [(String, Int32)] = []
+        for (id, partition) in ids {
+            if let number = Int64(id), String(number) == id { numbers.append((number, id, partition)) } else { texts.append((id, partition)) }
+        }
+        numbers.sort { $0.0 < $1.0 }
+        texts.sort { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
+        for (_, id, partition) in numbers { try markAcked(id, partition: partition) }
+        for (id, partition) in texts { try markAcked(id, partition: partition) }
     }
 
     /// Marks an id reported incomplete (found in the incomplete topic, or just reported),
@@ -139,6 +246,7 @@ public final class AckerStore {
         try upsertReported.bind(1, .text(id))
         try upsertReported.bind(2, .integer(Int64(partition)))
         try upsertReported.run()
+        try noteStored(id)
     }
 
     /// Ids of `partitions` without an ack: how many of them were reported incomplete, and
@@ -198,7 +306,8 @@ public final class AckerStore {
     public func recordTopicIds(_ ids: [String: String], forgetAll: Bool) throws {
         try connection.transaction {
             if forgetAll {
-                try connection.execute("DELETE FROM acker_ids; DELETE FROM acker_offsets;")
+                try connection.execute("DELETE FROM acker_ids; DELETE FROM acker_offsets; DELETE FROM acker_pending;")
+                pendingRows = 0
             }
             for (topic, id) in ids {
                 try connection.run("INSERT INTO acker_topic_ids (topic, topic_id) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET topic_id = excluded.topic_id",
@@ -212,6 +321,7 @@ public final class AckerStore {
     public func forget(partition: Int32) throws {
         try connection.transaction {
             try connection.run("DELETE FROM acker_ids WHERE partition = ?", [.integer(Int64(partition))])
+            pendingRows -= try connection.run("DELETE FROM acker_pending WHERE partition = ?", [.integer(Int64(partition))])
             try connection.run("DELETE FROM acker_offsets WHERE partition = ?", [.integer(Int64(partition))])
         }
     }

@@ -121,6 +121,18 @@ public final class SQLiteConnection {
         return statement
     }
 
+    /// Runs a query once, handing each row to `body` as it is stepped (nothing is collected):
+    /// for scans of large tables.
+    public func forEachRow(_ sql: String, _ values: [SQLValue] = [], _ body: (SQLiteStatement) throws -> Void) throws {
+        var handle: OpaquePointer?
+        let rc = sqlite3_prepare_v3(db, sql, -1, 0, &handle, nil)
+        guard rc == SQLITE_OK, let handle else { throw error(rc, "\(path): prepare \(sql.prefix(120))") }
+        let statement = SQLiteStatement(handle: handle, connection: self, sql: sql)
+        defer { statement.finalize() }
+        for (index, value) in values.enumerated() { try statement.bind(Int32(index + 1), value) }
+        while try statement.next() { try body(statement) }
+    }
+
     fileprivate func failure(_ rc: Int32, _ sql: String) -> SQLiteError { error(rc, "\(path): \(sql.prefix(120))") }
 
     /// Runs one statement with parameters; returns the number of rows changed.

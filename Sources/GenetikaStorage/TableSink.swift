@@ -65,9 +65,20 @@ public final class SQLiteTableSink: TableSink {
     /// Each source's upsert and the offsets upsert, prepared by `prepare()` once the tables exist.
     private var statements: (upserts: [SQLiteStatement], offsets: SQLiteStatement)?
 
+    /// Each source's key column (its index in the row's values).
+    private let keyIndexes: [Int]
+
     public init(path: String, tables sources: [TableSchema]) throws {
         connection = try SQLiteConnection(path: path)
+        // A batch upserts rows at random ids, so it dirties about as many pages as it has rows:
+        // with SQLite's default (a checkpoint once the WAL holds 1,000 pages) nearly every batch
+        // is followed by a checkpoint writing those pages into the database again. At 16,384
+        // pages (64 MB of WAL on disk) a checkpoint covers many batches and writes each page
+        // once, in its latest version. Durability is unchanged (synchronous=FULL: each commit's
+        // WAL frames are on disk when it returns).
+        try connection.execute("PRAGMA wal_autocheckpoint=16384")
         self.sources = sources
+        keyIndexes = sources.map { source in source.columns.firstIndex { $0.name == source.key } ?? 0 }
     }
 
     public func prepare() throws {
@@ -146,8 +157,18 @@ public final class SQLiteTableSink: TableSink {
         guard let statements else {
             throw SQLiteError(code: SQLITE_MISUSE, message: "prepare() was not called", context: "\(connection.path): write")
         }
+        // In table and key order: each table's B-tree is walked once from left to right, so the
+        // rows that share a page are written together and the path to it stays cached. Rows
+        // with the same key keep their order (the latest event wins).
+        let order = rows.indices.sorted { a, b in
+            let left = rows[a], right = rows[b]
+            if left.source != right.source { return left.source < right.source }
+            let ordered = Self.keyOrder(left.values[keyIndexes[left.source]], right.values[keyIndexes[right.source]])
+            return ordered ?? (a < b)
+        }
         try connection.transaction {
-            for row in rows {
+            for position in order {
+                let row = rows[position]
                 let statement = statements.upserts[row.source]
                 for (index, value) in row.values.enumerated() { try statement.bind(Int32(index + 1), value.sql) }
                 try statement.run()
@@ -164,6 +185,26 @@ public final class SQLiteTableSink: TableSink {
 
     public func close() {
         connection.close()
+    }
+
+    /// Whether key `a` sorts before key `b`; nil when they are equal. A total order (integers,
+    /// then texts, then anything else as equal), so that the sort's comparison is consistent.
+    private static func keyOrder(_ a: FieldValue, _ b: FieldValue) -> Bool? {
+        switch (a, b) {
+        case (.integer(let x), .integer(let y)): x == y ? nil : x < y
+        case (.text(let x), .text(let y)), (.temporal(let x), .temporal(let y)): x == y ? nil : x < y
+        default:
+            rank(a) == rank(b) ? nil : rank(a) < rank(b)
+        }
+    }
+
+    private static func rank(_ value: FieldValue) -> Int {
+        switch value {
+        case .integer: 0
+        case .text: 1
+        case .temporal: 2
+        default: 3
+        }
     }
 }
 

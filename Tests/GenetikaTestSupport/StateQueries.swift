@@ -6,7 +6,7 @@ import GenetikaStorage
 public func ackedIds(inStateAt path: String) throws -> Int {
     let connection = try SQLiteConnection(path: path)
     defer { connection.close() }
-    if case .integer(let n)? = try connection.query("SELECT count(*) FROM acker_ids WHERE acked = 1").first?.first { return Int(n) }
+    if case .integer(let n)? = try connection.query("SELECT count(*) FROM acker_acked").first?.first { return Int(n) }
     return 0
 }
 

@@ -5,14 +5,15 @@ import Testing
 @testable import GenetikaPipeline
 @testable import GenetikaSupport
 @testable import GenetikaJSON
+import GenetikaStorage
 
 /// Runs an acker stage on `bed` until `condition` holds, waits a second more (an ack that
 /// should not come would come then), and stops it.
 func runAcker(_ bed: PipelineTestbed, logger: Logger, waitingCapacity: Int = AckerStage.defaultWaitingCapacity,
-              counters: PipelineCounters = PipelineCounters(), until condition: @escaping () throws -> Bool) async throws {
+              pendingSlack: Int = AckerStage.defaultPendingSlack, counters: PipelineCounters = PipelineCounters(), until condition: @escaping () throws -> Bool) async throws {
     let stop = StopSignal()
     let stage = AckerStage(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop,
-                           logger: logger, afterAcks: nil, waitingCapacity: waitingCapacity)
+                           logger: logger, afterAcks: nil, waitingCapacity: waitingCapacity, pendingSlack: pendingSlack)
     let run = Task { try await stage.run() }
     try await eventually("acker progress", condition)
     try await Task.sleep(for: .seconds(1))
@@ -31,13 +32,75 @@ struct AckerBehaviourTests {
         // 60 ids reach topic1 and topic2 first: far more than the 8 the acker keeps in memory.
         for topic in ["topic1", "topic2"] { try await bed.produce(topic, keys: (1...60).map(String.init), "{}") }
         let counters = PipelineCounters()
-        try await runAcker(bed, logger: logger, waitingCapacity: 8, counters: counters) { counters.eventsConsumed.value >= 120 }
+        try await runAcker(bed, logger: logger, waitingCapacity: 8, pendingSlack: 4, counters: counters) { counters.eventsConsumed.value >= 120 }
         #expect(try bed.messages("ack").isEmpty, "no id has reached topic3 yet")
         try await bed.produce("topic3", keys: (1...60).map(String.init), "{}")
-        try await runAcker(bed, logger: logger, waitingCapacity: 8) { try bed.messages("ack").count >= 60 }
+        try await runAcker(bed, logger: logger, waitingCapacity: 8, pendingSlack: 4) { try bed.messages("ack").count >= 60 }
         let acks = try bed.messages("ack")
         #expect(acks.count == 60)
         #expect(Set(acks.compactMap(\.keyText)) == Set((1...60).map(String.init)))
+    }
+
+    @Test("waiting ids live in the pending log: rewritten once superseded rows pile up, read back on restart with their topics and times")
+    func pendingLogAcrossRestarts() async throws {
+        let bed = try await PipelineTestbed.start()
+        defer { bed.stop() }
+        let keys = (1...60).map(String.init)
+        let statePath = AckerStage.statePath(bed.configuration)
+        func pendingRows() throws -> Int {
+            let connection = try SQLiteConnection(path: statePath)
+            defer { connection.close() }
+            guard case .integer(let rows)? = try connection.query("SELECT count(*) FROM acker_pending").first?.first else { return -1 }
+            return Int(rows)
+        }
+        // Each round is its own run (a restart): topic1, then topic2 twice (the second time
+        // duplicates, which supersede rows without adding ids).
+        for topic in ["topic1", "topic2", "topic2"] {
+            try await bed.produce(topic, keys: keys, "{}")
+            let counters = PipelineCounters()
+            try await runAcker(bed, logger: logger, pendingSlack: 0, counters: counters) { counters.eventsConsumed.value >= keys.count }
+        }
+        #expect(try bed.messages("ack").isEmpty)
+        // 60 ids wait: the log never holds more than twice that after a batch.
+        let rows = try pendingRows()
+        #expect(rows >= 60 && rows <= 120, "pending rows: \(rows)")
+        try await bed.produce("topic3", keys: keys, "{}")
+        try await runAcker(bed, logger: logger, pendingSlack: 0) { try bed.messages("ack").count >= 60 }
+        let acks = try bed.messages("ack")
+        #expect(acks.count == 60)
+        #expect(Set(acks.compactMap(\.keyText)) == Set(keys))
+        // Every ack names a time for each of the three topics: what the log held survived.
+        for ack in acks {
+            let value = try JSONParser.parse(ack.value ?? [])
+            guard case .object(let object) = value, case .object(let topics)? = object["topics"] else {
+                Issue.record("ack without topics: \(value)")
+                continue
+            }
+            #expect(["topic1", "topic2", "topic3"].allSatisfy { if case .int? = topics[$0] { true } else { false } }, "\(topics)")
+        }
+        // The acked ids were merged into acker_ids when the log was rewritten.
+        #expect(try pendingRows() <= 120)
+        #expect(try ackedIds(inStateAt: statePath) == 60)
+    }
+
+    @Test("acks recorded only in the pending log (not merged yet) hold across a restart: duplicate events get no second ack")
+    func unmergedAcksAcrossRestart() async throws {
+        let bed = try await PipelineTestbed.start()
+        defer { bed.stop() }
+        let keys = (1...40).map(String.init)
+        for topic in ["topic1", "topic2", "topic3"] { try await bed.produce(topic, keys: keys, "{}") }
+        try await runAcker(bed, logger: logger) { try bed.messages("ack").count >= 40 }
+        let statePath = AckerStage.statePath(bed.configuration)
+        let connection = try SQLiteConnection(path: statePath)
+        let merged = try connection.query("SELECT count(*) FROM acker_ids").first?.first
+        connection.close()
+        #expect(merged == .integer(0), "40 acks are far fewer than a merge waits for")
+        #expect(try ackedIds(inStateAt: statePath) == 40)
+        // The same events again (a producer that sent its files twice), to a restarted acker.
+        for topic in ["topic1", "topic2", "topic3"] { try await bed.produce(topic, keys: keys, "{}") }
+        let counters = PipelineCounters()
+        try await runAcker(bed, logger: logger, counters: counters) { counters.eventsConsumed.value >= 120 }
+        #expect(try bed.messages("ack").count == 40)
     }
 
     @Test("an id that reached only some topics is reported incomplete once (event, gauge), also by an acker that lost its state; it is acked when its last event arrives")

@@ -31,8 +31,8 @@ struct WaitingIdsTests {
         #expect(waiting["-7"] == Self.entry("-7", partition: 1, seen: 0b101, [1, nil, 30]))
     }
 
-    @Test("revoked partitions' ids are forgotten, others kept; shrink keeps at most the limit")
-    func partitionsAndShrink() {
+    @Test("revoked partitions' ids are forgotten, others kept; evict hands over and forgets exactly that many")
+    func partitionsAndEvict() {
         var waiting = WaitingIds(topicCount: 2)
         for id in 1...1000 {
             waiting[String(id)] = Self.entry(String(id), partition: Int32(id % 4), seen: 1, [Int64(id), nil])
@@ -41,12 +41,32 @@ struct WaitingIdsTests {
         #expect(waiting.count == 500)
         #expect(waiting["1"] == nil && waiting["3"] == nil)
         #expect(waiting["2"] == Self.entry("2", partition: 2, seen: 1, [2, nil]))
-        waiting.shrink(to: 100)
+        var evicted: [AckerEntry] = []
+        waiting.evict(400) { evicted.append($0) }
         #expect(waiting.count == 100)
+        #expect(evicted.count == 400 && Set(evicted.map(\.id)).count == 400)
+        #expect(evicted.allSatisfy { waiting[$0.id] == nil && $0 == Self.entry($0.id, partition: Int32(Int($0.id)! % 4), seen: 1, [Int64($0.id)!, nil]) })
         // Freed slots are reused without disturbing the ids kept.
         let kept = (1...1000).map(String.init).filter { waiting[$0] != nil }
         for id in 2001...2400 { waiting[String(id)] = Self.entry(String(id), partition: 0, seen: 2, [nil, Int64(id)]) }
         #expect(kept.allSatisfy { waiting[$0]?.timestamps[0] == Int64($0) })
         #expect(waiting["2400"] == Self.entry("2400", partition: 0, seen: 2, [nil, 2400]))
+    }
+
+    @Test("overdue: the ids of the given partitions whose earliest event is older than the cutoff; forEach sees every id once")
+    func overdueAndForEach() {
+        var waiting = WaitingIds(topicCount: 3)
+        waiting["1"] = Self.entry("1", partition: 0, seen: 0b001, [100, nil, nil])
+        waiting["2"] = Self.entry("2", partition: 0, seen: 0b110, [nil, 900, 50])
+        waiting["3"] = Self.entry("3", partition: 1, seen: 0b001, [10, nil, nil])
+        waiting["x"] = Self.entry("x", partition: 0, seen: 0b010, [nil, 1000, nil])
+        waiting["y"] = Self.entry("y", partition: 0, seen: 0b010, [nil, 20, nil])
+        let overdue = waiting.overdue(in: [0], olderThan: 101)
+        #expect(Set(overdue.map(\.id)) == ["1", "2", "y"])
+        #expect(overdue.first { $0.id == "2" } == Self.entry("2", partition: 0, seen: 0b110, [nil, 900, 50]))
+        #expect(waiting.overdue(in: [0, 1], olderThan: 11).map(\.id) == ["3"])
+        var seen: [String] = []
+        waiting.forEach { seen.append($0.id) }
+        #expect(seen.sorted() == ["1", "2", "3", "x", "y"])
     }
 }

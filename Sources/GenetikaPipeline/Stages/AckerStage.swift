@@ -31,18 +31,26 @@ public actor AckerStage: ConsumingStage {
     private let numericIds: Bool
     private(set) var tracker = CatchUpTracker()
     private var pendingReadBack: Set<Int32> = []
-    /// Committed state of the ids still waiting for a topic, so that their later events need
-    /// no database read; acked ids leave it (the store remembers them). With the source files
-    /// in different orders about three quarters of all ids wait at mid-run: they are held,
-    /// compactly (`WaitingIds`), since every one that is not costs a random read of the store
-    /// for each of its later events, a cost that grows with the data. Memory grows with the
-    /// waiting ids instead: about 90 bytes each as measured (3 × 1,000,000 rows: +67 MB peak RSS
-    /// against a 20,000-id cache, for 1.3× the end-to-end rate and 0.8× the CPU).
+    /// Committed state of the ids in the store's pending log (waiting for a topic): loaded
+    /// when the stage starts, then kept in step with each commit, so that their later events
+    /// need no database read and their changes are appended to the log rather than written
+    /// in place. Acked ids and ids set aside (reported incomplete, evicted) leave it for the
+    /// store's `acker_ids`. With the source files in different orders about three quarters of
+    /// all ids wait at mid-run, compactly (`WaitingIds`): about 90 bytes each as measured.
     private var waiting: WaitingIds
-    /// Most ids `waiting` holds (about 90 MB); beyond it, half are dropped (they stay in the
-    /// store, and their events are answered from it).
+    /// Most ids `waiting` holds (about 90 MB); beyond it, half are evicted: written to the
+    /// store's `acker_ids`, and their events are answered from there.
     static let defaultWaitingCapacity = 1_000_000
     let waitingCapacity: Int
+    /// Superseded rows the pending log may hold beyond twice the live ones before it is
+    /// rewritten (tests make it small).
+    static let defaultPendingSlack = 100_000
+    let pendingSlack: Int
+    /// Ids acked since the last merge (by id, with their partition): recorded in the pending
+    /// log, not yet in `acker_ids`. Merged once there are `mergeEvery`, and whenever the log is
+    /// rewritten.
+    private var recentlyAcked: [String: Int32] = [:]
+    static let mergeEvery = 65_536
     // Set while `run()` runs.
     private var store: AckerStore?
     private var producer: KafkaProducer?
@@ -55,13 +63,15 @@ public actor AckerStage: ConsumingStage {
     public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
                 stop: StopSignal, logger: Logger, afterAcks: (@Sendable (Int) throws -> Void)? = nil) {
         self.init(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
-                  afterAcks: afterAcks, waitingCapacity: Self.defaultWaitingCapacity)
+                  afterAcks: afterAcks, waitingCapacity: Self.defaultWaitingCapacity, pendingSlack: Self.defaultPendingSlack)
     }
 
-    /// `waitingCapacity`: how many waiting ids stay in memory (tests make it small).
+    /// `waitingCapacity`: how many waiting ids stay in memory; `pendingSlack`: see
+    /// `defaultPendingSlack` (tests make both small).
     init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
-         stop: StopSignal, logger: Logger, afterAcks: (@Sendable (Int) throws -> Void)?, waitingCapacity: Int) {
+         stop: StopSignal, logger: Logger, afterAcks: (@Sendable (Int) throws -> Void)?, waitingCapacity: Int, pendingSlack: Int) {
         self.waitingCapacity = waitingCapacity
+        self.pendingSlack = pendingSlack
         waiting = WaitingIds(topicCount: configuration.sources.count)
         self.configuration = configuration
         self.counters = counters
@@ -92,6 +102,17 @@ public actor AckerStage: ConsumingStage {
         let store = try Self.openStore(configuration)
         defer { store.close(); self.store = nil }
         self.store = store
+        // What a failed run held in memory may be ahead of its store: start from the store.
+        waiting = WaitingIds(topicCount: configuration.sources.count)
+        recentlyAcked = [:]
+        try store.forEachPending { entry in
+            if entry.acked {
+                waiting[entry.id] = nil
+                recentlyAcked[entry.id] = entry.partition
+            } else {
+                waiting[entry.id] = entry
+            }
+        }
         let clientConfiguration = GenetikaPipeline.clientConfiguration(configuration, counters)
         let producer = try KafkaProducer(configuration: clientConfiguration, name: "acker-producer", logger: logger)
         defer { producer.close(); self.producer = nil; deadLetters = nil }
@@ -145,17 +166,24 @@ public actor AckerStage: ConsumingStage {
               }) else { return }
         lastIncompleteCheck = .now
         let now = nowMilliseconds()
-        let (reported, overdue) = try store.incomplete(in: Set(owned.map(\.partition)), olderThan: now - Int64(after) * 1000)
+        let numbers = Set(owned.map(\.partition))
+        let cutoff = now - Int64(after) * 1000
+        let (reported, overdueStored) = try store.incomplete(in: numbers, olderThan: cutoff)
+        let overdueWaiting = waiting.overdue(in: numbers, olderThan: cutoff)
+        let overdue = overdueStored + overdueWaiting
         guard !overdue.isEmpty else {
             counters.incompleteIds.set(reported)
             return
         }
         let messages = overdue.map { incompleteMessage($0, now: now) }
         let offsets = try Self.nextOffsets(delivered: try await producer.sendAll(messages))
+        // Reported ids are set aside in `acker_ids` (out of memory and out of the pending log).
         try store.transaction {
+            for entry in overdueWaiting { try store.save(entry) }
             for entry in overdue { try store.markReported(entry.id, partition: entry.partition) }
             try store.setOffsets(offsets)
         }
+        for entry in overdueWaiting { waiting[entry.id] = nil }
         for entry in overdue.prefix(10) {
             let (seen, missing) = topics(of: entry)
             let first = entry.timestamps.compactMap { $0 }.min() ?? now
@@ -202,6 +230,7 @@ public actor AckerStage: ConsumingStage {
         if !recreated.isEmpty {
             reportReset("topics \(recreated.joined(separator: ", ")) were recreated: the acker state describes logs that are gone; forgetting it and reading every topic again from the beginning")
             waiting.removeAll()
+            recentlyAcked = [:]
         }
         try store.recordTopicIds(ids, forgetAll: !recreated.isEmpty)
         if !recreated.isEmpty { throw TopicsRecreated(topics: recreated) }
@@ -214,6 +243,7 @@ public actor AckerStage: ConsumingStage {
         let numbers = Set(partitions.map(\.partition))
         for number in numbers.sorted() { try store?.forget(partition: number) }
         waiting.removeAll(inPartitions: numbers)
+        recentlyAcked = recentlyAcked.filter { !numbers.contains($0.value) }
         pendingReadBack.formUnion(numbers)
         let sources = Set(configuration.sources.map(\.topic))
         let restart = assignment.filter { numbers.contains($0.partition) && sources.contains($0.topic) }
@@ -237,9 +267,9 @@ public actor AckerStage: ConsumingStage {
             return Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? KafkaOffset.beginning) })
         case .revoked(let partitions):
             tracker.revoked(partitions)
-            // The partitions' new owner works from the store; forget what may go stale here.
-            let numbers = Set(partitions.map(\.partition))
-            waiting.removeAll(inPartitions: numbers)
+            // Their waiting ids stay in memory and in the pending log, in step with the stored
+            // offsets: if the partitions come back, reading resumes from those offsets (and the
+            // ack partition is read back for what another member acked meanwhile).
             return [:]
         }
     }
@@ -269,14 +299,18 @@ public actor AckerStage: ConsumingStage {
                     if partition.topic == ack {
                         try store.markAcked(id, partition: partition.partition)
                     } else {
+                        // A waiting id reported incomplete is set aside with what is known of it.
+                        if let entry = waiting[id] { try store.save(entry) }
                         try store.markReported(id, partition: partition.partition)
                     }
                 }
             }
             try store.setOffsets(next)
         }
-        for (partition, ids) in found.sorted(by: { $0.key < $1.key }) where partition.topic == ack {
+        for ids in found.values {
             for id in ids { waiting[id] = nil }
+        }
+        for (partition, ids) in found.sorted(by: { $0.key < $1.key }) where partition.topic == ack {
             logger.info("acker read back \(partition) from offset \(starts[partition] ?? 0): \(ids.count) acks were sent but not recorded")
         }
         pendingReadBack = []
@@ -285,7 +319,9 @@ public actor AckerStage: ConsumingStage {
     private func process(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64], store: AckerStore, producer: KafkaProducer,
                          deadLetters: DeadLetterWriter, batch number: Int) async throws {
         let received = nowMillisecondsPrecise()
-        var entries: [String: AckerEntry] = [:]
+        // Each id the batch touches, and whether it has a row in the store's `acker_ids`
+        // (otherwise it is new or in the pending log).
+        var entries: [String: (entry: AckerEntry, stored: Bool)] = [:]
         entries.reserveCapacity(batch.count)
         var due: [AckerEntry] = []
         // One read transaction for the batch's lookups rather than one per lookup.
@@ -299,9 +335,21 @@ public actor AckerStage: ConsumingStage {
             // The consumer subscribes to exactly the source topics and only batches of partitions
             // it owns get here: an event of another topic cannot occur.
             guard let index = topicIndex[message.topic] else { preconditionFailure("acker: event of unsubscribed topic \(message.topic)") }
-            var entry = try entries[id] ?? waiting[id] ?? store.entry(id)
-                ?? AckerEntry(id: id, partition: message.partition, seen: 0,
-                              timestamps: Array(repeating: nil, count: topicIndex.count), acked: false)
+            var (entry, stored): (AckerEntry, Bool)
+            if let known = entries[id] {
+                (entry, stored) = known
+            } else if let pending = waiting[id] {
+                (entry, stored) = (pending, false)
+            } else if let partition = recentlyAcked[id] {
+                // Acked already (a duplicate event): any change goes to its row in `acker_ids`.
+                (entry, stored) = (AckerEntry(id: id, partition: partition, seen: allSeen,
+                                              timestamps: Array(repeating: nil, count: topicIndex.count), acked: true), true)
+            } else if let row = try store.entry(id) {
+                (entry, stored) = (row, true)
+            } else {
+                (entry, stored) = (AckerEntry(id: id, partition: message.partition, seen: 0,
+                                              timestamps: Array(repeating: nil, count: topicIndex.count), acked: false), false)
+            }
             entry.seen |= Int64(1) << Int64(index)
             let timestamp = message.timestamp ?? nowMilliseconds()
             entry.timestamps[index] = max(entry.timestamps[index] ?? timestamp, timestamp)
@@ -309,19 +357,26 @@ public actor AckerStage: ConsumingStage {
                 entry.acked = true
                 due.append(entry)
             }
-            entries[id] = entry
+            entries[id] = (entry, stored)
         }
         store.endRead()
         let acks = due.map { ackMessage($0, received: received) }
         let ackOffsets = try Self.nextOffsets(delivered: try await producer.sendAll(acks))
         if !acks.isEmpty { try afterAcks?(number) }
+        // Ids stored in `acker_ids` are updated in place; the others (waiting, or acked by
+        // this batch) are appended to the pending log.
         try store.transaction {
-            for entry in entries.values { try store.save(entry) }
+            for (entry, stored) in entries.values {
+                if stored { try store.save(entry) } else { try store.appendPending(entry) }
+            }
             try store.setOffsets(offsets)
             try store.setOffsets(ackOffsets)
         }
-        for entry in entries.values { waiting[entry.id] = entry.acked ? nil : entry }
-        if waiting.count > waitingCapacity { waiting.shrink(to: waitingCapacity / 2) }
+        for (entry, stored) in entries.values {
+            if stored || entry.acked { waiting[entry.id] = nil } else { waiting[entry.id] = entry }
+            if entry.acked && !stored { recentlyAcked[entry.id] = entry.partition }
+        }
+        try compactState(store: store)
         if !acks.isEmpty { counters.acking.finished() }
         tracker.processed(offsets)
         // The delay histogram first: whoever sees the ack count sees these delays too.
@@ -331,6 +386,32 @@ public actor AckerStage: ConsumingStage {
         }
         counters.eventsConsumed.add(batch.count)
         counters.acks.add(acks.count)
+    }
+
+    /// Keeps memory and the pending log bounded: beyond `waitingCapacity` waiting ids, half
+    /// are evicted to `acker_ids`; every `mergeEvery` acks, the acked ids are merged into
+    /// `acker_ids` in id order; once superseded rows outnumber the live ones (plus
+    /// `pendingSlack`), the log is rewritten with the live ones only (after a merge). Each
+    /// rewrite writes as many rows as it keeps, and comes after at least as many appends: a
+    /// constant cost per event on average.
+    private func compactState(store: AckerStore) throws {
+        if waiting.count > waitingCapacity {
+            let evict = waiting.count - waitingCapacity / 2
+            try store.transaction {
+                try waiting.evict(evict) { try store.save($0) }
+            }
+            logger.info("acker: \(evict) waiting ids moved from memory to the store (more than \(waitingCapacity) waited)")
+        }
+        let rewrite = store.pendingRows > 2 * waiting.count + pendingSlack
+        guard rewrite || recentlyAcked.count >= Self.mergeEvery else { return }
+        try store.transaction {
+            try store.mergeAcked(recentlyAcked)
+            if rewrite {
+                try store.clearPending()
+                try waiting.forEach { try store.appendPending($0) }
+            }
+        }
+        recentlyAcked = [:]
     }
 
     /// The next offset after the last delivered message of each partition the acker's own

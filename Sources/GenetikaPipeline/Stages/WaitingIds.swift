@@ -1,8 +1,8 @@
 import GenetikaStorage
 
-/// The acker's ids that reached some source topics but not all, in a compact layout so that
-/// all of them fit in memory (with files in different orders, about three quarters of all ids
-/// wait at mid-run). An id maps to a slot; each slot's partition, topics seen and per-topic
+/// The acker's ids that reached some source topics but not all (those recorded in the store's
+/// pending log), in a compact layout so that all of them fit in memory (with files in
+/// different orders, about three quarters of all ids wait at mid-run). An id maps to a slot; each slot's partition, topics seen and per-topic
 /// timestamps live in flat arrays, reused through a free list: 52 bytes an id with three
 /// topics plus the tables' growth slack (about 90 measured), against about 200 for an
 /// `AckerEntry` in a dictionary. Integer ids are keyed as integers (no string hashing);
@@ -32,10 +32,7 @@ struct WaitingIds {
     subscript(id: String) -> AckerEntry? {
         get {
             guard let slot = slot(id).map(Int.init) else { return nil }
-            let base = slot * topicCount
-            return AckerEntry(id: id, partition: partitions[slot], seen: seen[slot],
-                              timestamps: (0..<topicCount).map { timestamps[base + $0] == .min ? nil : timestamps[base + $0] },
-                              acked: false)
+            return entry(id, slot: slot)
         }
         set {
             guard let entry = newValue else {
@@ -78,13 +75,44 @@ struct WaitingIds {
         keep { numbers.contains(partitions[Int($0)]) == false }
     }
 
-    /// Keeps at most `limit` ids (a safety valve for memory; the rest stay in the store).
-    mutating func shrink(to limit: Int) {
-        var kept = 0
-        keep { _ in
-            kept += 1
-            return kept <= limit
+    /// Hands up to `count` ids to `body` and forgets them (evicted to the store).
+    mutating func evict(_ count: Int, _ body: (AckerEntry) throws -> Void) rethrows {
+        var evicted: [String] = []
+        evicted.reserveCapacity(min(count, self.count))
+        try forEach { entry in
+            guard evicted.count < count else { return }
+            try body(entry)
+            evicted.append(entry.id)
         }
+        for id in evicted { remove(id) }
+    }
+
+    /// Every waiting id, in no particular order.
+    func forEach(_ body: (AckerEntry) throws -> Void) rethrows {
+        for (number, slot) in numeric { try body(entry(String(number), slot: Int(slot))) }
+        for (id, slot) in textual { try body(entry(id, slot: Int(slot))) }
+    }
+
+    /// The ids of `partitions` whose earliest event is older than `cutoff` (ms since the epoch).
+    func overdue(in partitions: Set<Int32>, olderThan cutoff: Int64) -> [AckerEntry] {
+        var found: [AckerEntry] = []
+        func check(_ id: @autoclosure () -> String, _ slot: Int) {
+            guard partitions.contains(self.partitions[slot]) else { return }
+            let base = slot * topicCount
+            var first = Int64.max
+            for index in 0..<topicCount where timestamps[base + index] != .min { first = min(first, timestamps[base + index]) }
+            if first < cutoff { found.append(entry(id(), slot: slot)) }
+        }
+        for (number, slot) in numeric { check(String(number), Int(slot)) }
+        for (id, slot) in textual { check(id, Int(slot)) }
+        return found
+    }
+
+    private func entry(_ id: String, slot: Int) -> AckerEntry {
+        let base = slot * topicCount
+        return AckerEntry(id: id, partition: partitions[slot], seen: seen[slot],
+                          timestamps: (0..<topicCount).map { timestamps[base + $0] == .min ? nil : timestamps[base + $0] },
+                          acked: false)
     }
 
     private mutating func keep(_ keeps: (Int32) -> Bool) {
