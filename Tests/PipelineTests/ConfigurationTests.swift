@@ -36,6 +36,22 @@ struct ConfigurationTests {
         #expect(configuration.database.url == "sqlite://state/genetika.db")
     }
 
+    @Test("the producer's lead limit: 20,000 events per topic by default, 0 turns it off, negative is refused")
+    func maxLead() throws {
+        let configuration = try GenetikaConfiguration.parse(Array(Self.checkedIn.utf8), file: "test.json", baseDirectory: "/tmp")
+        #expect(configuration.producer.maxLead == 20_000)
+        let off = try modified { root in
+            guard case .object(var stages)? = root["stages"], case .object(var producer)? = stages["producer"] else { return }
+            producer["maxLead"] = .int(0)
+            stages["producer"] = .object(producer)
+            root["stages"] = .object(stages)
+        }
+        #expect(try GenetikaConfiguration.parse(Array(off.utf8), file: "test.json", baseDirectory: "/tmp").producer.maxLead == 0)
+        let negative = off.replacingOccurrences(of: "\"maxLead\":0", with: "\"maxLead\":-1")
+        #expect(negative != off)
+        #expect(try issues(negative).contains { $0.path == "stages.producer.maxLead" })
+    }
+
     @Test("environment variables override the broker and the database")
     func environmentOverrides() throws {
         let configuration = try GenetikaConfiguration.load(

@@ -74,6 +74,9 @@ public struct ProducerStageConfiguration: Sendable, Equatable {
     public var settleMs: Int = 1000
     /// How often inboxes are looked at.
     public var inboxPollMs: Int = 500
+    /// Most events per topic the producer may be ahead of the slowest consuming stage running
+    /// in the same process (0: no limit). See `ConsumerLead`.
+    public var maxLead: Int = 20_000
 }
 
 public struct ConsumerStageConfiguration: Sendable, Equatable {
@@ -220,6 +223,7 @@ public struct GenetikaConfiguration: Sendable, Equatable {
                 producer.ratePerSecond = Double(p.integer("ratePerSecond", default: 0, range: 0...100_000_000))
                 producer.settleMs = p.integer("settleMs", default: producer.settleMs, range: 0...3_600_000)
                 producer.inboxPollMs = p.integer("inboxPollMs", default: producer.inboxPollMs, range: 10...600_000)
+                producer.maxLead = p.integer("maxLead", default: producer.maxLead, range: 0...1_000_000_000)
             }
             for (key, defaults) in [("db", db), ("acker", acker)] {
                 let value = stages.object(key) { s in

@@ -129,7 +129,7 @@ extension ProducerStage {
                 try Self.openSource(index: index, source: source, path: file.path, configuration: configuration)
             }
             _ = try await Self.send(open, configuration: configuration, producer: producer, counters: counters, stop: stop,
-                                    abort: abort, tracker: tracker, logger: logger)
+                                    abort: abort, tracker: tracker, lead: progress.lead, logger: logger)
         } catch {
             if Self.failsTheStage(error) || abort.error != nil {
                 throw FailedWithUndelivered(cause: error, undelivered: tracker.inFlight)

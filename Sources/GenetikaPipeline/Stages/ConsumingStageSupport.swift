@@ -89,6 +89,7 @@ extension ConsumingStage {
             }
             box.consumer = nil
             consumer.close()
+            progress.lead.remove(name)
         }
         try consumer.subscribe(configuration.sources.map(\.topic))
         var lag = LagReporter(stage: name, counters: counters)
@@ -137,6 +138,7 @@ extension ConsumingStage {
             // owning nothing (before the first assignment, or between a revoke and the next) does not.
             let allAtEnd = !consumer.assignment.isEmpty && consumer.assignment.isSubset(of: consumer.partitionsAtEnd)
             await progress.update(name, tracker: tracker, allAtEnd: allAtEnd)
+            progress.lead.update(name, tracker.next)
         }
     }
 }

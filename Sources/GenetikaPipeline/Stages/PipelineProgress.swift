@@ -5,6 +5,8 @@ import GenetikaSupport
 /// watermarks at that moment), and which consuming stages have caught up with them.
 public actor PipelineProgress {
     public private(set) var producerFinished = false
+    /// The consuming stages' positions, for the producer's lead limit.
+    public nonisolated let lead = ConsumerLead()
     /// Source partitions' high watermarks once the producer finished.
     public private(set) var targets: [TopicPartition: Int64]?
     private var caughtUp: Set<String> = []

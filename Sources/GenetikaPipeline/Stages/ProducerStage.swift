@@ -91,7 +91,7 @@ public actor ProducerStage: PipelineStage {
     /// The stage's work with its producer; `events` is notified when a source's last
     /// outstanding delivery report arrives, on a stop request and on an abort.
     private func produce(with producer: KafkaProducer, abort: AbortSignal, events: EventCount) async throws {
-        stop.onRequest { _ in events.notify() }
+        stop.onRequest { [lead = progress.lead] _ in events.notify(); lead.moved.notify() }
         // A source sent completely before is sent again only if its topic was recreated since.
         let topics = configuration.sources.map(\.topic)
         let topicIds = (try? await onOwnThread("genetika-producer-admin") { try producer.topicIds(topics) }) ?? [:]
@@ -126,11 +126,11 @@ public actor ProducerStage: PipelineStage {
         // Each source on its own: one that fails (a file corrupt halfway) does not stop the others.
         let results = await withTaskGroup(of: (Int, SourceResult).self) { group in
             for source in sources {
-                group.addTask { [configuration, counters, stop, logger] in
+                group.addTask { [configuration, counters, stop, logger, lead = progress.lead] in
                     let tracker = DeliveryTracker(outage: outage, drained: events, logger: logger)
                     do {
                         let sent = try await Self.send(source, configuration: configuration, producer: producer, counters: counters,
-                                                   stop: stop, abort: abort, tracker: tracker, logger: logger)
+                                                   stop: stop, abort: abort, tracker: tracker, lead: lead, logger: logger)
                         return (source.index, SourceResult(source: source, tracker: tracker, sent: sent, error: nil))
                     } catch {
                         return (source.index, SourceResult(source: source, tracker: tracker, sent: tracker.handedOver, error: error))
@@ -257,7 +257,8 @@ public actor ProducerStage: PipelineStage {
 
     static func send(_ open: OpenSource, configuration: GenetikaConfiguration, producer: KafkaProducer,
                              counters: PipelineCounters, stop: StopSignal, abort: AbortSignal, tracker: DeliveryTracker,
-                             logger: Logger) async throws -> Int {
+                             lead: ConsumerLead?, logger: Logger) async throws -> Int {
+        let maxLead = Int64(configuration.producer.maxLead)
         let topic = open.source.topic
         let file = open.file
         let fileHeader = KafkaHeader(GenetikaHeader.sourceFile, file)
@@ -313,6 +314,10 @@ public actor ProducerStage: PipelineStage {
             } catch {
                 tracker.finished()  // never handed over: no delivery report will come
                 throw error
+            }
+            if let lead, maxLead > 0, rows % 64 == 0 {
+                await lead.wait(whileAbove: maxLead, delivered: { tracker.nextOffsets },
+                                done: { stop.isRequested || abort.error != nil })
             }
             if let pacer {
                 try await pacer.wait(afterEvent: rows)
