@@ -13,6 +13,7 @@ Prints one line per scenario and ends with "N passed, M failed"; exits 1 if any 
 """
 import json
 import os
+import resource
 import re
 import shutil
 import signal
@@ -120,6 +121,26 @@ class Broker:
 RUNS = []
 
 
+def allow_core_dumps():
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def crash_report(genetika, work, since):
+    """If a genetika process dumped core during the scenario: its threads' backtraces (gdb),
+    and the core moved into the kept work directory."""
+    core = "core"
+    if not os.path.exists(core) or os.path.getmtime(core) < since or shutil.which("gdb") is None:
+        return ""
+    try:
+        out = subprocess.run(["gdb", "-batch", "-ex", "bt 30", "-ex", "thread apply all bt 12", genetika, core],
+                             capture_output=True, text=True, timeout=120).stdout
+    except subprocess.TimeoutExpired:
+        out = "gdb timed out"
+    shutil.move(core, os.path.join(work, "core"))
+    lines = [line for line in out.splitlines() if line.startswith(("#", "Thread", "Program terminated"))]
+    return "\n[faults]   crash backtrace (core kept in the work directory):\n" + "\n".join(lines[:160])
+
+
 class Run:
     """One `genetika run` in the background, its log in a file."""
 
@@ -127,7 +148,11 @@ class Run:
         RUNS.append(self)
         self.log_path = log
         self.log = open(log, "a")
-        self.process = subprocess.Popen([genetika, "run", "--config", config, *args], stdout=self.log, stderr=self.log)
+        # A crash leaves a core dump (in the current directory, as this machine's core_pattern
+        # says), which a failed scenario turns into a backtrace (crash_report).
+        self.process = subprocess.Popen([genetika, "run", "--config", config, *args], stdout=self.log, stderr=self.log,
+                                        preexec_fn=allow_core_dumps)
+        self.genetika = genetika
         self.started = time.monotonic()
 
     def wait(self, timeout):
@@ -658,6 +683,7 @@ def main():
             continue
         work = tempfile.mkdtemp(prefix=f"genetika-fault-{scenario.__name__}-")
         start = time.monotonic()
+        started_at = time.time()
         try:
             detail = scenario(genetika, work)
             passed += 1
@@ -667,7 +693,7 @@ def main():
             failed += 1
             kind = "" if isinstance(error, Failed) else traceback.format_exc()
             print(f"[faults] FAIL {scenario.__name__} ({time.monotonic() - start:.0f} s): {error}\n{kind}"
-                  f"[faults]   work directory kept: {work}", flush=True)
+                  f"[faults]   work directory kept: {work}{crash_report(genetika, work, started_at)}", flush=True)
         finally:
             for run in RUNS:
                 run.kill()

@@ -145,6 +145,12 @@ public final class KafkaProducer: Sendable {
         withExtendedLifetime(context) {}
     }
 
+    /// Makes librdkafka raise a fatal error, as a broker answering UNKNOWN_PRODUCER_ID to an
+    /// idempotent producer does (`rd_kafka_test_fatal_error`): for tests of that path.
+    func raiseFatalErrorForTesting() {
+        _ = withHandle { rd_kafka_test_fatal_error($0, RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID, "raised by a test") }
+    }
+
     /// Enqueues without waiting; returns librdkafka's error if it refused the message.
     private func enqueue(_ message: OutgoingMessage, opaque: UnsafeMutableRawPointer) -> KafkaError? {
         // Headers go in as one list Genetika builds (RD_KAFKA_VTYPE_HEADERS): a message that

@@ -2,7 +2,7 @@ import Foundation
 import GenetikaTestSupport
 import Synchronization
 import Testing
-import GenetikaKafka
+@testable import GenetikaKafka
 import GenetikaSupport
 
 @Suite("Kafka layer against a real broker", .serialized)
@@ -52,6 +52,43 @@ struct KafkaRoundTripTests {
             }
         }
         await producer.shutdown()
+    }
+
+    @Test("a fatal producer error while several tasks send with headers: every send ends in a report or an error, and shutdown does not crash")
+    func fatalErrorWhileSending() async throws {
+        let broker = try await TestBroker.start()
+        defer { broker.stop() }
+        let topic = TestBroker.uniqueName("fatal")
+        try await broker.createTopics([topic], partitions: 3)
+        for round in 0..<10 {
+            let producer = try KafkaProducer(configuration: broker.clientConfiguration(), name: "fatal-\(round)")
+            let tally = SendTally()
+            await withTaskGroup(of: Void.self) { group in
+                for task in 0..<3 {
+                    group.addTask {
+                        for i in 0..<3000 {
+                            let message = OutgoingMessage(topic: topic, key: Array("k\(task)-\(i)".utf8), value: Array(repeating: 7, count: 200),
+                                                          headers: [KafkaHeader("genetika-source-file", "f\(task).xlsx"), KafkaHeader("genetika-source-row", "\(i)")])
+                            do {
+                                try await producer.send(message) { report in
+                                    if report.error == nil { tally.delivered.add(1, ordering: .relaxed) } else { tally.failed.add(1, ordering: .relaxed) }
+                                }
+                            } catch {
+                                tally.refused.add(1, ordering: .relaxed)
+                                return
+                            }
+                        }
+                    }
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .milliseconds(Int.random(in: 5...60)))
+                    producer.raiseFatalErrorForTesting()
+                }
+            }
+            await producer.shutdown()
+            let reported = tally.delivered.load(ordering: .relaxed) + tally.failed.load(ordering: .relaxed)
+            #expect(tally.refused.load(ordering: .relaxed) > 0 || reported == 9000, "round \(round)")
+        }
     }
 
     @Test("1,000 keyed messages go through a consumer group; after a commit and restart nothing is redelivered")
@@ -165,4 +202,11 @@ struct KafkaRoundTripTests {
 /// Delivery reports counted across the tasks that send.
 final class DeliveredCount: Sendable {
     let value = Atomic<Int>(0)
+}
+
+/// Outcomes of concurrent sends, counted from the senders and the delivery callbacks.
+private final class SendTally: Sendable {
+    let delivered = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+    let refused = Atomic<Int>(0)
 }
