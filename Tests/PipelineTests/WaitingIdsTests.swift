@@ -1,4 +1,5 @@
 import Testing
+import GenetikaSupport
 @testable import GenetikaPipeline
 import GenetikaStorage
 
@@ -68,5 +69,78 @@ struct WaitingIdsTests {
         var seen: [String] = []
         waiting.forEach { seen.append($0.id) }
         #expect(seen.sorted() == ["1", "2", "3", "x", "y"])
+    }
+
+    @Test("entries the compact table cannot hold (time far off, a topic reached without a time, negative partition, non-canonical id) round-trip through the general layout; an id is never in both")
+    func fallback() {
+        let now = nowMilliseconds()
+        var waiting = WaitingIds(topicCount: 3)
+        let cases: [AckerEntry] = [
+            Self.entry("1", partition: 0, seen: 0b001, [now, nil, nil]),             // compact
+            Self.entry("2", partition: 0, seen: 0b001, [0, nil, nil]),               // 1970: general
+            Self.entry("3", partition: 1, seen: 0b011, [now, nil, nil]),             // reached without a time
+            Self.entry("4", partition: -1, seen: 0b001, [now, nil, nil]),            // negative partition
+            Self.entry("05", partition: 2, seen: 0b001, [now, nil, nil]),            // non-canonical integer
+            Self.entry("-9223372036854775808", partition: 2, seen: 0b100, [nil, nil, now + 1]),
+        ]
+        for entry in cases { waiting[entry.id] = entry }
+        #expect(waiting.count == cases.count)
+        for entry in cases { #expect(waiting[entry.id] == entry) }
+        // Moving between layouts: id 1 gets a far time (general), then a near one (compact again).
+        waiting["1"] = Self.entry("1", partition: 0, seen: 0b011, [now, now + 40 * 86_400_000, nil])
+        #expect(waiting.count == cases.count)
+        #expect(waiting["1"] == Self.entry("1", partition: 0, seen: 0b011, [now, now + 40 * 86_400_000, nil]))
+        waiting["1"] = Self.entry("1", partition: 0, seen: 0b111, [now, now + 5, now + 6])
+        #expect(waiting.count == cases.count)
+        var seen: [String] = []
+        waiting.forEach { seen.append($0.id) }
+        #expect(seen.count == cases.count && Set(seen).count == cases.count)
+        for entry in cases { waiting[entry.id] = nil }
+        #expect(waiting.count == 0)
+    }
+
+    @Test("against a dictionary model: 200,000 random sets and removes over colliding ids, through growth and shrinking")
+    func differential() {
+        let now = nowMilliseconds()
+        var waiting = WaitingIds(topicCount: 3)
+        var model: [String: AckerEntry] = [:]
+        var generator = SystemRandomNumberGenerator()
+        // Ids from a few dense and a few sparse ranges (ids that differ only in high bits too).
+        func randomId() -> String {
+            switch Int.random(in: 0..<4, using: &generator) {
+            case 0: String(Int64.random(in: 0..<5_000, using: &generator))
+            case 1: String(Int64.random(in: 0..<64, using: &generator) << 44)
+            case 2: String(Int64.random(in: -3_000 ... -1, using: &generator))
+            default: "t\(Int.random(in: 0..<500, using: &generator))"
+            }
+        }
+        for step in 0..<200_000 {
+            let id = randomId()
+            // Remove more often in the second half, so that the table shrinks too.
+            if Int.random(in: 0..<10, using: &generator) < (step < 100_000 ? 3 : 7) {
+                waiting[id] = nil
+                model[id] = nil
+            } else {
+                let seen = Int64.random(in: 1...7, using: &generator)
+                let far = Int.random(in: 0..<50, using: &generator) == 0
+                let timestamps: [Int64?] = (0..<3).map { index in
+                    seen & (1 << index) == 0 ? nil : (far ? 5 : now + Int64.random(in: -1_000_000...1_000_000, using: &generator))
+                }
+                let entry = Self.entry(id, partition: Int32.random(in: 0..<6, using: &generator), seen: seen, timestamps)
+                waiting[id] = entry
+                model[id] = entry
+            }
+            if step % 20_000 == 0 {
+                #expect(waiting.count == model.count)
+            }
+        }
+        #expect(waiting.count == model.count)
+        var all: [String: AckerEntry] = [:]
+        waiting.forEach { all[$0.id] = $0 }
+        #expect(all == model)
+        for (id, entry) in model { #expect(waiting[id] == entry) }
+        waiting.removeAll(inPartitions: [0, 1, 2])
+        #expect(waiting.count == model.values.filter { $0.partition >= 3 }.count)
+        for (id, entry) in model { #expect(waiting[id] == (entry.partition >= 3 ? entry : nil)) }
     }
 }

@@ -1,13 +1,10 @@
 import GenetikaStorage
+import GenetikaSupport
 
-/// The acker's ids that reached some source topics but not all (those recorded in the store's
-/// pending log), in a compact layout so that all of them fit in memory (with files in
-/// different orders, about three quarters of all ids wait at mid-run). An id maps to a slot; each slot's partition, topics seen and per-topic
-/// timestamps live in flat arrays, reused through a free list: 52 bytes an id with three
-/// topics plus the tables' growth slack (about 90 measured), against about 200 for an
-/// `AckerEntry` in a dictionary. Integer ids are keyed as integers (no string hashing);
-/// other ids by their text.
-struct WaitingIds {
+/// Waiting ids in the general layout: any id, any times. An id maps to a slot; each slot's
+/// partition, topics seen and per-topic timestamps live in flat arrays, reused through a free
+/// list. Integer ids are keyed as integers (no string hashing); other ids by their text.
+struct GeneralWaitingIds {
     private var numeric: [Int64: Int32] = [:]
     private var textual: [String: Int32] = [:]
     private var partitions: [Int32] = []
@@ -132,6 +129,247 @@ struct WaitingIds {
 
     /// Forgets every id and gives the memory back.
     mutating func removeAll() {
+        self = GeneralWaitingIds(topicCount: topicCount)
+    }
+}
+
+/// The acker's ids that reached some source topics but not all (those recorded in the store's
+/// pending log), laid out so that all of them fit in memory: with files in different orders,
+/// about three quarters of all ids wait at mid-run. An integer id whose partition is not
+/// negative, whose topics seen are exactly those with a timestamp, and whose timestamps lie
+/// within ±24 days of the set's creation lives in `CompactIds`: one open-addressing table
+/// holding id, partition and 32-bit relative times inline, 24 bytes a bucket with three topics
+/// (about 32–48 bytes an id). Any other id lives in the general layout (`GeneralWaitingIds`,
+/// about 90 bytes an id). An id is in one of the two, never both.
+struct WaitingIds {
+    private var compact: CompactIds
+    private var general: GeneralWaitingIds
+    private let topicCount: Int
+
+    init(topicCount: Int) {
+        self.topicCount = topicCount
+        compact = CompactIds(topicCount: topicCount, base: nowMilliseconds())
+        general = GeneralWaitingIds(topicCount: topicCount)
+    }
+
+    /// How many ids wait.
+    var count: Int { compact.count + general.count }
+
+    private static func number(_ id: String) -> Int64? {
+        guard let number = Int64(id), String(number) == id else { return nil }
+        return number
+    }
+
+    subscript(id: String) -> AckerEntry? {
+        get {
+            if let number = Self.number(id), let bucket = compact.find(number) { return compact.entry(id, bucket: bucket) }
+            return general.count == 0 ? nil : general[id]
+        }
+        set {
+            let number = Self.number(id)
+            guard let entry = newValue else {
+                if let number, compact.remove(number) { return }
+                if general.count > 0 { general[id] = nil }
+                return
+            }
+            if let number, compact.set(number, entry) {
+                if general.count > 0 { general[id] = nil }
+            } else {
+                if let number { _ = compact.remove(number) }
+                general[id] = entry
+            }
+        }
+    }
+
+    /// Hands up to `count` ids to `body` and forgets them (evicted to the store).
+    mutating func evict(_ count: Int, _ body: (AckerEntry) throws -> Void) rethrows {
+        var evicted: [String] = []
+        evicted.reserveCapacity(min(count, self.count))
+        try forEach { entry in
+            guard evicted.count < count else { return }
+            try body(entry)
+            evicted.append(entry.id)
+        }
+        for id in evicted { self[id] = nil }
+    }
+
+    /// Every waiting id, in no particular order.
+    func forEach(_ body: (AckerEntry) throws -> Void) rethrows {
+        try compact.forEach(body)
+        try general.forEach(body)
+    }
+
+    /// The ids of `partitions` whose earliest event is older than `cutoff` (ms since the epoch).
+    func overdue(in partitions: Set<Int32>, olderThan cutoff: Int64) -> [AckerEntry] {
+        compact.overdue(in: partitions, olderThan: cutoff) + general.overdue(in: partitions, olderThan: cutoff)
+    }
+
+    /// Forgets the ids of `partitions` (their log was lost: they are read again).
+    mutating func removeAll(inPartitions numbers: Set<Int32>) {
+        compact.removeAll(inPartitions: numbers)
+        general.removeAll(inPartitions: numbers)
+    }
+
+    /// Forgets every id and gives the memory back.
+    mutating func removeAll() {
         self = WaitingIds(topicCount: topicCount)
+    }
+}
+
+/// An open-addressing hash table (linear probing, at most three quarters full, deletion by
+/// backward shift) of integer ids with their partition and per-topic times, inline: the
+/// times are milliseconds relative to `base` in 32 bits (`Int32.min`: topic not reached).
+struct CompactIds {
+    private(set) var count = 0
+    private var keys: [Int64]
+    /// -1: empty bucket.
+    private var partitions: [Int32]
+    private var times: [Int32]
+    private var mask: Int
+    /// 64 − log2(capacity): the home bucket is the product's top bits.
+    private var shift: UInt64
+    let topicCount: Int
+    let base: Int64
+    private static let minimumCapacity = 1024
+
+    init(topicCount: Int, base: Int64, capacity: Int = CompactIds.minimumCapacity) {
+        self.topicCount = topicCount
+        self.base = base
+        keys = Array(repeating: 0, count: capacity)
+        partitions = Array(repeating: -1, count: capacity)
+        times = Array(repeating: .min, count: capacity * topicCount)
+        mask = capacity - 1
+        shift = UInt64(64 - capacity.trailingZeroBitCount)
+    }
+
+    private var capacity: Int { mask + 1 }
+
+    @inline(__always)
+    private func home(_ key: Int64) -> Int {
+        // Fibonacci hashing: the top bits of key × 2^64/φ.
+        Int(truncatingIfNeeded: (UInt64(bitPattern: key) &* 0x9E37_79B9_7F4A_7C15) >> shift)
+    }
+
+    func find(_ key: Int64) -> Int? {
+        var bucket = home(key)
+        while partitions[bucket] >= 0 {
+            if keys[bucket] == key { return bucket }
+            bucket = (bucket + 1) & mask
+        }
+        return nil
+    }
+
+    func entry(_ id: String, bucket: Int) -> AckerEntry {
+        var seen: Int64 = 0
+        var timestamps: [Int64?] = []
+        timestamps.reserveCapacity(topicCount)
+        for index in 0..<topicCount {
+            let time = times[bucket * topicCount + index]
+            if time == .min {
+                timestamps.append(nil)
+            } else {
+                seen |= Int64(1) << Int64(index)
+                timestamps.append(base + Int64(time))
+            }
+        }
+        return AckerEntry(id: id, partition: partitions[bucket], seen: seen, timestamps: timestamps, acked: false)
+    }
+
+    /// Stores the entry if it fits this layout (see `WaitingIds`); false (nothing stored) if not.
+    mutating func set(_ key: Int64, _ entry: AckerEntry) -> Bool {
+        guard entry.partition >= 0, entry.timestamps.count == topicCount,
+              entry.seen >> Int64(topicCount) == 0 || topicCount >= 63 else { return false }
+        for index in 0..<topicCount {
+            let reached = entry.seen & (Int64(1) << Int64(index)) != 0
+            switch entry.timestamps[index] {
+            case nil:
+                guard !reached else { return false }
+            case let timestamp?:
+                let relative = timestamp &- base
+                guard reached, relative > Int64(Int32.min), relative <= Int64(Int32.max) else { return false }
+            }
+        }
+        var bucket: Int
+        if let existing = find(key) {
+            bucket = existing
+        } else {
+            if (count + 1) * 4 > capacity * 3 { resize(to: capacity * 2) }
+            bucket = home(key)
+            while partitions[bucket] >= 0 { bucket = (bucket + 1) & mask }
+            keys[bucket] = key
+            count += 1
+        }
+        partitions[bucket] = entry.partition
+        for index in 0..<topicCount {
+            times[bucket * topicCount + index] = entry.timestamps[index].map { Int32($0 - base) } ?? .min
+        }
+        return true
+    }
+
+    /// Removes the id; false if it was not here.
+    mutating func remove(_ key: Int64) -> Bool {
+        guard var hole = find(key) else { return false }
+        // Backward shift: move later members of the run into the hole when their home bucket
+        // does not lie cyclically in (hole, current].
+        var current = (hole + 1) & mask
+        while partitions[current] >= 0 {
+            let wanted = home(keys[current])
+            let stays = hole <= current ? (hole < wanted && wanted <= current) : (hole < wanted || wanted <= current)
+            if !stays {
+                move(from: current, to: hole)
+                hole = current
+            }
+            current = (current + 1) & mask
+        }
+        partitions[hole] = -1
+        for index in 0..<topicCount { times[hole * topicCount + index] = .min }
+        count -= 1
+        if capacity > Self.minimumCapacity && count * 8 < capacity { resize(to: capacity / 2) }
+        return true
+    }
+
+    private mutating func move(from source: Int, to target: Int) {
+        keys[target] = keys[source]
+        partitions[target] = partitions[source]
+        for index in 0..<topicCount { times[target * topicCount + index] = times[source * topicCount + index] }
+    }
+
+    private mutating func resize(to newCapacity: Int, keeping keeps: (Int32) -> Bool = { _ in true }) {
+        var table = CompactIds(topicCount: topicCount, base: base, capacity: max(newCapacity, Self.minimumCapacity))
+        for bucket in 0..<capacity where partitions[bucket] >= 0 && keeps(partitions[bucket]) {
+            var target = table.home(keys[bucket])
+            while table.partitions[target] >= 0 { target = (target + 1) & table.mask }
+            table.keys[target] = keys[bucket]
+            table.partitions[target] = partitions[bucket]
+            for index in 0..<topicCount { table.times[target * topicCount + index] = times[bucket * topicCount + index] }
+            table.count += 1
+        }
+        self = table
+    }
+
+    func forEach(_ body: (AckerEntry) throws -> Void) rethrows {
+        for bucket in 0..<capacity where partitions[bucket] >= 0 {
+            try body(entry(String(keys[bucket]), bucket: bucket))
+        }
+    }
+
+    func overdue(in numbers: Set<Int32>, olderThan cutoff: Int64) -> [AckerEntry] {
+        var found: [AckerEntry] = []
+        for bucket in 0..<capacity where partitions[bucket] >= 0 && numbers.contains(partitions[bucket]) {
+            var first = Int64.max
+            for index in 0..<topicCount where times[bucket * topicCount + index] != .min {
+                first = min(first, base + Int64(times[bucket * topicCount + index]))
+            }
+            if first < cutoff { found.append(entry(String(keys[bucket]), bucket: bucket)) }
+        }
+        return found
+    }
+
+    mutating func removeAll(inPartitions numbers: Set<Int32>) {
+        var kept = 0
+        for bucket in 0..<capacity where partitions[bucket] >= 0 && !numbers.contains(partitions[bucket]) { kept += 1 }
+        var newCapacity = Self.minimumCapacity
+        while kept * 4 > newCapacity * 3 { newCapacity *= 2 }
+        resize(to: newCapacity) { !numbers.contains($0) }
     }
 }
