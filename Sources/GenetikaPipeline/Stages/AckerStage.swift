@@ -36,9 +36,10 @@ public actor AckerStage: ConsumingStage {
     /// need no database read and their changes are appended to the log rather than written
     /// in place. Acked ids and ids set aside (reported incomplete, evicted) leave it for the
     /// store's `acker_ids`. With the source files in different orders about three quarters of
-    /// all ids wait at mid-run, compactly (`WaitingIds`): about 90 bytes each as measured.
+    /// all ids wait at mid-run, compactly (`WaitingIds`): 32–48 bytes an integer id, about 90
+    /// otherwise.
     private var waiting: WaitingIds
-    /// Most ids `waiting` holds (about 90 MB); beyond it, half are evicted: written to the
+    /// Most ids `waiting` holds (about 50 MB of integer ids); beyond it, half are evicted: written to the
     /// store's `acker_ids`, and their events are answered from there.
     static let defaultWaitingCapacity = 1_000_000
     let waitingCapacity: Int
