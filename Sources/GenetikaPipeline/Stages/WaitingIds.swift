@@ -72,18 +72,6 @@ struct GeneralWaitingIds {
         keep { numbers.contains(partitions[Int($0)]) == false }
     }
 
-    /// Hands up to `count` ids to `body` and forgets them (evicted to the store).
-    mutating func evict(_ count: Int, _ body: (AckerEntry) throws -> Void) rethrows {
-        var evicted: [String] = []
-        evicted.reserveCapacity(min(count, self.count))
-        try forEach { entry in
-            guard evicted.count < count else { return }
-            try body(entry)
-            evicted.append(entry.id)
-        }
-        for id in evicted { remove(id) }
-    }
-
     /// Every waiting id, in no particular order.
     func forEach(_ body: (AckerEntry) throws -> Void) rethrows {
         for (number, slot) in numeric { try body(entry(String(number), slot: Int(slot))) }
