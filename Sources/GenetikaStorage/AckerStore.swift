@@ -1,5 +1,12 @@
 import GenetikaSupport
 
+/// The id as an integer when the text is that integer's canonical form ("42"; not "042" or
+/// "+42"): such an id can be keyed as an integer and turned back into the same text.
+package func integerId(_ id: String) -> Int64? {
+    guard let number = Int64(id), String(number) == id else { return nil }
+    return number
+}
+
 /// What the acker knows about one id: which source topics it has reached, when, and
 /// whether its ack went out.
 public struct AckerEntry: Sendable, Equatable {
@@ -47,8 +54,9 @@ public final class AckerStore {
     private let selectUnacked: SQLiteStatement
     private let insertPending: SQLiteStatement
     /// Every id with a row in `acker_ids` (plus, rarely, ids whose row was rolled back or
-    /// deleted): no false negatives.
-    private var stored: IdFilter
+    /// deleted): no false negatives. Built from the table on first use, so that opening the
+    /// store (the start-up check) does not read every id.
+    private var stored: IdFilter?
     /// Rows in `acker_pending` (as appended by this connection; recounted on open).
     public private(set) var pendingRows: Int
 
@@ -116,9 +124,7 @@ public final class AckerStore {
             """)
         selectUnacked = try connection.prepare("SELECT id, partition, seen, reported\(columns) FROM acker_ids WHERE acked = 0")
         insertPending = try connection.prepare("INSERT INTO acker_pending (id, partition, seen, acked\(columns)) VALUES (?, ?, ?, ?\(placeholders))")
-        stored = IdFilter(capacity: 0)
         pendingRows = 0
-        try rebuildFilter()
         if case .integer(let rows)? = try connection.query("SELECT count(*) FROM acker_pending").first?.first { pendingRows = Int(rows) }
     }
 
@@ -131,9 +137,17 @@ public final class AckerStore {
         stored = filter
     }
 
+    /// Whether `id` may have a row in `acker_ids` (false: it certainly has none).
+    private func mayBeStored(_ id: String) throws -> Bool {
+        if stored == nil { try rebuildFilter() }
+        return stored?.mayContain(id) ?? true
+    }
+
+    /// Records that `id` now has a row (a filter not built yet will read it from the table).
     private func noteStored(_ id: String) throws {
-        stored.insert(id)
-        if stored.isFull { try rebuildFilter() }
+        guard stored != nil else { return }
+        stored?.insert(id)
+        if stored?.isFull == true { try rebuildFilter() }
     }
 
     public func close() { connection.close() }
@@ -156,7 +170,7 @@ public final class AckerStore {
 
     /// The id's row in `acker_ids`, if it has one (ids in the pending log are the caller's).
     public func entry(_ id: String) throws -> AckerEntry? {
-        guard stored.mayContain(id) else { return nil }
+        guard try mayBeStored(id) else { return nil }
         try selectEntry.bind(1, .text(id))
         guard try selectEntry.next() else { return nil }
         defer { selectEntry.reset() }
@@ -232,7 +246,7 @@ public final class AckerStore {
         var numbers: [(Int64, String, Int32)] = []
         var texts: [(String, Int32)] = []
         for (id, partition) in ids {
-            if let number = Int64(id), String(number) == id { numbers.append((number, id, partition)) } else { texts.append((id, partition)) }
+            if let number = integerId(id) { numbers.append((number, id, partition)) } else { texts.append((id, partition)) }
         }
         numbers.sort { $0.0 < $1.0 }
         texts.sort { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }

@@ -22,7 +22,7 @@ struct GeneralWaitingIds {
     var count: Int { numeric.count + textual.count }
 
     private func slot(_ id: String) -> Int32? {
-        if let number = Int64(id), String(number) == id { return numeric[number] }
+        if let number = integerId(id) { return numeric[number] }
         return textual[id]
     }
 
@@ -41,7 +41,7 @@ struct GeneralWaitingIds {
                 slot = Int(existing)
             } else {
                 slot = allocate()
-                if let number = Int64(id), String(number) == id { numeric[number] = Int32(slot) } else { textual[id] = Int32(slot) }
+                if let number = integerId(id) { numeric[number] = Int32(slot) } else { textual[id] = Int32(slot) }
             }
             partitions[slot] = entry.partition
             seen[slot] = entry.seen
@@ -60,7 +60,7 @@ struct GeneralWaitingIds {
 
     private mutating func remove(_ id: String) {
         let slot: Int32?
-        if let number = Int64(id), String(number) == id { slot = numeric.removeValue(forKey: number) } else { slot = textual.removeValue(forKey: id) }
+        if let number = integerId(id) { slot = numeric.removeValue(forKey: number) } else { slot = textual.removeValue(forKey: id) }
         if let slot { free.append(slot) }
     }
 
@@ -114,11 +114,6 @@ struct GeneralWaitingIds {
         }
         free += dropped
     }
-
-    /// Forgets every id and gives the memory back.
-    mutating func removeAll() {
-        self = GeneralWaitingIds(topicCount: topicCount)
-    }
 }
 
 /// The acker's ids that reached some source topics but not all (those recorded in the store's
@@ -143,18 +138,13 @@ struct WaitingIds {
     /// How many ids wait.
     var count: Int { compact.count + general.count }
 
-    private static func number(_ id: String) -> Int64? {
-        guard let number = Int64(id), String(number) == id else { return nil }
-        return number
-    }
-
     subscript(id: String) -> AckerEntry? {
         get {
-            if let number = Self.number(id), let bucket = compact.find(number) { return compact.entry(id, bucket: bucket) }
+            if let number = integerId(id), let bucket = compact.find(number) { return compact.entry(id, bucket: bucket) }
             return general.count == 0 ? nil : general[id]
         }
         set {
-            let number = Self.number(id)
+            let number = integerId(id)
             guard let entry = newValue else {
                 if let number, compact.remove(number) { return }
                 if general.count > 0 { general[id] = nil }
