@@ -120,7 +120,7 @@ struct GeneralWaitingIds {
 /// pending log), laid out so that all of them fit in memory: with files in different orders,
 /// about three quarters of all ids wait at mid-run. An integer id whose partition is not
 /// negative, whose topics seen are exactly those with a timestamp, and whose timestamps lie
-/// within ±24 days of the set's creation lives in `CompactIds`: one open-addressing table
+/// within ±24 days of the set's creation lives in `CompactIds`: open-addressing tables
 /// holding id, partition and 32-bit relative times inline, 24 bytes a bucket with three topics
 /// (about 32–48 bytes an id). Any other id lives in the general layout (`GeneralWaitingIds`,
 /// about 90 bytes an id). An id is in one of the two, never both.
@@ -140,7 +140,7 @@ struct WaitingIds {
 
     subscript(id: String) -> AckerEntry? {
         get {
-            if let number = integerId(id), let bucket = compact.find(number) { return compact.entry(id, bucket: bucket) }
+            if let number = integerId(id), let entry = compact.entry(id, key: number) { return entry }
             return general.count == 0 ? nil : general[id]
         }
         set {
@@ -194,50 +194,126 @@ struct WaitingIds {
     }
 }
 
-/// An open-addressing hash table (linear probing, at most three quarters full, deletion by
-/// backward shift) of integer ids with their partition and per-topic times, inline: the
-/// times are milliseconds relative to `base` in 32 bits (`Int32.min`: topic not reached).
+/// log2 of the number of `CompactIdTable`s in `CompactIds`.
+private let compactShardBits: UInt64 = 4
+
+/// Fibonacci hashing: key × 2^64/φ. Its top `compactShardBits` bits pick the table, the bits
+/// below them the bucket.
+@inline(__always)
+private func compactHash(_ key: Int64) -> UInt64 { UInt64(bitPattern: key) &* 0x9E37_79B9_7F4A_7C15 }
+
+/// Integer ids with their partition and per-topic times, inline, in 16 open-addressing
+/// tables (`CompactIdTable`) chosen by the top bits of the id's hash. Each table grows by half
+/// on its own, so growing never holds the old and the new copy of the whole set at once: at
+/// most one sixteenth of it is copied at a time.
 struct CompactIds {
+    private var shards: [CompactIdTable]
+    private(set) var count = 0
+    let topicCount: Int
+    let base: Int64
+
+    init(topicCount: Int, base: Int64) {
+        self.topicCount = topicCount
+        self.base = base
+        shards = (0..<(1 << compactShardBits)).map { _ in CompactIdTable(topicCount: topicCount, base: base) }
+    }
+
+    @inline(__always)
+    private static func shard(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: hash >> (64 - compactShardBits)) }
+
+    func entry(_ id: String, key: Int64) -> AckerEntry? {
+        let hash = compactHash(key)
+        return shards[Self.shard(hash)].entry(id, key: key, hash: hash << compactShardBits)
+    }
+
+    /// Stores the entry if it fits this layout (see `WaitingIds`); false (nothing stored) if not.
+    mutating func set(_ key: Int64, _ entry: AckerEntry) -> Bool {
+        let hash = compactHash(key)
+        switch shards[Self.shard(hash)].set(key, hash: hash << compactShardBits, entry) {
+        case .added: count += 1; return true
+        case .replaced: return true
+        case .unfit: return false
+        }
+    }
+
+    /// Removes the id; false if it was not here.
+    mutating func remove(_ key: Int64) -> Bool {
+        let hash = compactHash(key)
+        guard shards[Self.shard(hash)].remove(key, hash: hash << compactShardBits) else { return false }
+        count -= 1
+        return true
+    }
+
+    func forEach(_ body: (AckerEntry) throws -> Void) rethrows {
+        for shard in shards { try shard.forEach(body) }
+    }
+
+    func overdue(in numbers: Set<Int32>, olderThan cutoff: Int64) -> [AckerEntry] {
+        shards.flatMap { $0.overdue(in: numbers, olderThan: cutoff) }
+    }
+
+    mutating func removeAll(inPartitions numbers: Set<Int32>) {
+        count = 0
+        for index in shards.indices {
+            shards[index].removeAll(inPartitions: numbers)
+            count += shards[index].count
+        }
+    }
+}
+
+/// One open-addressing hash table of `CompactIds` (linear probing, at most three quarters
+/// full, deletion by backward shift; the home bucket is the hash scaled to the capacity, so
+/// the capacity need not be a power of two): 8 bytes of id, 4 of partition and 4 a topic of
+/// time, the times in milliseconds relative to `base` (`Int32.min`: topic not reached).
+struct CompactIdTable {
+    enum Stored { case added, replaced, unfit }
+
     private(set) var count = 0
     private var keys: [Int64]
     /// -1: empty bucket.
     private var partitions: [Int32]
     private var times: [Int32]
-    private var mask: Int
-    /// 64 − log2(capacity): the home bucket is the product's top bits.
-    private var shift: UInt64
+    private var capacity: Int
     let topicCount: Int
     let base: Int64
-    private static let minimumCapacity = 1024
+    private static let minimumCapacity = 64
 
-    init(topicCount: Int, base: Int64, capacity: Int = CompactIds.minimumCapacity) {
+    init(topicCount: Int, base: Int64, capacity: Int = CompactIdTable.minimumCapacity) {
         self.topicCount = topicCount
         self.base = base
+        self.capacity = capacity
         keys = Array(repeating: 0, count: capacity)
         partitions = Array(repeating: -1, count: capacity)
         times = Array(repeating: .min, count: capacity * topicCount)
-        mask = capacity - 1
-        shift = UInt64(64 - capacity.trailingZeroBitCount)
     }
 
-    private var capacity: Int { mask + 1 }
-
+    /// The key's home bucket: its hash's top bits scaled to the capacity (`hash` × capacity / 2^64),
+    /// which keeps buckets in hash order whatever the capacity.
     @inline(__always)
     private func home(_ key: Int64) -> Int {
-        // Fibonacci hashing: the top bits of key × 2^64/φ.
-        Int(truncatingIfNeeded: (UInt64(bitPattern: key) &* 0x9E37_79B9_7F4A_7C15) >> shift)
+        home(hash: compactHash(key) << compactShardBits)
     }
 
-    func find(_ key: Int64) -> Int? {
-        var bucket = home(key)
+    @inline(__always)
+    private func home(hash: UInt64) -> Int { Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(capacity)).high) }
+
+    @inline(__always)
+    private func next(_ bucket: Int) -> Int { bucket + 1 == capacity ? 0 : bucket + 1 }
+
+    private func find(_ key: Int64, hash: UInt64) -> Int? {
+        var bucket = home(hash: hash)
         while partitions[bucket] >= 0 {
             if keys[bucket] == key { return bucket }
-            bucket = (bucket + 1) & mask
+            bucket = next(bucket)
         }
         return nil
     }
 
-    func entry(_ id: String, bucket: Int) -> AckerEntry {
+    func entry(_ id: String, key: Int64, hash: UInt64) -> AckerEntry? {
+        find(key, hash: hash).map { entry(id, bucket: $0) }
+    }
+
+    private func entry(_ id: String, bucket: Int) -> AckerEntry {
         var seen: Int64 = 0
         var timestamps: [Int64?] = []
         timestamps.reserveCapacity(topicCount)
@@ -253,43 +329,44 @@ struct CompactIds {
         return AckerEntry(id: id, partition: partitions[bucket], seen: seen, timestamps: timestamps, acked: false)
     }
 
-    /// Stores the entry if it fits this layout (see `WaitingIds`); false (nothing stored) if not.
-    mutating func set(_ key: Int64, _ entry: AckerEntry) -> Bool {
+    mutating func set(_ key: Int64, hash: UInt64, _ entry: AckerEntry) -> Stored {
         guard entry.partition >= 0, entry.timestamps.count == topicCount,
-              entry.seen >> Int64(topicCount) == 0 || topicCount >= 63 else { return false }
+              entry.seen >> Int64(topicCount) == 0 || topicCount >= 63 else { return .unfit }
         for index in 0..<topicCount {
             let reached = entry.seen & (Int64(1) << Int64(index)) != 0
             switch entry.timestamps[index] {
             case nil:
-                guard !reached else { return false }
+                guard !reached else { return .unfit }
             case let timestamp?:
                 let relative = timestamp &- base
-                guard reached, relative > Int64(Int32.min), relative <= Int64(Int32.max) else { return false }
+                guard reached, relative > Int64(Int32.min), relative <= Int64(Int32.max) else { return .unfit }
             }
         }
         var bucket: Int
-        if let existing = find(key) {
+        let stored: Stored
+        if let existing = find(key, hash: hash) {
             bucket = existing
+            stored = .replaced
         } else {
-            if (count + 1) * 4 > capacity * 3 { resize(to: capacity * 2) }
-            bucket = home(key)
-            while partitions[bucket] >= 0 { bucket = (bucket + 1) & mask }
+            if (count + 1) * 4 > capacity * 3 { resize(to: capacity + capacity / 2) }
+            bucket = home(hash: hash)
+            while partitions[bucket] >= 0 { bucket = next(bucket) }
             keys[bucket] = key
             count += 1
+            stored = .added
         }
         partitions[bucket] = entry.partition
         for index in 0..<topicCount {
             times[bucket * topicCount + index] = entry.timestamps[index].map { Int32($0 - base) } ?? .min
         }
-        return true
+        return stored
     }
 
-    /// Removes the id; false if it was not here.
-    mutating func remove(_ key: Int64) -> Bool {
-        guard var hole = find(key) else { return false }
+    mutating func remove(_ key: Int64, hash: UInt64) -> Bool {
+        guard var hole = find(key, hash: hash) else { return false }
         // Backward shift: move later members of the run into the hole when their home bucket
         // does not lie cyclically in (hole, current].
-        var current = (hole + 1) & mask
+        var current = next(hole)
         while partitions[current] >= 0 {
             let wanted = home(keys[current])
             let stays = hole <= current ? (hole < wanted && wanted <= current) : (hole < wanted || wanted <= current)
@@ -297,7 +374,7 @@ struct CompactIds {
                 move(from: current, to: hole)
                 hole = current
             }
-            current = (current + 1) & mask
+            current = next(current)
         }
         partitions[hole] = -1
         for index in 0..<topicCount { times[hole * topicCount + index] = .min }
@@ -313,10 +390,10 @@ struct CompactIds {
     }
 
     private mutating func resize(to newCapacity: Int, keeping keeps: (Int32) -> Bool = { _ in true }) {
-        var table = CompactIds(topicCount: topicCount, base: base, capacity: max(newCapacity, Self.minimumCapacity))
+        var table = CompactIdTable(topicCount: topicCount, base: base, capacity: max(newCapacity, Self.minimumCapacity))
         for bucket in 0..<capacity where partitions[bucket] >= 0 && keeps(partitions[bucket]) {
             var target = table.home(keys[bucket])
-            while table.partitions[target] >= 0 { target = (target + 1) & table.mask }
+            while table.partitions[target] >= 0 { target = table.next(target) }
             table.keys[target] = keys[bucket]
             table.partitions[target] = partitions[bucket]
             for index in 0..<topicCount { table.times[target * topicCount + index] = times[bucket * topicCount + index] }
@@ -347,7 +424,7 @@ struct CompactIds {
         var kept = 0
         for bucket in 0..<capacity where partitions[bucket] >= 0 && !numbers.contains(partitions[bucket]) { kept += 1 }
         var newCapacity = Self.minimumCapacity
-        while kept * 4 > newCapacity * 3 { newCapacity *= 2 }
+        while kept * 4 > newCapacity * 3 { newCapacity += newCapacity / 2 }
         resize(to: newCapacity) { !numbers.contains($0) }
     }
 }
