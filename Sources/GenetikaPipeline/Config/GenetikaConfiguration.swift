@@ -214,7 +214,7 @@ public struct GenetikaConfiguration: Sendable, Equatable {
         }
         let stateDirectory = reader.string("stateDirectory", default: "state")
         var producer = ProducerStageConfiguration(maxDelayMs: 0)
-        var db = ConsumerStageConfiguration(groupId: "genetika-db", batchSize: 5000, lingerMs: 5)
+        var db = ConsumerStageConfiguration(groupId: "genetika-db", batchSize: 20_000, lingerMs: 5)
         var acker = ConsumerStageConfiguration(groupId: "genetika-acker", batchSize: 5000, lingerMs: 1)
         var supervisor = SupervisorConfiguration(initialBackoffMs: 200, maxBackoffMs: 10_000, maxRestarts: 5, windowSeconds: 60)
         reader.object("stages") { stages in
