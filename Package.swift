@@ -41,6 +41,8 @@ let package = Package(
         .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         /// OpenSSL's libcrypto (librdkafka links it too): SHA-256 of inbox files.
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        /// glibc's <malloc.h> (mallopt): the executable's allocator setting.
+        .systemLibrary(name: "CMalloc"),
 
         // The layers (docs/architecture.md, "Modules"): each imports only what it needs.
         /// Shared vocabulary and threads: topic/partition, clocks, the stop signal, `ThreadExecutor`.
@@ -84,7 +86,7 @@ let package = Package(
         .executableTarget(
             name: "genetika",
             dependencies: [
-                "GenetikaPipeline", "GenetikaReport", "GenetikaXlsx", "GenetikaJSON", "GenetikaKafka", "GenetikaSupport",
+                "GenetikaPipeline", "GenetikaReport", "GenetikaXlsx", "GenetikaJSON", "GenetikaKafka", "GenetikaSupport", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMalloc
 import Dispatch
 import Foundation
 import Logging
@@ -40,6 +41,11 @@ struct Run: AsyncParsableCommand {
         // A daemon with sockets to brokers, databases and HTTP clients: a peer that went away
         // is an error on that socket (EPIPE), never a reason for the process to die.
         signal(SIGPIPE, SIG_IGN)
+        // glibc raises its mmap threshold to the size of any large block freed (up to 32 MB), so
+        // once the acker's waiting-id tables or a consumer batch have been freed, their
+        // successors come from the heap and freed space stays resident. A fixed threshold keeps
+        // every block of 256 KiB and more in its own mapping, given back when freed.
+        _ = mallopt(M_MMAP_THRESHOLD, 256 * 1024)
         let logger = Logger(label: "genetika")
         let configuration = try loadConfiguration(config)
         var kinds: [StageKind] = []

@@ -1,0 +1,2 @@
+// glibc's allocator tuning (mallopt): part of libc, nothing to link.
+#include <malloc.h>
