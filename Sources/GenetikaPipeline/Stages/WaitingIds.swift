@@ -208,40 +208,35 @@ private func compactHash(_ key: Int64) -> UInt64 { UInt64(bitPattern: key) &* 0x
 /// most one sixteenth of it is copied at a time.
 struct CompactIds {
     private var shards: [CompactIdTable]
-    private(set) var count = 0
-    let topicCount: Int
-    let base: Int64
 
     init(topicCount: Int, base: Int64) {
-        self.topicCount = topicCount
-        self.base = base
         shards = (0..<(1 << compactShardBits)).map { _ in CompactIdTable(topicCount: topicCount, base: base) }
     }
 
+    var count: Int { shards.reduce(0) { $0 + $1.count } }
+
+    /// The key's table, and the hash bits below those that picked it (the table's own hash).
     @inline(__always)
-    private static func shard(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: hash >> (64 - compactShardBits)) }
+    private static func locate(_ key: Int64) -> (shard: Int, hash: UInt64) {
+        let hash = compactHash(key)
+        return (Int(truncatingIfNeeded: hash >> (64 - compactShardBits)), hash << compactShardBits)
+    }
 
     func entry(_ id: String, key: Int64) -> AckerEntry? {
-        let hash = compactHash(key)
-        return shards[Self.shard(hash)].entry(id, key: key, hash: hash << compactShardBits)
+        let (shard, hash) = Self.locate(key)
+        return shards[shard].entry(id, key: key, hash: hash)
     }
 
     /// Stores the entry if it fits this layout (see `WaitingIds`); false (nothing stored) if not.
     mutating func set(_ key: Int64, _ entry: AckerEntry) -> Bool {
-        let hash = compactHash(key)
-        switch shards[Self.shard(hash)].set(key, hash: hash << compactShardBits, entry) {
-        case .added: count += 1; return true
-        case .replaced: return true
-        case .unfit: return false
-        }
+        let (shard, hash) = Self.locate(key)
+        return shards[shard].set(key, hash: hash, entry)
     }
 
     /// Removes the id; false if it was not here.
     mutating func remove(_ key: Int64) -> Bool {
-        let hash = compactHash(key)
-        guard shards[Self.shard(hash)].remove(key, hash: hash << compactShardBits) else { return false }
-        count -= 1
-        return true
+        let (shard, hash) = Self.locate(key)
+        return shards[shard].remove(key, hash: hash)
     }
 
     func forEach(_ body: (AckerEntry) throws -> Void) rethrows {
@@ -253,11 +248,7 @@ struct CompactIds {
     }
 
     mutating func removeAll(inPartitions numbers: Set<Int32>) {
-        count = 0
-        for index in shards.indices {
-            shards[index].removeAll(inPartitions: numbers)
-            count += shards[index].count
-        }
+        for index in shards.indices { shards[index].removeAll(inPartitions: numbers) }
     }
 }
 
@@ -266,8 +257,6 @@ struct CompactIds {
 /// the capacity need not be a power of two): 8 bytes of id, 4 of partition and 4 a topic of
 /// time, the times in milliseconds relative to `base` (`Int32.min`: topic not reached).
 struct CompactIdTable {
-    enum Stored { case added, replaced, unfit }
-
     private(set) var count = 0
     private var keys: [Int64]
     /// -1: empty bucket.
@@ -287,13 +276,12 @@ struct CompactIdTable {
         times = Array(repeating: .min, count: capacity * topicCount)
     }
 
-    /// The key's home bucket: its hash's top bits scaled to the capacity (`hash` × capacity / 2^64),
-    /// which keeps buckets in hash order whatever the capacity.
+    /// A stored key's home bucket (its hash as `CompactIds` hands it over).
     @inline(__always)
-    private func home(_ key: Int64) -> Int {
-        home(hash: compactHash(key) << compactShardBits)
-    }
+    private func home(_ key: Int64) -> Int { home(hash: compactHash(key) << compactShardBits) }
 
+    /// The hash's top bits scaled to the capacity (`hash` × capacity / 2^64), which keeps buckets
+    /// in hash order whatever the capacity.
     @inline(__always)
     private func home(hash: UInt64) -> Int { Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(capacity)).high) }
 
@@ -329,37 +317,34 @@ struct CompactIdTable {
         return AckerEntry(id: id, partition: partitions[bucket], seen: seen, timestamps: timestamps, acked: false)
     }
 
-    mutating func set(_ key: Int64, hash: UInt64, _ entry: AckerEntry) -> Stored {
+    mutating func set(_ key: Int64, hash: UInt64, _ entry: AckerEntry) -> Bool {
         guard entry.partition >= 0, entry.timestamps.count == topicCount,
-              entry.seen >> Int64(topicCount) == 0 || topicCount >= 63 else { return .unfit }
+              entry.seen >> Int64(topicCount) == 0 || topicCount >= 63 else { return false }
         for index in 0..<topicCount {
             let reached = entry.seen & (Int64(1) << Int64(index)) != 0
             switch entry.timestamps[index] {
             case nil:
-                guard !reached else { return .unfit }
+                guard !reached else { return false }
             case let timestamp?:
                 let relative = timestamp &- base
-                guard reached, relative > Int64(Int32.min), relative <= Int64(Int32.max) else { return .unfit }
+                guard reached, relative > Int64(Int32.min), relative <= Int64(Int32.max) else { return false }
             }
         }
         var bucket: Int
-        let stored: Stored
         if let existing = find(key, hash: hash) {
             bucket = existing
-            stored = .replaced
         } else {
             if (count + 1) * 4 > capacity * 3 { resize(to: capacity + capacity / 2) }
             bucket = home(hash: hash)
             while partitions[bucket] >= 0 { bucket = next(bucket) }
             keys[bucket] = key
             count += 1
-            stored = .added
         }
         partitions[bucket] = entry.partition
         for index in 0..<topicCount {
             times[bucket * topicCount + index] = entry.timestamps[index].map { Int32($0 - base) } ?? .min
         }
-        return stored
+        return true
     }
 
     mutating func remove(_ key: Int64, hash: UInt64) -> Bool {
