@@ -16,6 +16,8 @@ from confluent_kafka import Consumer, Producer
 from transit import TOPICS, percentile
 
 CLIENT = {"session.timeout.ms": 6000}
+# Genetika's producers when paced: librdkafka's 5 ms linger, idempotent, acks from all replicas.
+PRODUCER = {"linger.ms": 5, "acks": "all", "enable.idempotence": True}
 
 
 def consumer(bootstrap, group):
@@ -47,7 +49,7 @@ def main():
                 consumed[0] += 1
 
     def read_acker():
-        acks = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 1, "acks": "all", "enable.idempotence": True})
+        acks = Producer({"bootstrap.servers": args.bootstrap, **PRODUCER})
         seen, latest = {}, {}
         while len(delays) < keys and not done.is_set():
             msg = acker.poll(0.1)
@@ -64,7 +66,7 @@ def main():
         acks.flush()
 
     def produce():
-        producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 1, "acks": "all", "enable.idempotence": True})
+        producer = Producer({"bootstrap.servers": args.bootstrap, **PRODUCER})
         value = b'{"id":0,"age":38,"sex":"M","weight_kg":78.6,"bmi":null,"diagnosis":"MDD","phq9":null,"enrolled_on":"2024-11-01"}'
         start = time.monotonic()
         for n in range(keys):

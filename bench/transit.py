@@ -40,7 +40,7 @@ def main():
     transit = []
 
     def produce():
-        producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 1, "acks": "all", "enable.idempotence": True})
+        producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5, "acks": "all", "enable.idempotence": True})  # as Genetika's paced producer
         start = time.monotonic()
         for n in range(total // len(TOPICS)):
             for topic in TOPICS:
