@@ -80,6 +80,8 @@ struct WaitingIdsTests {
             Self.entry("2", partition: 0, seen: 0b001, [0, nil, nil]),               // 1970: general
             Self.entry("3", partition: 1, seen: 0b011, [now, nil, nil]),             // reached without a time
             Self.entry("4", partition: -1, seen: 0b001, [now, nil, nil]),            // negative partition
+            Self.entry("6", partition: 32_768, seen: 0b001, [now, nil, nil]),        // partition beyond 16 bits
+            Self.entry("7", partition: 32_767, seen: 0b001, [now, nil, nil]),        // compact: the largest
             Self.entry("05", partition: 2, seen: 0b001, [now, nil, nil]),            // non-canonical integer
             Self.entry("-9223372036854775808", partition: 2, seen: 0b100, [nil, nil, now + 1]),
         ]
@@ -126,7 +128,10 @@ struct WaitingIdsTests {
                 let timestamps: [Int64?] = (0..<3).map { index in
                     seen & (1 << index) == 0 ? nil : (far ? 5 : now + Int64.random(in: -1_000_000...1_000_000, using: &generator))
                 }
-                let entry = Self.entry(id, partition: Int32.random(in: 0..<6, using: &generator), seen: seen, timestamps)
+                // Now and then a partition beyond the compact layout's 16 bits (general layout).
+                let partition = Int.random(in: 0..<50, using: &generator) == 0 ? Int32.random(in: 32_767...40_000, using: &generator)
+                    : Int32.random(in: 0..<6, using: &generator)
+                let entry = Self.entry(id, partition: partition, seen: seen, timestamps)
                 waiting[id] = entry
                 model[id] = entry
             }
