@@ -13,11 +13,9 @@ import time
 
 from confluent_kafka import Consumer, Producer
 
-from transit import TOPICS, percentile
+from transit import PRODUCER, TOPICS, percentile
 
 CLIENT = {"session.timeout.ms": 6000}
-# Genetika's producers when paced: librdkafka's 5 ms linger, idempotent, acks from all replicas.
-PRODUCER = {"linger.ms": 5, "acks": "all", "enable.idempotence": True}
 
 
 def consumer(bootstrap, group):

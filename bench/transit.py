@@ -11,6 +11,9 @@ import time
 from confluent_kafka import Consumer, Producer
 
 TOPICS = ["topic1", "topic2", "topic3"]
+# Genetika's producers when paced: librdkafka's 5 ms linger, idempotent, acks from all replicas
+# (bench/floor.py uses the same).
+PRODUCER = {"linger.ms": 5, "acks": "all", "enable.idempotence": True}
 
 
 def percentile(values, p):
@@ -40,7 +43,7 @@ def main():
     transit = []
 
     def produce():
-        producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5, "acks": "all", "enable.idempotence": True})  # as Genetika's paced producer
+        producer = Producer({"bootstrap.servers": args.bootstrap, **PRODUCER})
         start = time.monotonic()
         for n in range(total // len(TOPICS)):
             for topic in TOPICS:

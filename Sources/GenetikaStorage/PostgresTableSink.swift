@@ -19,7 +19,7 @@ public final class PostgresTableSink: TableSink {
         try connection.transaction {
             try connection.execute("SELECT pg_advisory_xact_lock(7411)")
             for source in sources {
-                try connection.execute(source.createTableSQL { type in
+                try connection.execute(source.createTableSQL(keyConstraint: "PRIMARY KEY NOT NULL") { type in
                     switch type {
                     case .integer: "BIGINT"
                     case .real: "DOUBLE PRECISION"

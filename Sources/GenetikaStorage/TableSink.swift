@@ -217,8 +217,9 @@ public final class SQLiteTableSink: TableSink {
 
 extension TableSchema {
     /// `CREATE TABLE IF NOT EXISTS` for this source's table: each column with the SQL type
-    /// `sqlType` gives it, the key column as primary key, non-nullable columns `NOT NULL`.
-    func createTableSQL(keyConstraint: String = "PRIMARY KEY NOT NULL", _ sqlType: (ColumnType) -> String) -> String {
+    /// `sqlType` gives it, the key column with `keyConstraint` (each sink says how its key is
+    /// stored), non-nullable columns `NOT NULL`.
+    func createTableSQL(keyConstraint: String, _ sqlType: (ColumnType) -> String) -> String {
         let columns = columns.map { column -> String in
             var definition = "\(quoteIdentifier(column.name)) \(sqlType(column.type))"
             if column.name == key { definition += " " + keyConstraint } else if !column.nullable { definition += " NOT NULL" }

@@ -269,6 +269,14 @@ struct CompactIdTable {
     let base: Int64
     private static let minimumCapacity = 64
 
+    /// Whether `count` ids keep a table of `capacity` buckets at most four fifths full.
+    @inline(__always)
+    private static func holds(_ count: Int, in capacity: Int) -> Bool { count * 5 <= capacity * 4 }
+
+    /// The next capacity when growing: a quarter more.
+    @inline(__always)
+    private static func grown(_ capacity: Int) -> Int { capacity + capacity / 4 }
+
     init(topicCount: Int, base: Int64, capacity: Int = CompactIdTable.minimumCapacity) {
         self.topicCount = topicCount
         self.base = base
@@ -336,7 +344,7 @@ struct CompactIdTable {
         if let existing = find(key, hash: hash) {
             bucket = existing
         } else {
-            if (count + 1) * 5 > capacity * 4 { resize(to: capacity + capacity / 4) }
+            if !Self.holds(count + 1, in: capacity) { resize(to: Self.grown(capacity)) }
             bucket = home(hash: hash)
             while partitions[bucket] >= 0 { bucket = next(bucket) }
             keys[bucket] = key
@@ -411,7 +419,7 @@ struct CompactIdTable {
         var kept = 0
         for bucket in 0..<capacity where partitions[bucket] >= 0 && !numbers.contains(Int32(partitions[bucket])) { kept += 1 }
         var newCapacity = Self.minimumCapacity
-        while kept * 5 > newCapacity * 4 { newCapacity += newCapacity / 4 }
+        while !Self.holds(kept, in: newCapacity) { newCapacity = Self.grown(newCapacity) }
         resize(to: newCapacity) { !numbers.contains($0) }
     }
 }
