@@ -71,7 +71,7 @@ struct WaitingIdsTests {
         #expect(seen.sorted() == ["1", "2", "3", "x", "y"])
     }
 
-    @Test("entries the compact table cannot hold (time far off, a topic reached without a time, negative partition, non-canonical id) round-trip through the general layout; an id is never in both")
+    @Test("entries the compact table cannot hold (time far off, a topic reached without a time, negative or large partition, id beyond 32 bits, non-canonical id) round-trip through the general layout; an id is never in both")
     func fallback() {
         let now = nowMilliseconds()
         var waiting = WaitingIds(topicCount: 3)
@@ -80,8 +80,11 @@ struct WaitingIdsTests {
             Self.entry("2", partition: 0, seen: 0b001, [0, nil, nil]),               // 1970: general
             Self.entry("3", partition: 1, seen: 0b011, [now, nil, nil]),             // reached without a time
             Self.entry("4", partition: -1, seen: 0b001, [now, nil, nil]),            // negative partition
-            Self.entry("6", partition: 32_768, seen: 0b001, [now, nil, nil]),        // partition beyond 16 bits
-            Self.entry("7", partition: 32_767, seen: 0b001, [now, nil, nil]),        // compact: the largest
+            Self.entry("6", partition: 255, seen: 0b001, [now, nil, nil]),           // partition beyond the compact 254
+            Self.entry("7", partition: 254, seen: 0b001, [now, nil, nil]),           // compact: the largest
+            Self.entry("4294967295", partition: 3, seen: 0b010, [nil, now, nil]),    // compact: the largest id
+            Self.entry("4294967296", partition: 3, seen: 0b010, [nil, now + 1, nil]), // beyond 32 bits: general
+            Self.entry("4294967297", partition: 4, seen: 0b100, [nil, nil, now + 2]), // general; 1 in its low 32 bits
             Self.entry("05", partition: 2, seen: 0b001, [now, nil, nil]),            // non-canonical integer
             Self.entry("-9223372036854775808", partition: 2, seen: 0b100, [nil, nil, now + 1]),
         ]
@@ -111,7 +114,8 @@ struct WaitingIdsTests {
         func randomId() -> String {
             switch Int.random(in: 0..<4, using: &generator) {
             case 0: String(Int64.random(in: 0..<5_000, using: &generator))
-            case 1: String(Int64.random(in: 0..<64, using: &generator) << 44)
+            case 1: Bool.random(using: &generator) ? String(Int64.random(in: 0..<64, using: &generator) << 44)
+                : String((Int64.random(in: 1..<4, using: &generator) << 32) + Int64.random(in: 0..<5_000, using: &generator))
             case 2: String(Int64.random(in: -3_000 ... -1, using: &generator))
             default: "t\(Int.random(in: 0..<500, using: &generator))"
             }
@@ -128,8 +132,8 @@ struct WaitingIdsTests {
                 let timestamps: [Int64?] = (0..<3).map { index in
                     seen & (1 << index) == 0 ? nil : (far ? 5 : now + Int64.random(in: -1_000_000...1_000_000, using: &generator))
                 }
-                // Now and then a partition beyond the compact layout's 16 bits (general layout).
-                let partition = Int.random(in: 0..<50, using: &generator) == 0 ? Int32.random(in: 32_767...40_000, using: &generator)
+                // Now and then a partition beyond the compact layout's 254 (general layout).
+                let partition = Int.random(in: 0..<50, using: &generator) == 0 ? Int32.random(in: 250...40_000, using: &generator)
                     : Int32.random(in: 0..<6, using: &generator)
                 let entry = Self.entry(id, partition: partition, seen: seen, timestamps)
                 waiting[id] = entry

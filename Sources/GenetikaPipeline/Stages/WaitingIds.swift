@@ -118,12 +118,12 @@ struct GeneralWaitingIds {
 
 /// The acker's ids that reached some source topics but not all (those recorded in the store's
 /// pending log), laid out so that all of them fit in memory: with files in different orders,
-/// about three quarters of all ids wait at mid-run. An integer id whose partition is not
-/// negative, whose topics seen are exactly those with a timestamp, and whose timestamps lie
-/// within ±24 days of the set's creation lives in `CompactIds`: open-addressing tables
-/// holding id, partition and 32-bit relative times inline, 24 bytes a bucket with three topics
-/// (about 32–48 bytes an id). Any other id lives in the general layout (`GeneralWaitingIds`,
-/// about 90 bytes an id). An id is in one of the two, never both.
+/// about three quarters of all ids wait at mid-run. An integer id from 0 to 2^32 − 1 whose
+/// partition is 0 to 254, whose topics seen are exactly those with a timestamp, and whose
+/// timestamps lie within ±24 days of the set's creation lives in `CompactIds`: open-addressing
+/// tables holding id, partition and 32-bit relative times inline, 17 bytes a bucket with three
+/// topics (about 24 bytes an id). Any other id lives in the general layout
+/// (`GeneralWaitingIds`, about 90 bytes an id). An id is in one of the two, never both.
 struct WaitingIds {
     private var compact: CompactIds
     private var general: GeneralWaitingIds
@@ -254,20 +254,28 @@ struct CompactIds {
 
 /// One open-addressing hash table of `CompactIds` (linear probing, at most four fifths full,
 /// growing by a quarter, deletion by backward shift; the home bucket is the hash scaled to the
-/// capacity, so the capacity need not be a power of two): 8 bytes of id, 2 of partition and 4
-/// a topic of time, the times in milliseconds relative to `base` (`Int32.min`: topic not
-/// reached). 22 bytes a bucket at 64 % to 80 % load: about 31 bytes a waiting id with three
-/// topics (it was 24 bytes at 50 % to 75 %, about 39: 6 MB more at 750,000 waiting ids).
+/// capacity, so the capacity need not be a power of two). A bucket is one run of bytes, so a
+/// lookup touches one place in memory (with separate arrays for ids, partitions and times, a
+/// lookup in a table larger than the CPU caches missed three times): the id (32 bits), its
+/// partition plus one (8 bits, 0: empty bucket), then 4 bytes a topic of time, in milliseconds
+/// relative to `base` (`Int32.min`: topic not reached). 17 bytes a bucket with three topics, at
+/// 64 % to 80 % load: about 24 bytes a waiting id (it was 22 bytes a bucket, about 31 an id:
+/// 5 MB more at 750,000 waiting ids). Ids beyond 32 bits and partitions above 254 go to the
+/// general layout.
 struct CompactIdTable {
     private(set) var count = 0
-    private var keys: [Int64]
-    /// -1: empty bucket. Partitions above `Int16.max` go to the general layout.
-    private var partitions: [Int16]
-    private var times: [Int32]
+    private var buckets: [UInt8]
     private var capacity: Int
     let topicCount: Int
     let base: Int64
+    /// Bytes a bucket: id, partition tag, times.
+    private let stride: Int
     private static let minimumCapacity = 64
+    /// The largest partition a bucket holds (its tag is the partition plus one).
+    static let largestPartition: Int32 = 254
+    /// Whether the table can hold `key` at all (an id that fits 32 bits, unsigned).
+    @inline(__always)
+    static func holds(key: Int64) -> Bool { key >= 0 && key <= Int64(UInt32.max) }
 
     /// Whether `count` ids keep a table of `capacity` buckets at most four fifths full.
     @inline(__always)
@@ -281,27 +289,59 @@ struct CompactIdTable {
         self.topicCount = topicCount
         self.base = base
         self.capacity = capacity
-        keys = Array(repeating: 0, count: capacity)
-        partitions = Array(repeating: -1, count: capacity)
-        times = Array(repeating: .min, count: capacity * topicCount)
+        stride = 5 + 4 * topicCount
+        buckets = Array(repeating: 0, count: capacity * stride)
+    }
+
+    // Bucket fields. Offsets are not aligned: loads and stores are unaligned ones.
+    @inline(__always)
+    private func key(_ bucket: Int) -> UInt32 {
+        buckets.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: bucket * stride, as: UInt32.self) }
+    }
+
+    @inline(__always)
+    private func tag(_ bucket: Int) -> UInt8 { buckets[bucket * stride + 4] }
+
+    @inline(__always)
+    private func time(_ bucket: Int, _ index: Int) -> Int32 {
+        buckets.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: bucket * stride + 5 + 4 * index, as: Int32.self) }
+    }
+
+    @inline(__always)
+    private mutating func setKey(_ bucket: Int, _ key: UInt32) {
+        let offset = bucket * stride
+        buckets.withUnsafeMutableBytes { $0.storeBytes(of: key, toByteOffset: offset, as: UInt32.self) }
+    }
+
+    @inline(__always)
+    private mutating func setTime(_ bucket: Int, _ index: Int, _ time: Int32) {
+        let offset = bucket * stride + 5 + 4 * index
+        buckets.withUnsafeMutableBytes { $0.storeBytes(of: time, toByteOffset: offset, as: Int32.self) }
     }
 
     /// A stored key's home bucket (its hash as `CompactIds` hands it over).
     @inline(__always)
-    private func home(_ key: Int64) -> Int { home(hash: compactHash(key) << compactShardBits) }
+    private func home(_ key: UInt32) -> Int { home(hash: compactHash(Int64(key)) << compactShardBits) }
 
     /// The hash's top bits scaled to the capacity (`hash` × capacity / 2^64), which keeps buckets
     /// in hash order whatever the capacity.
     @inline(__always)
-    private func home(hash: UInt64) -> Int { Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(capacity)).high) }
+    private func home(hash: UInt64) -> Int { Self.home(hash: hash, capacity: capacity) }
+
+    @inline(__always)
+    private static func home(hash: UInt64, capacity: Int) -> Int {
+        Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(capacity)).high)
+    }
 
     @inline(__always)
     private func next(_ bucket: Int) -> Int { bucket + 1 == capacity ? 0 : bucket + 1 }
 
     private func find(_ key: Int64, hash: UInt64) -> Int? {
+        guard Self.holds(key: key) else { return nil }
+        let key = UInt32(key)
         var bucket = home(hash: hash)
-        while partitions[bucket] >= 0 {
-            if keys[bucket] == key { return bucket }
+        while tag(bucket) != 0 {
+            if self.key(bucket) == key { return bucket }
             bucket = next(bucket)
         }
         return nil
@@ -316,7 +356,7 @@ struct CompactIdTable {
         var timestamps: [Int64?] = []
         timestamps.reserveCapacity(topicCount)
         for index in 0..<topicCount {
-            let time = times[bucket * topicCount + index]
+            let time = time(bucket, index)
             if time == .min {
                 timestamps.append(nil)
             } else {
@@ -324,12 +364,12 @@ struct CompactIdTable {
                 timestamps.append(base + Int64(time))
             }
         }
-        return AckerEntry(id: id, partition: Int32(partitions[bucket]), seen: seen, timestamps: timestamps, acked: false)
+        return AckerEntry(id: id, partition: Int32(tag(bucket)) - 1, seen: seen, timestamps: timestamps, acked: false)
     }
 
     mutating func set(_ key: Int64, hash: UInt64, _ entry: AckerEntry) -> Bool {
-        guard entry.partition >= 0, entry.partition <= Int32(Int16.max), entry.timestamps.count == topicCount,
-              entry.seen >> Int64(topicCount) == 0 || topicCount >= 63 else { return false }
+        guard Self.holds(key: key), entry.partition >= 0, entry.partition <= Self.largestPartition,
+              entry.timestamps.count == topicCount, entry.seen >> Int64(topicCount) == 0 || topicCount >= 63 else { return false }
         for index in 0..<topicCount {
             let reached = entry.seen & (Int64(1) << Int64(index)) != 0
             switch entry.timestamps[index] {
@@ -346,13 +386,13 @@ struct CompactIdTable {
         } else {
             if !Self.holds(count + 1, in: capacity) { resize(to: Self.grown(capacity)) }
             bucket = home(hash: hash)
-            while partitions[bucket] >= 0 { bucket = next(bucket) }
-            keys[bucket] = key
+            while tag(bucket) != 0 { bucket = next(bucket) }
+            setKey(bucket, UInt32(key))
             count += 1
         }
-        partitions[bucket] = Int16(entry.partition)
+        buckets[bucket * stride + 4] = UInt8(entry.partition + 1)
         for index in 0..<topicCount {
-            times[bucket * topicCount + index] = entry.timestamps[index].map { Int32($0 - base) } ?? .min
+            setTime(bucket, index, entry.timestamps[index].map { Int32($0 - base) } ?? .min)
         }
         return true
     }
@@ -362,8 +402,8 @@ struct CompactIdTable {
         // Backward shift: move later members of the run into the hole when their home bucket
         // does not lie cyclically in (hole, current].
         var current = next(hole)
-        while partitions[current] >= 0 {
-            let wanted = home(keys[current])
+        while tag(current) != 0 {
+            let wanted = home(self.key(current))
             let stays = hole <= current ? (hole < wanted && wanted <= current) : (hole < wanted || wanted <= current)
             if !stays {
                 move(from: current, to: hole)
@@ -371,53 +411,61 @@ struct CompactIdTable {
             }
             current = next(current)
         }
-        partitions[hole] = -1
-        for index in 0..<topicCount { times[hole * topicCount + index] = .min }
+        buckets[hole * stride + 4] = 0
         count -= 1
         if capacity > Self.minimumCapacity && count * 8 < capacity { resize(to: capacity / 2) }
         return true
     }
 
     private mutating func move(from source: Int, to target: Int) {
-        keys[target] = keys[source]
-        partitions[target] = partitions[source]
-        for index in 0..<topicCount { times[target * topicCount + index] = times[source * topicCount + index] }
+        let stride = stride
+        buckets.withUnsafeMutableBytes { bytes in
+            let base = bytes.baseAddress!
+            (base + target * stride).copyMemory(from: base + source * stride, byteCount: stride)
+        }
     }
 
     private mutating func resize(to newCapacity: Int, keeping keeps: (Int32) -> Bool = { _ in true }) {
         var table = CompactIdTable(topicCount: topicCount, base: base, capacity: max(newCapacity, Self.minimumCapacity))
-        for bucket in 0..<capacity where partitions[bucket] >= 0 && keeps(Int32(partitions[bucket])) {
-            var target = table.home(keys[bucket])
-            while table.partitions[target] >= 0 { target = table.next(target) }
-            table.keys[target] = keys[bucket]
-            table.partitions[target] = partitions[bucket]
-            for index in 0..<topicCount { table.times[target * topicCount + index] = times[bucket * topicCount + index] }
-            table.count += 1
+        let (stride, capacity, newCapacity) = (stride, capacity, table.capacity)
+        var moved = 0
+        buckets.withUnsafeBytes { old in
+            table.buckets.withUnsafeMutableBytes { new in
+                for bucket in 0..<capacity where old[bucket * stride + 4] != 0 && keeps(Int32(old[bucket * stride + 4]) - 1) {
+                    let key = old.loadUnaligned(fromByteOffset: bucket * stride, as: UInt32.self)
+                    var target = Self.home(hash: compactHash(Int64(key)) << compactShardBits, capacity: newCapacity)
+                    while new[target * stride + 4] != 0 { target = target + 1 == newCapacity ? 0 : target + 1 }
+                    new.baseAddress!.advanced(by: target * stride)
+                        .copyMemory(from: old.baseAddress!.advanced(by: bucket * stride), byteCount: stride)
+                    moved += 1
+                }
+            }
         }
+        table.count = moved
         self = table
     }
 
     func forEach(_ body: (AckerEntry) throws -> Void) rethrows {
-        for bucket in 0..<capacity where partitions[bucket] >= 0 {
-            try body(entry(String(keys[bucket]), bucket: bucket))
+        for bucket in 0..<capacity where tag(bucket) != 0 {
+            try body(entry(String(key(bucket)), bucket: bucket))
         }
     }
 
     func overdue(in numbers: Set<Int32>, olderThan cutoff: Int64) -> [AckerEntry] {
         var found: [AckerEntry] = []
-        for bucket in 0..<capacity where partitions[bucket] >= 0 && numbers.contains(Int32(partitions[bucket])) {
+        for bucket in 0..<capacity where tag(bucket) != 0 && numbers.contains(Int32(tag(bucket)) - 1) {
             var first = Int64.max
-            for index in 0..<topicCount where times[bucket * topicCount + index] != .min {
-                first = min(first, base + Int64(times[bucket * topicCount + index]))
+            for index in 0..<topicCount where time(bucket, index) != .min {
+                first = min(first, base + Int64(time(bucket, index)))
             }
-            if first < cutoff { found.append(entry(String(keys[bucket]), bucket: bucket)) }
+            if first < cutoff { found.append(entry(String(key(bucket)), bucket: bucket)) }
         }
         return found
     }
 
     mutating func removeAll(inPartitions numbers: Set<Int32>) {
         var kept = 0
-        for bucket in 0..<capacity where partitions[bucket] >= 0 && !numbers.contains(Int32(partitions[bucket])) { kept += 1 }
+        for bucket in 0..<capacity where tag(bucket) != 0 && !numbers.contains(Int32(tag(bucket)) - 1) { kept += 1 }
         var newCapacity = Self.minimumCapacity
         while !Self.holds(kept, in: newCapacity) { newCapacity = Self.grown(newCapacity) }
         resize(to: newCapacity) { !numbers.contains($0) }
