@@ -98,36 +98,13 @@ public final class KafkaConsumer {
     /// update `partitionsAtEnd`; non-fatal consumer errors are logged; a fatal error, or an
     /// error thrown by the rebalance handler, is thrown.
     public func poll(timeout: Duration) throws -> KafkaMessage? {
-        var remaining = timeout
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
+        var remaining = timeout
         while true {
-            let message = rd_kafka_consumer_poll(handle.pointer, Int32(max(remaining.milliseconds, 0)))
-            if let error = state.takeError() {
-                if let message { rd_kafka_message_destroy(message) }
-                throw error
-            }
-            if let message {
-                defer { rd_kafka_message_destroy(message) }
-                let m = message.pointee
-                if m.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                    let copy = KafkaMessage(copying: message, whole: contents == .all || m.key == nil || m.key_len == 0)
-                    partitionsAtEnd.remove(copy.topicPartition)
-                    return copy
-                }
-                let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
-                if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
-                    partitionsAtEnd.insert(TopicPartition(topic, m.partition))
-                } else {
-                    try checkFatal()
-                    if m.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || m.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
-                        || m.err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION {
-                        sawUnknownTopic = true
-                    }
-                    let text = rd_kafka_message_errstr(message).map { String(cString: $0) }
-                    let error = KafkaError(m.err, context: "\(name) consume \(topic)[\(m.partition)] at offset \(m.offset)", message: text)
-                    context.logger.warning("\(error)")
-                }
+            switch try pollOnce(milliseconds: Int32(clamping: max(remaining.milliseconds, 0))) {
+            case .message(let message): return message
+            case .event, .nothing: break
             }
             remaining = clock.now.duration(to: deadline)
             if remaining <= .zero { return nil }
@@ -135,7 +112,8 @@ public final class KafkaConsumer {
     }
 
     /// Up to `maxMessages` messages: waits up to `timeout` for the first, then takes what
-    /// is already there (waiting at most `linger` more) without blocking longer.
+    /// is already there (waiting at most `linger` more) without blocking longer. The clock is
+    /// read only when librdkafka's queue runs dry, not once per message.
     public func poll(maxMessages: Int, timeout: Duration, linger: Duration = .zero) throws -> [KafkaMessage] {
         var batch: [KafkaMessage] = []
         guard let first = try poll(timeout: timeout) else { return batch }
@@ -143,11 +121,64 @@ public final class KafkaConsumer {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: linger)
         while batch.count < maxMessages {
-            let wait = max(clock.now.duration(to: deadline), .zero)
-            guard let next = try poll(timeout: wait) else { break }
-            batch.append(next)
+            switch try pollOnce(milliseconds: 0) {
+            case .message(let message):
+                batch.append(message)
+                continue
+            case .event:
+                continue
+            case .nothing:
+                break
+            }
+            // The queue is empty: wait for more until the linger is over.
+            let wait = clock.now.duration(to: deadline)
+            guard wait > .zero else { break }
+            switch try pollOnce(milliseconds: Int32(clamping: max(wait.milliseconds, 1))) {
+            case .message(let message): batch.append(message)
+            case .event, .nothing: break
+            }
         }
         return batch
+    }
+
+    private enum Polled {
+        case message(KafkaMessage)
+        /// A partition end or a consumer error (handled here): the queue may hold more.
+        case event
+        /// Nothing arrived within the wait.
+        case nothing
+    }
+
+    /// One `rd_kafka_consumer_poll`: the message copied out, or the event it carried handled.
+    private func pollOnce(milliseconds: Int32) throws -> Polled {
+        let message = rd_kafka_consumer_poll(handle.pointer, milliseconds)
+        if let error = state.takeError() {
+            if let message { rd_kafka_message_destroy(message) }
+            throw error
+        }
+        guard let message else { return .nothing }
+        defer { rd_kafka_message_destroy(message) }
+        let m = message.pointee
+        if m.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+            let copy = KafkaMessage(copying: message, whole: contents == .all || m.key == nil || m.key_len == 0)
+            // Most messages come while no partition is at its end: no set lookup then.
+            if !partitionsAtEnd.isEmpty { partitionsAtEnd.remove(copy.topicPartition) }
+            return .message(copy)
+        }
+        let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+        if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+            partitionsAtEnd.insert(TopicPartition(topic, m.partition))
+        } else {
+            try checkFatal()
+            if m.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || m.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+                || m.err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION {
+                sawUnknownTopic = true
+            }
+            let text = rd_kafka_message_errstr(message).map { String(cString: $0) }
+            let error = KafkaError(m.err, context: "\(name) consume \(topic)[\(m.partition)] at offset \(m.offset)", message: text)
+            context.logger.warning("\(error)")
+        }
+        return .event
     }
 
     /// Reads `partitions` from the given offsets without joining a group (replaces any

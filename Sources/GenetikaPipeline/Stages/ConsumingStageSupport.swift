@@ -100,7 +100,7 @@ extension ConsumingStage {
                                           linger: .milliseconds(settings.lingerMs))
             try await beforeBatch(consumer)
             // A rebalance inside poll may have taken partitions away: their new owner redoes them.
-            let owned = batch.filter { consumer.assignment.contains($0.topicPartition) }
+            let owned = owned(batch, by: consumer.assignment)
             if !owned.isEmpty {
                 let offsets = nextOffsets(owned)
                 counters.health.busy(name, "handling a batch of \(owned.count) events")
@@ -258,11 +258,39 @@ struct CatchUpTracker: Sendable {
     }
 }
 
-/// The highest next-offset per partition of a batch.
+/// The messages of `batch` whose partition is in `assignment`, in order. Messages come in runs
+/// of one partition, so the set is asked once a run rather than once a message.
+func owned(_ batch: [KafkaMessage], by assignment: Set<TopicPartition>) -> [KafkaMessage] {
+    var last: (topic: String, partition: Int32, owned: Bool)?
+    var allOwned = true
+    for message in batch {
+        if let run = last, run.partition == message.partition, run.topic == message.topic {
+            if !run.owned { allOwned = false; break }
+            continue
+        }
+        let owned = assignment.contains(message.topicPartition)
+        last = (message.topic, message.partition, owned)
+        if !owned { allOwned = false; break }
+    }
+    if allOwned { return batch }
+    return batch.filter { assignment.contains($0.topicPartition) }
+}
+
+/// The highest next-offset per partition of a batch (one dictionary update per run of a
+/// partition, not per message).
 func nextOffsets(_ batch: [KafkaMessage]) -> [TopicPartition: Int64] {
     var offsets: [TopicPartition: Int64] = [:]
-    for message in batch {
-        offsets[message.topicPartition] = max(offsets[message.topicPartition] ?? 0, message.offset + 1)
+    var index = batch.startIndex
+    while index < batch.endIndex {
+        let first = batch[index]
+        var next = first.offset + 1
+        index += 1
+        while index < batch.endIndex, batch[index].partition == first.partition, batch[index].topic == first.topic {
+            next = max(next, batch[index].offset + 1)
+            index += 1
+        }
+        let partition = first.topicPartition
+        offsets[partition] = max(offsets[partition] ?? 0, next)
     }
     return offsets
 }
