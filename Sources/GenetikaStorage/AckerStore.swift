@@ -37,8 +37,8 @@ public struct AckerEntry: Sendable, Equatable {
 ///   incomplete, or evicted from memory). An id in `acker_ids` is described there and
 ///   nowhere else. The acker moves acked ids from the log into it in batches, in id order
 ///   (`mergeAcked`): each B-tree page is then written once per merge rather than once per id.
-///   It rewrites the log, dropping superseded rows, once they outnumber the live ones
-///   (`clearPending`, then `appendPending`).
+///   It rewrites the log, dropping superseded rows, once they outnumber the live ones three
+///   times (`clearPending`, then `appendPending`).
 /// - the view `acker_acked`: every acked id, wherever it is recorded (for operators and tests).
 /// - the consumed offset of every source partition, and how far the acker has read back its
 ///   own ack and incomplete partitions.
