@@ -577,7 +577,9 @@ def signals_and_stop_timeout(genetika, work):
     """SIGTERM mid-stream: exit 0, and every table's rows match the offsets stored with them
     (no half batch). With the DB stage blocked (another process holds the database), a second
     SIGTERM exits at once (130), and with one signal --stop-timeout bounds the wait (exit 1)."""
-    rows = 8000
+    # Enough rows that the whole stream takes seconds even at the pipeline's full rate: with
+    # 3 × 8,000 the run sometimes finished between two polls of the row count.
+    rows = 40000
     broker = Broker(work)
     try:
         data = generate(genetika, work, rows)
