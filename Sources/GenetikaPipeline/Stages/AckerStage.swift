@@ -36,7 +36,7 @@ public actor AckerStage: ConsumingStage {
     /// need no database read and their changes are appended to the log rather than written
     /// in place. Acked ids and ids set aside (reported incomplete, evicted) leave it for the
     /// store's `acker_ids`. With the source files in different orders about three quarters of
-    /// all ids wait at mid-run, compactly (`WaitingIds`): 32–48 bytes an integer id, about 90
+    /// all ids wait at mid-run, compactly (`WaitingIds`): 21–27 bytes an integer id, about 90
     /// otherwise.
     private var waiting: WaitingIds
     /// Most ids `waiting` holds (about 24 MB of integer ids); beyond it, half are evicted: written to the

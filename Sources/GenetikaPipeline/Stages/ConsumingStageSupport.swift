@@ -261,19 +261,14 @@ struct CatchUpTracker: Sendable {
 /// The messages of `batch` whose partition is in `assignment`, in order. Messages come in runs
 /// of one partition, so the set is asked once a run rather than once a message.
 func owned(_ batch: [KafkaMessage], by assignment: Set<TopicPartition>) -> [KafkaMessage] {
-    var last: (topic: String, partition: Int32, owned: Bool)?
-    var allOwned = true
+    var previous: KafkaMessage?
     for message in batch {
-        if let run = last, run.partition == message.partition, run.topic == message.topic {
-            if !run.owned { allOwned = false; break }
-            continue
-        }
-        let owned = assignment.contains(message.topicPartition)
-        last = (message.topic, message.partition, owned)
-        if !owned { allOwned = false; break }
+        if let previous, previous.partition == message.partition, previous.topic == message.topic { continue }
+        // A partition no longer owned (rare: a rebalance inside the poll): filter message by message.
+        guard assignment.contains(message.topicPartition) else { return batch.filter { assignment.contains($0.topicPartition) } }
+        previous = message
     }
-    if allOwned { return batch }
-    return batch.filter { assignment.contains($0.topicPartition) }
+    return batch
 }
 
 /// The highest next-offset per partition of a batch (one dictionary update per run of a

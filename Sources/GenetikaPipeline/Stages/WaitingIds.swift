@@ -268,8 +268,10 @@ struct CompactIdTable {
     private var capacity: Int
     let topicCount: Int
     let base: Int64
-    /// Bytes a bucket: id, partition tag, times.
+    /// Bytes a bucket: the id at 0, the partition tag at `tagOffset`, the times from `timesOffset`.
     private let stride: Int
+    private static let tagOffset = 4
+    private static let timesOffset = 5
     private static let minimumCapacity = 64
     /// The largest partition a bucket holds (its tag is the partition plus one).
     static let largestPartition: Int32 = 254
@@ -289,7 +291,7 @@ struct CompactIdTable {
         self.topicCount = topicCount
         self.base = base
         self.capacity = capacity
-        stride = 5 + 4 * topicCount
+        stride = Self.timesOffset + 4 * topicCount
         buckets = Array(repeating: 0, count: capacity * stride)
     }
 
@@ -300,11 +302,11 @@ struct CompactIdTable {
     }
 
     @inline(__always)
-    private func tag(_ bucket: Int) -> UInt8 { buckets[bucket * stride + 4] }
+    private func tag(_ bucket: Int) -> UInt8 { buckets[bucket * stride + Self.tagOffset] }
 
     @inline(__always)
     private func time(_ bucket: Int, _ index: Int) -> Int32 {
-        buckets.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: bucket * stride + 5 + 4 * index, as: Int32.self) }
+        buckets.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: bucket * stride + Self.timesOffset + 4 * index, as: Int32.self) }
     }
 
     @inline(__always)
@@ -314,8 +316,11 @@ struct CompactIdTable {
     }
 
     @inline(__always)
+    private mutating func setTag(_ bucket: Int, _ tag: UInt8) { buckets[bucket * stride + Self.tagOffset] = tag }
+
+    @inline(__always)
     private mutating func setTime(_ bucket: Int, _ index: Int, _ time: Int32) {
-        let offset = bucket * stride + 5 + 4 * index
+        let offset = bucket * stride + Self.timesOffset + 4 * index
         buckets.withUnsafeMutableBytes { $0.storeBytes(of: time, toByteOffset: offset, as: Int32.self) }
     }
 
@@ -334,7 +339,10 @@ struct CompactIdTable {
     }
 
     @inline(__always)
-    private func next(_ bucket: Int) -> Int { bucket + 1 == capacity ? 0 : bucket + 1 }
+    private func next(_ bucket: Int) -> Int { Self.next(bucket, capacity: capacity) }
+
+    @inline(__always)
+    private static func next(_ bucket: Int, capacity: Int) -> Int { bucket + 1 == capacity ? 0 : bucket + 1 }
 
     private func find(_ key: Int64, hash: UInt64) -> Int? {
         guard Self.holds(key: key) else { return nil }
@@ -390,7 +398,7 @@ struct CompactIdTable {
             setKey(bucket, UInt32(key))
             count += 1
         }
-        buckets[bucket * stride + 4] = UInt8(entry.partition + 1)
+        setTag(bucket, UInt8(entry.partition + 1))
         for index in 0..<topicCount {
             setTime(bucket, index, entry.timestamps[index].map { Int32($0 - base) } ?? .min)
         }
@@ -411,7 +419,7 @@ struct CompactIdTable {
             }
             current = next(current)
         }
-        buckets[hole * stride + 4] = 0
+        setTag(hole, 0)
         count -= 1
         if capacity > Self.minimumCapacity && count * 8 < capacity { resize(to: capacity / 2) }
         return true
@@ -427,14 +435,15 @@ struct CompactIdTable {
 
     private mutating func resize(to newCapacity: Int, keeping keeps: (Int32) -> Bool = { _ in true }) {
         var table = CompactIdTable(topicCount: topicCount, base: base, capacity: max(newCapacity, Self.minimumCapacity))
-        let (stride, capacity, newCapacity) = (stride, capacity, table.capacity)
+        // Through raw bytes: the new table's accessors cannot be called while its bytes are borrowed.
+        let (stride, capacity, newCapacity, tag) = (stride, capacity, table.capacity, Self.tagOffset)
         var moved = 0
         buckets.withUnsafeBytes { old in
             table.buckets.withUnsafeMutableBytes { new in
-                for bucket in 0..<capacity where old[bucket * stride + 4] != 0 && keeps(Int32(old[bucket * stride + 4]) - 1) {
+                for bucket in 0..<capacity where old[bucket * stride + tag] != 0 && keeps(Int32(old[bucket * stride + tag]) - 1) {
                     let key = old.loadUnaligned(fromByteOffset: bucket * stride, as: UInt32.self)
                     var target = Self.home(hash: compactHash(Int64(key)) << compactShardBits, capacity: newCapacity)
-                    while new[target * stride + 4] != 0 { target = target + 1 == newCapacity ? 0 : target + 1 }
+                    while new[target * stride + tag] != 0 { target = Self.next(target, capacity: newCapacity) }
                     new.baseAddress!.advanced(by: target * stride)
                         .copyMemory(from: old.baseAddress!.advanced(by: bucket * stride), byteCount: stride)
                     moved += 1
