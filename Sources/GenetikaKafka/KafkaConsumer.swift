@@ -47,6 +47,8 @@ public final class KafkaConsumer {
     public private(set) var sawUnknownTopic = false
     /// What is copied out of each message.
     public let contents: MessageContents
+    /// Header names (and repeated values) shared between the messages this consumer copies.
+    private var headerInterning = HeaderInterning()
 
     /// What a consumer copies out of librdkafka's messages.
     public enum MessageContents: Sendable {
@@ -160,7 +162,7 @@ public final class KafkaConsumer {
         defer { rd_kafka_message_destroy(message) }
         let m = message.pointee
         if m.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-            let copy = KafkaMessage(copying: message, whole: contents == .all || m.key == nil || m.key_len == 0)
+            let copy = KafkaMessage(copying: message, whole: contents == .all || m.key == nil || m.key_len == 0, headers: &headerInterning)
             // Most messages come while no partition is at its end: no set lookup then.
             if !partitionsAtEnd.isEmpty { partitionsAtEnd.remove(copy.topicPartition) }
             return .message(copy)

@@ -1,4 +1,7 @@
 import CRdkafka
+#if canImport(Glibc)
+import Glibc
+#endif
 import GenetikaSupport
 
 /// A Kafka record header.
@@ -47,6 +50,13 @@ public struct KafkaMessage: Sendable {
     /// Copies a librdkafka message (which the caller still owns and destroys); without
     /// `whole`, only its key and metadata (the value is empty, the headers none).
     init(copying message: UnsafePointer<rd_kafka_message_t>, whole: Bool = true) {
+        var headers = HeaderInterning()
+        self.init(copying: message, whole: whole, headers: &headers)
+    }
+
+    /// As above; header names, and a header's value when it repeats the last one seen under
+    /// that name, come from `interning` (shared storage, no allocation).
+    init(copying message: UnsafePointer<rd_kafka_message_t>, whole: Bool, headers interning: inout HeaderInterning) {
         let m = message.pointee
         topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
         partition = m.partition
@@ -68,11 +78,40 @@ public struct KafkaMessage: Sendable {
             var value: UnsafeRawPointer?
             var size = 0
             while rd_kafka_header_get_all(hdrs, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
-                headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", bytes))
+                headers.append(interning.header(name: name, value: value.map { UnsafeRawBufferPointer(start: $0, count: size) }))
                 index += 1
             }
         }
+    }
+}
+
+/// The header names one consumer has seen, each with the last value seen under it. A
+/// consumer's messages carry the same few header names (Genetika's are longer than the 15
+/// bytes a Swift string holds inline, so each copy was an allocation) and often the same value
+/// (the source file): those copies share one string or array instead.
+struct HeaderInterning {
+    private var known: [(name: [UInt8], text: String, value: [UInt8]?)] = []
+    /// Names beyond this many are copied each time (a producer with ever-new header names).
+    private static let limit = 16
+
+    mutating func header(name: UnsafePointer<CChar>?, value: UnsafeRawBufferPointer?) -> KafkaHeader {
+        guard let name else { return KafkaHeader("", value.map { Array($0) }) }
+        let nameBytes = UnsafeRawBufferPointer(start: name, count: strlen(name))
+        guard let index = known.firstIndex(where: { Self.equal($0.name, nameBytes) }) else {
+            let header = KafkaHeader(String(decoding: nameBytes, as: UTF8.self), value.map { Array($0) })
+            if known.count < Self.limit { known.append((Array(nameBytes), header.name, header.value)) }
+            return header
+        }
+        let text = known[index].text
+        guard let value else { return KafkaHeader(text, nil) }
+        if let last = known[index].value, Self.equal(last, value) { return KafkaHeader(text, last) }
+        let bytes = Array(value)
+        known[index].value = bytes
+        return KafkaHeader(text, bytes)
+    }
+
+    private static func equal(_ bytes: [UInt8], _ raw: UnsafeRawBufferPointer) -> Bool {
+        bytes.count == raw.count && (raw.isEmpty || bytes.withUnsafeBytes { memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 })
     }
 }
 
