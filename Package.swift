@@ -43,6 +43,8 @@ let package = Package(
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         /// glibc's <malloc.h> (mallopt): the executable's allocator setting.
         .systemLibrary(name: "CMalloc"),
+        /// The compiler's cache prefetch hint: the acker's waiting-id lookups.
+        .systemLibrary(name: "CPrefetch"),
 
         // The layers (docs/architecture.md, "Modules"): each imports only what it needs.
         /// Shared vocabulary and threads: topic/partition, clocks, the stop signal, `ThreadExecutor`.
@@ -74,7 +76,7 @@ let package = Package(
         .target(
             name: "GenetikaPipeline",
             dependencies: [
-                "GenetikaSupport", "GenetikaJSON", "GenetikaXlsx", "GenetikaKafka", "GenetikaStorage", "GenetikaReport", "CLibCrypto",
+                "GenetikaSupport", "GenetikaJSON", "GenetikaXlsx", "GenetikaKafka", "GenetikaStorage", "GenetikaReport", "CLibCrypto", "CPrefetch",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

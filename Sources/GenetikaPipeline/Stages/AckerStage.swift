@@ -336,7 +336,12 @@ public actor AckerStage: ConsumingStage {
         // One read transaction for the batch's lookups rather than one per lookup.
         try store.beginRead()
         defer { store.endRead() }
-        for message in batch {
+        // The waiting-id lookup of message i + `prefetchDistance` starts while message i is handled.
+        for message in batch.prefix(Self.prefetchDistance) { if let key = message.key { waiting.prefetch(key: key) } }
+        for (position, message) in batch.enumerated() {
+            if position + Self.prefetchDistance < batch.count, let key = batch[position + Self.prefetchDistance].key {
+                waiting.prefetch(key: key)
+            }
             guard let id = message.keyText, !id.isEmpty else {
                 try await deadLetters.send(message, reason: "event without a key (the id)")
                 continue
@@ -381,7 +386,11 @@ public actor AckerStage: ConsumingStage {
             try store.setOffsets(offsets)
             try store.setOffsets(ackOffsets)
         }
+        // The keys, not the values: no entry (and its timestamps) is copied for a hint.
+        var ahead = entries.keys.makeIterator()
+        for _ in 0..<Self.prefetchDistance { if let next = ahead.next() { waiting.prefetch(next) } }
         for (entry, stored) in entries.values {
+            if let next = ahead.next() { waiting.prefetch(next) }
             if stored || entry.acked { waiting[entry.id] = nil } else { waiting[entry.id] = entry }
             if entry.acked && !stored { recentlyAcked[entry.id] = entry.partition }
         }
@@ -396,6 +405,10 @@ public actor AckerStage: ConsumingStage {
         counters.eventsConsumed.add(batch.count)
         counters.acks.add(acks.count)
     }
+
+    /// How many messages ahead the waiting-id lookups are prefetched: far enough for a load from
+    /// memory to arrive before it is needed, near enough to stay in the CPU cache meanwhile.
+    static let prefetchDistance = 8
 
     /// Keeps memory and the pending log bounded: beyond `waitingCapacity` waiting ids, half
     /// are evicted to `acker_ids`; every `mergeEvery` acks, the acked ids are merged into

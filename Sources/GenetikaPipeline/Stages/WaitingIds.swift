@@ -1,3 +1,4 @@
+import CPrefetch
 import GenetikaStorage
 import GenetikaSupport
 
@@ -159,6 +160,29 @@ struct WaitingIds {
         }
     }
 
+    /// Starts loading the memory a lookup of the id will touch (see `CompactIds.prefetch`).
+    func prefetch(_ id: String) {
+        if let number = Self.digits(id.utf8) { compact.prefetch(number) }
+    }
+
+    /// As `prefetch(_:)`, from the id's UTF-8 (a message key) without making a string of it.
+    func prefetch(key bytes: [UInt8]) {
+        if let number = Self.digits(bytes) { compact.prefetch(number) }
+    }
+
+    /// 1 to 10 decimal digits as a number, for a prefetch only: cheaper than `integerId`, and a
+    /// hint has nothing to get right (an id with leading zeros prefetches another's bucket).
+    @inline(__always)
+    private static func digits<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Int64? {
+        guard !bytes.isEmpty, bytes.count <= 10 else { return nil }
+        var number: Int64 = 0
+        for byte in bytes {
+            guard byte &- 48 < 10 else { return nil }
+            number = number * 10 + Int64(byte &- 48)
+        }
+        return number
+    }
+
     /// Hands up to `count` ids to `body` and forgets them (evicted to the store).
     mutating func evict(_ count: Int, _ body: (AckerEntry) throws -> Void) rethrows {
         var evicted: [String] = []
@@ -220,6 +244,15 @@ struct CompactIds {
     private static func locate(_ key: Int64) -> (shard: Int, hash: UInt64) {
         let hash = compactHash(key)
         return (Int(truncatingIfNeeded: hash >> (64 - compactShardBits)), hash << compactShardBits)
+    }
+
+    /// Starts loading the bucket where a lookup of `key` begins: a CPU prefetch, nothing else.
+    /// Lookups in tables larger than the CPU caches wait for memory; the acker hints the ids of
+    /// the next few messages so that those loads overlap instead of following one another.
+    func prefetch(_ key: Int64) {
+        guard CompactIdTable.holds(key: key) else { return }
+        let (shard, hash) = Self.locate(key)
+        shards[shard].prefetch(hash: hash)
     }
 
     func entry(_ id: String, key: Int64) -> AckerEntry? {
@@ -343,6 +376,12 @@ struct CompactIdTable {
 
     @inline(__always)
     private static func next(_ bucket: Int, capacity: Int) -> Int { bucket + 1 == capacity ? 0 : bucket + 1 }
+
+    /// See `CompactIds.prefetch`.
+    func prefetch(hash: UInt64) {
+        let offset = home(hash: hash) * stride
+        buckets.withUnsafeBytes { genetika_prefetch($0.baseAddress! + offset) }
+    }
 
     private func find(_ key: Int64, hash: UInt64) -> Int? {
         guard Self.holds(key: key) else { return nil }
