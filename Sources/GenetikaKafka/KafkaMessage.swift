@@ -48,14 +48,9 @@ public struct KafkaMessage: Sendable {
     public func header(_ name: String) -> KafkaHeader? { headers.first { $0.name == name } }
 
     /// Copies a librdkafka message (which the caller still owns and destroys); without
-    /// `whole`, only its key and metadata (the value is empty, the headers none).
-    init(copying message: UnsafePointer<rd_kafka_message_t>, whole: Bool = true) {
-        var headers = HeaderInterning()
-        self.init(copying: message, whole: whole, headers: &headers)
-    }
-
-    /// As above; header names, and a header's value when it repeats the last one seen under
-    /// that name, come from `interning` (shared storage, no allocation).
+    /// `whole`, only its key and metadata (the value is empty, the headers none). Header
+    /// names, and a header's value when it repeats the last one seen under that name, come
+    /// from `interning` (shared storage, no allocation).
     init(copying message: UnsafePointer<rd_kafka_message_t>, whole: Bool, headers interning: inout HeaderInterning) {
         let m = message.pointee
         topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""

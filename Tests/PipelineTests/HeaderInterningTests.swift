@@ -31,7 +31,7 @@ struct HeaderInterningTests {
         }
     }
 
-    @Test("against plain copies: 5,000 random headers over 24 names (more than it keeps)")
+    @Test("against plain copies: 5,000 random headers over 26 names (more than it keeps)")
     func random() {
         var generator = SystemRandomNumberGenerator()
         var interning = HeaderInterning()
