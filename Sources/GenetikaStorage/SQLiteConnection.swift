@@ -38,8 +38,10 @@ public final class SQLiteConnection {
         case normal = "NORMAL"
     }
 
-    /// Opens (creating) the database at `path`, creating its directory if needed.
-    public init(path: String, durability: Durability = .full) throws {
+    /// Opens (creating) the database at `path`, creating its directory if needed. `pageSize`
+    /// (bytes, a power of two from 512 to 65,536) applies to a database this call creates; an
+    /// existing one keeps the page size it was created with.
+    public init(path: String, durability: Durability = .full, pageSize: Int? = nil) throws {
         self.path = path
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
@@ -55,6 +57,8 @@ public final class SQLiteConnection {
         }
         db = handle
         sqlite3_busy_timeout(handle, 10_000)
+        // Before anything is written: switching to WAL fixes the page size of a new database.
+        if let pageSize { try execute("PRAGMA page_size=\(pageSize)") }
         try execute("PRAGMA journal_mode=WAL")
         try execute("PRAGMA synchronous=\(durability.rawValue)")
         try execute("PRAGMA foreign_keys=ON")
@@ -63,6 +67,14 @@ public final class SQLiteConnection {
 
     deinit {
         close()
+    }
+
+    /// The database's page size in bytes (`PRAGMA page_size`).
+    public func pageSize() throws -> Int {
+        guard case .integer(let size)? = try query("PRAGMA page_size").first?.first else {
+            throw SQLiteError(code: SQLITE_ERROR, message: "no page size", context: "read the page size of \(path)")
+        }
+        return Int(size)
     }
 
     public func close() {

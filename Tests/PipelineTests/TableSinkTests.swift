@@ -45,6 +45,9 @@ struct TableSinkTests {
                              [.integer(2), .integer(900), .text("c")],
                              [.integer(3), .integer(3), .text("d")]])
             #expect(try sink.storedOffsets(group: "g", partitions: [partition]) == [partition: 5])
+            // A new database gets the sink's page size; checkpoints still come every 64 MB of WAL.
+            #expect(try check.pageSize() == SQLiteTableSink.pageSize)
+            #expect(try sink.connection.query("PRAGMA wal_autocheckpoint") == [[.integer(Int64((64 << 20) / SQLiteTableSink.pageSize))]])
         }
     }
 
@@ -67,6 +70,10 @@ struct TableSinkTests {
             #expect(try check.query("SELECT id, \"call\" FROM data2 ORDER BY id") == [[.integer(5), .text("new")], [.integer(6), .text("x")]])
             let definition = try check.query("SELECT sql FROM sqlite_master WHERE name = 'data2'")
             #expect(definition.first?.first == .text("CREATE TABLE data2 (\"id\" INTEGER PRIMARY KEY NOT NULL, \"call\" TEXT)"))
+            // The database keeps the page size it was created with (SQLite's 4 KiB), and the
+            // checkpoint interval is counted in its pages.
+            #expect(try check.pageSize() == 4096)
+            #expect(try sink.connection.query("PRAGMA wal_autocheckpoint") == [[.integer(16_384)]])
         }
     }
 }
