@@ -73,7 +73,7 @@ public final class AckerStore {
         // followed by a checkpoint that writes its pages into the database again, with an
         // fsync. At 16,384 pages (64 MB of WAL on disk, not in memory) a checkpoint covers many
         // batches and writes each page once, in its latest version.
-        try connection.execute("PRAGMA wal_autocheckpoint=16384")
+        try connection.checkpointEvery(bytes: 64 << 20)
         self.connection = connection
         self.topicCount = topicCount
         let timestampColumns = (0..<topicCount).map { ", t\($0) INTEGER" }.joined()

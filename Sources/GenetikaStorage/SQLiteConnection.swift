@@ -77,6 +77,12 @@ public final class SQLiteConnection {
         return Int(size)
     }
 
+    /// Checkpoints the WAL once it holds `bytes` (`PRAGMA wal_autocheckpoint`, which counts
+    /// this database's pages).
+    public func checkpointEvery(bytes: Int) throws {
+        try execute("PRAGMA wal_autocheckpoint=\(bytes / pageSize())")
+    }
+
     public func close() {
         for statement in prepared { statement.finalize() }
         prepared.removeAll()

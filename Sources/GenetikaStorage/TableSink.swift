@@ -89,7 +89,7 @@ public final class SQLiteTableSink: TableSink {
         // checkpoint covers many batches and writes each page once, in its latest version.
         // Durability is unchanged (synchronous=FULL: each commit's WAL frames are on disk when
         // it returns).
-        try connection.execute("PRAGMA wal_autocheckpoint=\(Self.checkpointBytes / connection.pageSize())")
+        try connection.checkpointEvery(bytes: Self.checkpointBytes)
         self.sources = sources
         keyIndexes = sources.map { source in source.columns.firstIndex { $0.name == source.key } ?? 0 }
     }
