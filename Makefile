@@ -5,7 +5,7 @@ CONFIG ?= config.json
 SWIFT_BUILD_FLAGS ?=
 GENETIKA := .build/debug/genetika
 
-.PHONY: all deps build release test test-release run e2e broker-start broker-stop clean help bench bench-xlsx scale-out compose-check compose-smoke faults
+.PHONY: all deps build release test test-release run e2e broker-start broker-stop clean help bench bench-xlsx scale-out compose-check compose-smoke faults chaos
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make e2e           the whole pipeline against a fresh broker, checked end to end"
 	@echo "make scale-out     two processes sharing the groups and PostgreSQL; one is killed mid-stream"
 	@echo "make faults        inject faults (broker loss, corrupt file, full disk, ...) and check the outcome"
+	@echo "make chaos         random faults across 3 members in network namespaces, then a checker (CHAOS_SECONDS, CHAOS_SEED)"
 	@echo "make compose-check validate compose.yaml (docker-compose config) and what a stack relies on"
 	@echo "make compose-smoke run the Dockerfile-built binary with compose's environment against a local broker"
 	@echo "make bench         the whole pipeline against the Python design and kcat (docs/benchmarks.md)"
@@ -81,3 +82,10 @@ compose-check:
 compose-smoke: deps compose-check
 	swift build -c release --static-swift-stdlib --product genetika
 	@python3 scripts/compose_smoke.py "$$(swift build -c release --show-bin-path)/genetika"
+
+# A randomized fault schedule (nemesis) against 3 members in network namespaces, a durable
+# broker and PostgreSQL, then a checker (scripts/chaos.py). CHAOS_SECONDS (300), CHAOS_SEED.
+chaos: build
+	@command -v nft >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null; }
+	@python3 -c 'import moto.server' 2>/dev/null || pip install -q 'moto[server]'
+	@python3 scripts/chaos.py .build/debug/genetika

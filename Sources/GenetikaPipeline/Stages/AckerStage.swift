@@ -375,6 +375,7 @@ public actor AckerStage: ConsumingStage {
         }
         store.endRead()
         let acks = due.map { ackMessage($0, received: received) }
+        if !acks.isEmpty { TestPausePoint.beforeCommit() }
         let ackOffsets = try Self.nextOffsets(delivered: try await producer.sendAll(acks))
         if !acks.isEmpty { try afterAcks?(number) }
         // Ids stored in `acker_ids` are updated in place; the others (waiting, or acked by

@@ -103,6 +103,7 @@ public actor DBStage: ConsumingStage {
                 try await deadLetters.send(message, reason: error.reason)
             }
         }
+        TestPausePoint.beforeCommit()
         try sink.write(rows, offsets: offsets, group: configuration.db.groupId)
         tracker.processed(offsets)
         counters.writing.finished()

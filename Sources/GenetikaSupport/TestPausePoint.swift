@@ -1,0 +1,24 @@
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
+/// A test-only pause that widens a narrow window on purpose: `make chaos` sets
+/// `GENETIKA_TEST_PAUSE_BEFORE_COMMIT_MS` so that the consuming stages hold each batch's writes
+/// (rows and offsets; acks) that long before committing them, which a random SIGSTOP or network
+/// cut then hits often enough to show a zombie write. Unset (every real run), it costs one load.
+public enum TestPausePoint {
+    /// Milliseconds to pause before a batch is committed (0: unset).
+    public static let beforeCommitMs: Int = {
+        guard let text = getenv("GENETIKA_TEST_PAUSE_BEFORE_COMMIT_MS").map({ String(cString: $0) }),
+              let value = Int(text), value > 0 else { return 0 }
+        return min(value, 60_000)
+    }()
+
+    /// Sleeps `beforeCommitMs` on the calling thread (a stage's own thread, never the shared pool).
+    public static func beforeCommit() {
+        guard beforeCommitMs > 0 else { return }
+        usleep(useconds_t(beforeCommitMs) * 1000)
+    }
+}
