@@ -99,7 +99,8 @@ class Member:
 class Cluster:
     def __init__(self, genetika, work, seed):
         self.genetika, self.work = genetika, work
-        self.net = Network()
+        # CHAOS_NET (prefix) and CHAOS_SUBNET let two harnesses run side by side.
+        self.net = Network(prefix=os.environ.get("CHAOS_NET", "gk"), subnet=os.environ.get("CHAOS_SUBNET", "10.213.0"))
         self.infra_ns, self.infra = self.net.add("infra", 2)
         self.moto = Moto(work, netns=self.infra_ns)
         self.broker = Broker(work, storage=self.moto, host=self.infra, port=9092, netns=self.infra_ns, partitions=PARTITIONS)

@@ -6,11 +6,13 @@ import GenetikaSupport
 public final class PostgresTableSink: TableSink {
     let connection: PostgresConnection
     let sources: [TableSchema]
+    let owners: PartitionOwners
     /// PostgreSQL allows 65,535 parameters per statement.
     static let maxParameters = 65_000
 
     public init(url: String, tables sources: [TableSchema]) throws {
         connection = try PostgresConnection(url: url)
+        owners = PartitionOwners(connection: connection)
         self.sources = sources
     }
 
@@ -40,7 +42,12 @@ public final class PostgresTableSink: TableSink {
                     consumer_group TEXT NOT NULL, topic TEXT NOT NULL, topic_id TEXT NOT NULL,
                     PRIMARY KEY (consumer_group, topic))
                 """)
+            try connection.execute(PartitionOwners.createSQL)
         }
+    }
+
+    public func claim(group: String, member: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+        try owners.claim(group: group, member: member, partitions: partitions).epochs
     }
 
     public func topicIds(group: String) throws -> [String: String] {
@@ -85,8 +92,11 @@ public final class PostgresTableSink: TableSink {
         return result
     }
 
-    public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String) throws {
+    public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String, fence: [TopicPartition: Int64]) throws {
         try connection.transaction {
+            // First, and locked until the commit: a claim by another member waits for this batch.
+            let fenced = try owners.fenced(group: group, epochs: fence)
+            if !fenced.isEmpty { throw FencedPartitions(partitions: fenced) }
             for (index, source) in sources.enumerated() {
                 // One statement may not touch an id twice: keep each id's latest event.
                 let keyIndex = source.columns.firstIndex { $0.name == source.key } ?? 0

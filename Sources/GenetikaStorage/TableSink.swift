@@ -16,9 +16,22 @@ public protocol TableSink: AnyObject {
     func recordTopicIds(_ ids: [String: String], resetting reset: [String], group: String) throws
     /// Forgets `group`'s stored offsets of `partitions`.
     func forgetOffsets(group: String, partitions: [TopicPartition]) throws
-    /// Upserts `rows` (by key) and stores `offsets` for `group`, atomically.
-    func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String) throws
+    /// Claims `partitions` for `member` (a shared database: fencing tokens, see
+    /// `PartitionOwners`); returns each one's epoch, to hand to `write`. A database only one
+    /// process can open (SQLite) needs no fencing and returns none.
+    func claim(group: String, member: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64]
+    /// Upserts `rows` (by key) and stores `offsets` for `group`, atomically; with `fence`
+    /// (the epochs `claim` gave), throws `FencedPartitions` and writes nothing when another
+    /// member claimed one of them since.
+    func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String, fence: [TopicPartition: Int64]) throws
     func close()
+}
+
+extension TableSink {
+    /// Unfenced (one writer).
+    public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String) throws {
+        try write(rows, offsets: offsets, group: group, fence: [:])
+    }
 }
 
 /// A typed row for the table `tables[source]`.
@@ -173,7 +186,10 @@ public final class SQLiteTableSink: TableSink {
         }
     }
 
-    public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String) throws {
+    /// One process owns a SQLite database (`InstanceLock`): nothing to fence.
+    public func claim(group: String, member: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] { [:] }
+
+    public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String, fence: [TopicPartition: Int64]) throws {
         guard let statements else {
             throw SQLiteError(code: SQLITE_MISUSE, message: "prepare() was not called", context: "\(connection.path): write")
         }

@@ -22,3 +22,19 @@ public enum TestPausePoint {
         usleep(useconds_t(beforeCommitMs) * 1000)
     }
 }
+
+/// This process as a group member, for the records operators read (`genetika_owners.member`):
+/// `host/pid`.
+public let memberName: String = {
+    var name = [CChar](repeating: 0, count: 256)
+    gethostname(&name, name.count - 1)
+    return "\(String(cString: name))/\(getpid())"
+}()
+
+/// Blocks the calling thread (a stage's own thread, never Swift's shared pool) for `duration`.
+public func blockThread(for duration: Duration) {
+    let ms = max(0, duration.milliseconds)
+    var request = timespec(tv_sec: Int(ms / 1000), tv_nsec: Int(ms % 1000) * 1_000_000)
+    var remaining = timespec()
+    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+}

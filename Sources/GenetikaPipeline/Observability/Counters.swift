@@ -128,6 +128,9 @@ public final class PipelineCounters: Sendable {
     /// Partitions found reset by the broker (topic recreated, or a stored offset beyond the
     /// partition's end) and read again from the beginning.
     public let partitionResets: Counter
+    /// Writes refused because another member had claimed their partitions (a zombie's writes),
+    /// per stage (`genetika_fenced_writes_total{stage}`), counted per partition.
+    public let fencedWritesPerStage: [String: Counter]
     /// Ids reported incomplete (each once).
     public let incompleteReported: Counter
     /// Ids reported incomplete that still have no ack (in the partitions this process owns).
@@ -171,6 +174,9 @@ public final class PipelineCounters: Sendable {
             ($0.rawValue, Counter("genetika_dead_lettered_total", [("stage", $0.rawValue)], factory: factory))
         })
         partitionResets = Counter("genetika_partition_resets_total", factory: factory)
+        fencedWritesPerStage = Dictionary(uniqueKeysWithValues: StageKind.allCases.map {
+            ($0.rawValue, Counter("genetika_fenced_writes_total", [("stage", $0.rawValue)], factory: factory))
+        })
         acks = Counter("genetika_acks_total", factory: factory)
         incompleteReported = Counter("genetika_incomplete_reported_total", factory: factory)
         incompleteIds = Level("genetika_incomplete_ids", factory: factory)
@@ -195,6 +201,10 @@ public final class PipelineCounters: Sendable {
     }
 
     /// A dead letter went out from `stage`.
+    func fencedWrites(stage: String, count: Int) {
+        fencedWritesPerStage[stage]?.add(count)
+    }
+
     func deadLettered(stage: String) {
         deadLettered.add()
         deadLetteredPerStage[stage]?.add()

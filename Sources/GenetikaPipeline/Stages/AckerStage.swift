@@ -66,6 +66,10 @@ public actor AckerStage: ConsumingStage {
     private var readBack: KafkaConsumer?
     private var deadLetters: DeadLetterWriter?
     private var batches = 0
+    /// Fencing of the acks, with a shared PostgreSQL (nil with SQLite: one process).
+    private var fence: AckerFence?
+    /// Partitions whose acks were refused (claimed by another member): dropped until assigned again.
+    private var fenced: Set<TopicPartition> = []
 
     /// `afterAcks` runs after a batch's acks (at least one) were delivered and before its
     /// state is committed, with the batch number (tests inject crashes there).
@@ -122,8 +126,14 @@ public actor AckerStage: ConsumingStage {
                 waiting[entry.id] = entry
             }
         }
-        let clientConfiguration = GenetikaPipeline.clientConfiguration(configuration, counters)
-        let producer = try KafkaProducer(configuration: clientConfiguration, name: "acker-producer", logger: logger)
+        var clientConfiguration = GenetikaPipeline.clientConfiguration(configuration, counters)
+        if TableSinks.sqlitePath(url: configuration.database.url, configuration: configuration) == nil {
+            fence = try AckerFence(url: configuration.database.url, group: configuration.acker.groupId)
+        }
+        defer { fence?.close(); fence = nil }
+        var producerConfiguration = clientConfiguration
+        if fence != nil { producerConfiguration["message.timeout.ms"] = String(AckerFence.deliveryTimeoutMs) }
+        let producer = try KafkaProducer(configuration: producerConfiguration, name: "acker-producer", logger: logger)
         defer { producer.close(); self.producer = nil; deadLetters = nil }
         self.producer = producer
         deadLetters = DeadLetterWriter(producer: producer, topic: configuration.topics.deadLetter, stage: name, counters: counters, logger: logger)
@@ -264,18 +274,36 @@ public actor AckerStage: ConsumingStage {
         guard let store, let producer, let deadLetters else { return }
         counters.acking.started()
         batches += 1
+        var batch = batch, offsets = offsets
+        if !fenced.isEmpty {
+            batch = batch.filter { !fenced.contains($0.topicPartition) }
+            offsets = offsets.filter { !fenced.contains($0.key) }
+            if offsets.isEmpty { return }
+        }
         try await process(batch, offsets: offsets, store: store, producer: producer, deadLetters: deadLetters, batch: batches)
     }
 
     func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64] {
         switch event {
         case .assigned(let partitions):
+            fenced.subtract(partitions)
+            if let fence {
+                // Nothing is read back or sent for these partitions until a lease their previous
+                // owner may still hold has run out: its acks have landed or failed by then.
+                let wait = try fence.claim(partitions)
+                if wait > .zero {
+                    logger.info("acker: waiting \(wait.milliseconds) ms for the previous owner's lease on \(partitions.count) partitions to run out")
+                    blockThread(for: wait)
+                }
+            }
             let stored = try store?.offsets(partitions) ?? [:]
             tracker.assigned(Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? 0) }))
             pendingReadBack.formUnion(partitions.map(\.partition))
             return Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? KafkaOffset.beginning) })
         case .revoked(let partitions):
             tracker.revoked(partitions)
+            fence?.revoked(partitions)
+            fenced.subtract(partitions)
             // Their waiting ids stay in memory and in the pending log, in step with the stored
             // offsets: if the partitions come back, reading resumes from those offsets (and the
             // ack partition is read back for what another member acked meanwhile).
@@ -374,8 +402,25 @@ public actor AckerStage: ConsumingStage {
             entries[id] = (entry, stored)
         }
         store.endRead()
+        if let fence, !due.isEmpty {
+            let refused = try fence.refused(Set(offsets.keys))
+            TestPausePoint.beforeCommit()
+            let stillRefused = refused.isEmpty && !fence.leaseHeld ? try fence.refused(Set(offsets.keys)) : refused
+            if !stillRefused.isEmpty {
+                // Another member owns these now: their events in hand, and the acks they made due, are its.
+                fenced.formUnion(stillRefused)
+                counters.fencedWrites(stage: name, count: stillRefused.count)
+                logger.warning("acker: \(FencedPartitions(partitions: stillRefused)); their acks in hand are left to the new owner, and this member stops handling them until the group assigns them again")
+                store.endRead()
+                let keep = batch.filter { !fenced.contains($0.topicPartition) }
+                let keepOffsets = offsets.filter { !fenced.contains($0.key) }
+                guard !keepOffsets.isEmpty else { return }
+                return try await process(keep, offsets: keepOffsets, store: store, producer: producer, deadLetters: deadLetters, batch: number)
+            }
+        } else if !due.isEmpty {
+            TestPausePoint.beforeCommit()
+        }
         let acks = due.map { ackMessage($0, received: received) }
-        if !acks.isEmpty { TestPausePoint.beforeCommit() }
         let ackOffsets = try Self.nextOffsets(delivered: try await producer.sendAll(acks))
         if !acks.isEmpty { try afterAcks?(number) }
         // Ids stored in `acker_ids` are updated in place; the others (waiting, or acked by

@@ -25,6 +25,11 @@ public actor DBStage: ConsumingStage {
     private var sink: TableSink?
     private var deadLetters: DeadLetterWriter?
     private var batches = 0
+    /// The epoch of each owned partition's claim (fencing tokens; none with SQLite), and the
+    /// partitions whose writes were refused since (claimed by another member): their events
+    /// are dropped until the group assigns them again.
+    private var epochs: [TopicPartition: Int64] = [:]
+    private var fenced: Set<TopicPartition> = []
 
     /// `afterBatch` runs after each committed batch with its number (tests inject failures there).
     public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
@@ -58,12 +63,19 @@ public actor DBStage: ConsumingStage {
     func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64] {
         switch event {
         case .assigned(let partitions):
+            // Claimed first: a zombie's write still in progress commits before the claim, and
+            // none after it; so the offsets read next are the last ones written.
+            let claimed = try sink?.claim(group: configuration.db.groupId, member: memberName, partitions: partitions) ?? [:]
+            epochs.merge(claimed) { $1 }
+            fenced.subtract(partitions)
             // The database is authoritative: partitions without stored offsets start at the beginning.
             let stored = try sink?.storedOffsets(group: configuration.db.groupId, partitions: partitions) ?? [:]
             tracker.assigned(Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? 0) }))
             return Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? KafkaOffset.beginning) })
         case .revoked(let partitions):
             tracker.revoked(partitions)
+            for partition in partitions { epochs[partition] = nil }
+            fenced.subtract(partitions)
             return [:]
         }
     }
@@ -92,19 +104,40 @@ public actor DBStage: ConsumingStage {
         guard let sink, let deadLetters else { return }
         counters.writing.started()
         var rows: [SinkRow] = []
+        var partitions: [TopicPartition] = []   // rows[i] came from partitions[i]
         rows.reserveCapacity(batch.count)
+        partitions.reserveCapacity(batch.count)
+        var offsets = offsets
         for message in batch {
             // The consumer subscribes to exactly the source topics and only batches of partitions
             // it owns get here: an event of another topic cannot occur.
             guard let (index, decoder) = decoders[message.topic] else { preconditionFailure("db: event of unsubscribed topic \(message.topic)") }
+            if !fenced.isEmpty && fenced.contains(message.topicPartition) { continue }
             do {
                 rows.append(SinkRow(source: index, values: try decoder.decode(message.value)))
+                partitions.append(message.topicPartition)
             } catch {
                 try await deadLetters.send(message, reason: error.reason)
             }
         }
+        for partition in fenced { offsets[partition] = nil }
         TestPausePoint.beforeCommit()
-        try sink.write(rows, offsets: offsets, group: configuration.db.groupId)
+        while true {
+            do {
+                try sink.write(rows, offsets: offsets, group: configuration.db.groupId,
+                               fence: epochs.filter { offsets[$0.key] != nil })
+                break
+            } catch let refused as FencedPartitions {
+                // Another member owns these now: what this one holds of them is its to write.
+                refuse(refused)
+                let drop = Set(refused.partitions)
+                let keep = partitions.indices.filter { !drop.contains(partitions[$0]) }
+                rows = keep.map { rows[$0] }
+                partitions = keep.map { partitions[$0] }
+                for partition in drop { offsets[partition] = nil }
+                if offsets.isEmpty { break }
+            }
+        }
         tracker.processed(offsets)
         counters.writing.finished()
         counters.eventsConsumed.add(batch.count)
@@ -115,5 +148,13 @@ public actor DBStage: ConsumingStage {
         }
         batches += 1
         try afterBatch?(batches)
+    }
+
+    /// Logs a refused write once per partition and claim, counts it, and stops handling those
+    /// partitions until they are assigned again.
+    private func refuse(_ refused: FencedPartitions) {
+        fenced.formUnion(refused.partitions)
+        counters.fencedWrites(stage: name, count: refused.partitions.count)
+        logger.warning("db: \(refused); their events in hand are left to the new owner, and this member stops handling them until the group assigns them again")
     }
 }

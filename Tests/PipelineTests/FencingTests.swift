@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+import GenetikaSupport
+import GenetikaTestSupport
+@testable import GenetikaStorage
+
+/// Fencing tokens in a shared PostgreSQL (`PartitionOwners`): a member that was assigned a
+/// partition and then lost it to another (a zombie) has every later write refused, whole.
+@Suite("Fencing in PostgreSQL")
+struct FencingTests {
+    static let schema = TableSchema(table: "data1", columns: [
+        .init(name: "id", type: .integer, nullable: false), .init(name: "v", type: .integer, nullable: true),
+    ], key: "id")
+
+    static func row(_ id: Int64, _ v: Int64) -> SinkRow { SinkRow(source: 0, values: [.integer(id), .integer(v)]) }
+
+    static func rows(_ url: String) throws -> [[String?]] {
+        let connection = try PostgresConnection(url: url)
+        defer { connection.close() }
+        return try connection.execute("SELECT id, v FROM data1 ORDER BY id")
+    }
+
+    @Test("a zombie's batch (older rows, older offsets) is refused once another member claimed its partition; the owner's commits stand")
+    func zombieRefused() async throws {
+        let pg = try await TestPostgres.start()
+        defer { pg.stop() }
+        let zombie = try PostgresTableSink(url: pg.url, tables: [Self.schema])
+        let owner = try PostgresTableSink(url: pg.url, tables: [Self.schema])
+        defer { zombie.close(); owner.close() }
+        try zombie.prepare()
+        try owner.prepare()
+        let p0 = TopicPartition("topic1", 0), p1 = TopicPartition("topic1", 1)
+        let first = try zombie.claim(group: "g", member: "zombie", partitions: [p0, p1])
+        #expect(first == [p0: 1, p1: 1])
+        try zombie.write([Self.row(1, 1)], offsets: [p0: 10], group: "g", fence: first)
+        // The zombie stalls; the group gives p0 to the other member, which writes a newer version.
+        let second = try owner.claim(group: "g", member: "owner", partitions: [p0])
+        #expect(second == [p0: 2])
+        #expect(try owner.storedOffsets(group: "g", partitions: [p0]) == [p0: 10])
+        try owner.write([Self.row(1, 3)], offsets: [p0: 30], group: "g", fence: second)
+        // The zombie wakes with its batch in hand (version 2, offsets 10..20) plus a row of p1.
+        #expect(throws: FencedPartitions.self) {
+            try zombie.write([Self.row(1, 2), Self.row(2, 2)], offsets: [p0: 20, p1: 5], group: "g", fence: first)
+        }
+        // Nothing of the refused batch was written, p1's part included.
+        #expect(try Self.rows(pg.url) == [["1", "3"]])
+        #expect(try owner.storedOffsets(group: "g", partitions: [p0, p1]) == [p0: 30])
+        // Its partition still its own (p1) is written as before.
+        try zombie.write([Self.row(2, 2)], offsets: [p1: 5], group: "g", fence: [p1: first[p1]!])
+        #expect(try Self.rows(pg.url) == [["1", "3"], ["2", "2"]])
+        // Unfenced writes (one writer) are not checked.
+        try zombie.write([Self.row(3, 1)], offsets: [p0: 31], group: "other")
+    }
+
+    @Test("a claim waits for a write in progress, so the new owner reads the offsets it committed")
+    func claimWaitsForWrite() async throws {
+        let pg = try await TestPostgres.start()
+        defer { pg.stop() }
+        let sink = try PostgresTableSink(url: pg.url, tables: [Self.schema])
+        defer { sink.close() }
+        try sink.prepare()
+        let p0 = TopicPartition("topic1", 0)
+        let epochs = try sink.claim(group: "g", member: "a", partitions: [p0])
+        let writer = try PostgresConnection(url: pg.url)
+        defer { writer.close() }
+        let owners = PartitionOwners(connection: writer)
+        try writer.execute("BEGIN")
+        #expect(try owners.fenced(group: "g", epochs: epochs).isEmpty)
+        try writer.execute("INSERT INTO genetika_offsets VALUES ('g', 'topic1', 0, 77)")
+        let url = pg.url
+        let claimed = Task.detached { () throws -> (Int64?, Int64?) in
+            let other = try PostgresTableSink(url: url, tables: [Self.schema])
+            defer { other.close() }
+            let epoch = try other.claim(group: "g", member: "b", partitions: [p0])[p0]
+            return (epoch, try other.storedOffsets(group: "g", partitions: [p0])[p0])
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        try writer.execute("COMMIT")
+        let (epoch, offset) = try await claimed.value
+        #expect(epoch == 2)
+        #expect(offset == 77)
+    }
+
+    @Test("leases: a confirmed lease makes the next claim wait; a released one does not; a stale epoch is not confirmed")
+    func leases() async throws {
+        let pg = try await TestPostgres.start()
+        defer { pg.stop() }
+        let connection = try PostgresConnection(url: pg.url)
+        defer { connection.close() }
+        let owners = PartitionOwners(connection: connection)
+        try owners.prepare()
+        let p3 = TopicPartition("topic1", 3)
+        let (first, none) = try owners.claim(group: "acker", member: "a", partitions: [p3], leaseMs: 5_000)
+        #expect(none == 0)
+        #expect(try owners.confirm(group: "acker", epochs: first).isEmpty)
+        let (second, wait) = try owners.claim(group: "acker", member: "b", partitions: [p3], leaseMs: 5_000)
+        #expect(wait > 4_000 && wait <= 5_000)
+        #expect(try owners.confirm(group: "acker", epochs: first) == [p3])
+        #expect(try owners.confirm(group: "acker", epochs: second).isEmpty)
+        try owners.release(group: "acker", epochs: second)
+        let (_, after) = try owners.claim(group: "acker", member: "c", partitions: [p3], leaseMs: 5_000)
+        #expect(after == 0)
+    }
+}
