@@ -109,7 +109,7 @@ class Cluster:
         for inbox in self.inboxes:
             os.makedirs(inbox)
         env = dict(os.environ)
-        env["GENETIKA_TEST_PAUSE_BEFORE_COMMIT_MS"] = os.environ.get("GENETIKA_TEST_PAUSE_BEFORE_COMMIT_MS", "150")
+        env["GENETIKA_TEST_PAUSE_BEFORE_COMMIT_MS"] = os.environ.get("GENETIKA_TEST_PAUSE_BEFORE_COMMIT_MS", "200")
         self.members = {}
         for number, name in enumerate(["m1", "m2", "m3", "m4"], 11):
             ns, _ = self.net.add(name, number)
@@ -135,7 +135,9 @@ class Cluster:
             "database": {"url": self.pg.url},
             "stateDirectory": os.path.join(self.work, f"{name}-state"),
             "stages": {"producer": {"ratePerSecond": RATE, "settleMs": 200, "inboxPollMs": 200},
-                       "acker": {"incompleteAfterSeconds": 30},
+                       # Batches that gather for a while: the pause point below then holds a batch
+                       # for a good share of the time without slowing the stream.
+                       "db": {"lingerMs": 300}, "acker": {"lingerMs": 200, "incompleteAfterSeconds": 30},
                        "supervisor": {"initialBackoffMs": 200, "maxBackoffMs": 2000, "maxRestarts": 1000, "windowSeconds": 60}},
             "observability": {"port": 0},
         }

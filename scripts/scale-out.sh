@@ -90,8 +90,8 @@ until [ "$(psql_count)" -eq $((3 * ROWS)) ]; do
 done
 wait "$producer" || { tail -n 20 "$WORK/producer.log"; log "the producer failed"; exit 1; }
 log "all rows written; B took over: $(grep "db assigned" "$WORK/b.log" | tail -n1 | sed 's/.*db assigned //')"
-# B owns every partition now and has read every ack partition back: its state knows each ack.
-until [ "$(sqlite3 "$WORK/state-b/acker.db" "select count(*) from acker_acked" 2>/dev/null || echo 0)" -ge "$ROWS" ]; do
+# B owns every partition now: the shared acker state (PostgreSQL) knows each ack.
+until [ "$(psql "$PG_URL" -Atc "select count(*) from genetika_acker_ids where acked" 2>/dev/null || echo 0)" -ge "$ROWS" ]; do
   [ $SECONDS -lt $deadline ] || { tail -n 30 "$WORK/b.log"; log "acks incomplete"; exit 1; }
   sleep 1
 done

@@ -13,15 +13,16 @@ import GenetikaStorage
 ///   dropped, with the rest of that partition's batch), and sends only within `leaseMs` of the
 ///   confirmation; after a longer pause (a SIGSTOP, a stall) it confirms again first.
 /// - Its producer gives an ack up `deliveryTimeoutMs` after it was handed over
-///   (`message.timeout.ms`): the stage then fails and redoes the batch after a read-back.
+///   (`message.timeout.ms`): the stage then reads its ack partitions back (some of the acks
+///   may have landed) and redoes the batch, in place.
 ///
 /// What is left: an ack handed over inside its lease but held in the network (a cut link
 /// whose TCP retransmission lands after the predecessor's lease ran out); see
 /// docs/architecture.md, "Cluster".
 final class AckerFence {
-    static let leaseMs: Int64 = 3_000
-    static let deliveryTimeoutMs: Int64 = 10_000
-    static let marginMs: Int64 = 2_000
+    static let leaseMs: Int64 = 2_000
+    static let deliveryTimeoutMs: Int64 = 5_000
+    static let marginMs: Int64 = 1_000
 
     private let connection: PostgresConnection
     private let owners: PartitionOwners

@@ -61,7 +61,7 @@ public actor AckerStage: ConsumingStage {
     private var recentlyAcked: [String: Int32] = [:]
     static let mergeEvery = 65_536
     // Set while `run()` runs.
-    private var store: AckerStore?
+    private var store: (any AckerStateStore)?
     private var producer: KafkaProducer?
     private var readBack: KafkaConsumer?
     private var deadLetters: DeadLetterWriter?
@@ -112,22 +112,19 @@ public actor AckerStage: ConsumingStage {
     }
 
     public func run() async throws {
-        let store = try Self.openStore(configuration)
+        let shared = TableSinks.sqlitePath(url: configuration.database.url, configuration: configuration) == nil
+        let store: any AckerStateStore = shared
+            ? try PostgresAckerStore(url: configuration.database.url, group: configuration.acker.groupId, topicCount: configuration.sources.count)
+            : try Self.openStore(configuration)
         defer { store.close(); self.store = nil }
         self.store = store
         // What a failed run held in memory may be ahead of its store: start from the store.
+        // (A shared store is loaded partition by partition, as the group assigns them.)
         waiting = WaitingIds(topicCount: configuration.sources.count)
         recentlyAcked = [:]
-        try store.forEachPending { entry in
-            if entry.acked {
-                waiting[entry.id] = nil
-                recentlyAcked[entry.id] = entry.partition
-            } else {
-                waiting[entry.id] = entry
-            }
-        }
-        var clientConfiguration = GenetikaPipeline.clientConfiguration(configuration, counters)
-        if TableSinks.sqlitePath(url: configuration.database.url, configuration: configuration) == nil {
+        if !store.shared { try load(store, partitions: []) }
+        let clientConfiguration = GenetikaPipeline.clientConfiguration(configuration, counters)
+        if shared {
             fence = try AckerFence(url: configuration.database.url, group: configuration.acker.groupId)
         }
         defer { fence?.close(); fence = nil }
@@ -142,6 +139,18 @@ public actor AckerStage: ConsumingStage {
         defer { readBack.close(); self.readBack = nil }
         self.readBack = readBack
         try await consume(configuration.acker)
+    }
+
+    /// Puts the stored waiting ids of `partitions` (a local store: of all) in memory.
+    private func load(_ store: any AckerStateStore, partitions: Set<Int32>) throws {
+        try store.loadPending(partitions: partitions) { entry in
+            if entry.acked {
+                waiting[entry.id] = nil
+                recentlyAcked[entry.id] = entry.partition
+            } else {
+                waiting[entry.id] = entry
+            }
+        }
     }
 
     func beforeBatch(_ consumer: KafkaConsumer) async throws {
@@ -169,7 +178,7 @@ public actor AckerStage: ConsumingStage {
     /// topic, so a crash or a new owner does not report it again), and sets the gauge of
     /// reported ids still without an ack. Reading everything first keeps a backlog (a
     /// restart after downtime) from passing for missing events.
-    private func reportIncomplete(consumer: KafkaConsumer, store: AckerStore) async throws {
+    private func reportIncomplete(consumer: KafkaConsumer, store: any AckerStateStore) async throws {
         let after = configuration.acker.incompleteAfterSeconds
         guard after > 0, let producer else { return }
         let interval = Duration.seconds(min(30, max(1, after / 10)))
@@ -296,6 +305,14 @@ public actor AckerStage: ConsumingStage {
                     blockThread(for: wait)
                 }
             }
+            if let store, store.shared {
+                // What another member left of these partitions: their waiting ids, from the
+                // shared state (in proportion to the waiting ids, not to the history).
+                let numbers = Set(partitions.map(\.partition))
+                waiting.removeAll(inPartitions: numbers)
+                recentlyAcked = recentlyAcked.filter { !numbers.contains($0.value) }
+                try load(store, partitions: numbers)
+            }
             let stored = try store?.offsets(partitions) ?? [:]
             tracker.assigned(Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? 0) }))
             pendingReadBack.formUnion(partitions.map(\.partition))
@@ -304,6 +321,12 @@ public actor AckerStage: ConsumingStage {
             tracker.revoked(partitions)
             fence?.revoked(partitions)
             fenced.subtract(partitions)
+            if let store, store.shared {
+                // The next owner continues from the shared state; what this member holds goes stale.
+                let numbers = Set(partitions.map(\.partition))
+                waiting.removeAll(inPartitions: numbers)
+                recentlyAcked = recentlyAcked.filter { !numbers.contains($0.value) }
+            }
             // Their waiting ids stay in memory and in the pending log, in step with the stored
             // offsets: if the partitions come back, reading resumes from those offsets (and the
             // ack partition is read back for what another member acked meanwhile).
@@ -315,7 +338,7 @@ public actor AckerStage: ConsumingStage {
     /// offsets to their end — all in one pass, since on a broker that answers a fetch only
     /// when its wait expires each pass costs that wait — and marks every id found there as
     /// acked, or as reported incomplete, in one transaction with the new offsets.
-    private func readBackAcks(store: AckerStore, consumer: KafkaConsumer) throws {
+    private func readBackAcks(store: any AckerStateStore, consumer: KafkaConsumer) throws {
         let ack = configuration.topics.ack
         let numbers = pendingReadBack.sorted()
         let partitions = numbers.flatMap { [TopicPartition(ack, $0), TopicPartition(configuration.topics.incomplete, $0)] }
@@ -353,7 +376,7 @@ public actor AckerStage: ConsumingStage {
         pendingReadBack = []
     }
 
-    private func process(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64], store: AckerStore, producer: KafkaProducer,
+    private func process(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64], store: any AckerStateStore, producer: KafkaProducer,
                          deadLetters: DeadLetterWriter, batch number: Int) async throws {
         let received = nowMillisecondsPrecise()
         // Each id the batch touches, and whether it has a row in the store's `acker_ids`
@@ -364,6 +387,14 @@ public actor AckerStage: ConsumingStage {
         // One read transaction for the batch's lookups rather than one per lookup.
         try store.beginRead()
         defer { store.endRead() }
+        if store.shared {
+            // One query for what is stored of the ids that are neither waiting nor just acked.
+            var unknown = Set<String>()
+            for message in batch {
+                if let id = message.keyText, !id.isEmpty, waiting[id] == nil, recentlyAcked[id] == nil { unknown.insert(id) }
+            }
+            try store.prefetch(Array(unknown))
+        }
         // The waiting-id lookup of message i + `prefetchDistance` starts while message i is handled.
         for message in batch.prefix(Self.prefetchDistance) { if let key = message.key { waiting.prefetch(key: key) } }
         for (position, message) in batch.enumerated() {
@@ -421,16 +452,35 @@ public actor AckerStage: ConsumingStage {
             TestPausePoint.beforeCommit()
         }
         let acks = due.map { ackMessage($0, received: received) }
-        let ackOffsets = try Self.nextOffsets(delivered: try await producer.sendAll(acks))
+        let reports = try await producer.sendAll(acks)
+        if fence != nil, let readBack, reports.contains(where: { $0.error?.codeName == "_MSG_TIMED_OUT" }) {
+            // Not delivered within the lease's bound (the broker unreachable): some may have
+            // landed. What the ack partitions hold is read back, then the batch is done again.
+            logger.warning("acker: \(reports.filter { $0.error != nil }.count) acks not delivered within \(AckerFence.deliveryTimeoutMs) ms; reading the ack partitions back and handling the batch again")
+            store.endRead()
+            pendingReadBack.formUnion(due.map(\.partition))
+            try readBackAcks(store: store, consumer: readBack)
+            return try await process(batch, offsets: offsets, store: store, producer: producer, deadLetters: deadLetters, batch: number)
+        }
+        let ackOffsets = try Self.nextOffsets(delivered: reports)
         if !acks.isEmpty { try afterAcks?(number) }
         // Ids stored in `acker_ids` are updated in place; the others (waiting, or acked by
         // this batch) are appended to the pending log.
-        try store.transaction {
-            for (entry, stored) in entries.values {
-                if stored { try store.save(entry) } else { try store.appendPending(entry) }
+        do {
+            try store.transaction {
+                try store.fence(fence?.epochs.filter { offsets[$0.key] != nil } ?? [:])
+                for (entry, stored) in entries.values {
+                    if stored { try store.save(entry) } else { try store.appendPending(entry) }
+                }
+                try store.setOffsets(offsets)
+                try store.setOffsets(ackOffsets)
             }
-            try store.setOffsets(offsets)
-            try store.setOffsets(ackOffsets)
+        } catch let refused as FencedPartitions {
+            // Claimed between the lease check and here: the new owner read back what was sent.
+            fenced.formUnion(refused.partitions)
+            counters.fencedWrites(stage: name, count: refused.partitions.count)
+            logger.warning("acker: state commit \(refused)")
+            return
         }
         // The keys, not the values: no entry (and its timestamps) is copied for a hint.
         var ahead = entries.keys.makeIterator()
@@ -462,7 +512,7 @@ public actor AckerStage: ConsumingStage {
     /// live one (plus `pendingSlack`), it is rewritten with the live ones only (after a merge).
     /// Each rewrite writes as many rows as it keeps, and comes after at least three times as
     /// many appends: a constant cost per event on average.
-    private func compactState(store: AckerStore) throws {
+    private func compactState(store: any AckerStateStore) throws {
         if waiting.count > waitingCapacity {
             let evict = waiting.count - waitingCapacity / 2
             try store.transaction {

@@ -1,0 +1,305 @@
+import GenetikaSupport
+
+/// The acker's state in the shared PostgreSQL, keyed by partition, for members that share the
+/// work (`database.url` is PostgreSQL). A member that is given partition *p* loads the ids of
+/// *p* still waiting for a topic and resumes from the offsets stored for *p*: a failover costs
+/// time in proportion to the waiting ids and to what the previous owner had not committed, not
+/// to the partition's history (the SQLite store is local: a member that never had *p* reads
+/// *p* of every topic from the beginning).
+///
+/// ```sql
+/// genetika_acker_ids (consumer_group, id, partition, seen, times BIGINT[], acked, reported, aside)
+/// genetika_offsets   (consumer_group, topic, partition, next_offset)    -- the acker's group
+/// genetika_topic_ids (consumer_group, topic, topic_id)
+/// ```
+/// One row per id: `aside` marks an id the acker keeps out of memory (reported incomplete,
+/// evicted), the others not acked are the partition's waiting ids. A batch's changes are
+/// written in one multi-row upsert when its transaction commits, after the fencing check.
+/// Lookups are batched: `prefetch` reads the rows of a batch's unknown ids in one query.
+public final class PostgresAckerStore: AckerStateStore {
+    let connection: PostgresConnection
+    let owners: PartitionOwners
+    let group: String
+    let topicCount: Int
+    /// Rows of the batch in hand (by id), from `prefetch`.
+    private var cache: [String: AckerEntry] = [:]
+    /// Changes of the open transaction, by id (the last one wins), written at commit.
+    private var changes: [String: (entry: AckerEntry, aside: Bool)] = [:]
+    private var changeOrder: [String] = []
+    private var depth = 0
+    public var pendingRows: Int { 0 }
+    public var shared: Bool { true }
+
+    public init(url: String, group: String, topicCount: Int) throws {
+        connection = try PostgresConnection(url: url)
+        owners = PartitionOwners(connection: connection)
+        self.group = group
+        self.topicCount = topicCount
+        try connection.transaction {
+            try connection.execute("SELECT pg_advisory_xact_lock(7413)")
+            try connection.execute("""
+                CREATE TABLE IF NOT EXISTS genetika_acker_ids (
+                    consumer_group TEXT NOT NULL, id TEXT NOT NULL, partition INTEGER NOT NULL, seen BIGINT NOT NULL,
+                    times BIGINT[] NOT NULL, acked BOOLEAN NOT NULL, reported BOOLEAN NOT NULL DEFAULT false,
+                    aside BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (consumer_group, id))
+                """)
+            try connection.execute("""
+                CREATE INDEX IF NOT EXISTS genetika_acker_waiting ON genetika_acker_ids (consumer_group, partition) WHERE NOT acked
+                """)
+            try connection.execute("""
+                CREATE TABLE IF NOT EXISTS genetika_offsets (
+                    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+                    next_offset BIGINT NOT NULL, PRIMARY KEY (consumer_group, topic, partition))
+                """)
+            try connection.execute("""
+                CREATE TABLE IF NOT EXISTS genetika_topic_ids (
+                    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, topic_id TEXT NOT NULL, PRIMARY KEY (consumer_group, topic))
+                """)
+            try connection.execute(PartitionOwners.createSQL)
+        }
+    }
+
+    public func close() { connection.close() }
+
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        if depth > 0 { return try body() }
+        depth += 1
+        defer { depth -= 1; changes = [:]; changeOrder = [] }
+        return try connection.transaction {
+            let value = try body()
+            try flush()
+            return value
+        }
+    }
+
+    public func fence(_ epochs: [TopicPartition: Int64]) throws {
+        let fenced = try owners.fenced(group: group, epochs: epochs)
+        if !fenced.isEmpty { throw FencedPartitions(partitions: fenced) }
+    }
+
+    public func beginRead() throws {}
+
+    public func endRead() { cache = [:] }
+
+    public func prefetch(_ ids: [String]) throws {
+        cache = [:]
+        guard !ids.isEmpty else { return }
+        for row in try connection.query("""
+            SELECT id, partition, seen, times, acked FROM genetika_acker_ids
+            WHERE consumer_group = $1 AND id = ANY($2::text[])
+            """, [group, Self.textArray(ids)]) {
+            if let entry = entry(row) { cache[entry.id] = entry }
+        }
+    }
+
+    public func entry(_ id: String) throws -> AckerEntry? { cache[id] }
+
+    private func entry(_ row: [String?]) -> AckerEntry? {
+        guard let id = row[0], let partition = row[1].flatMap({ Int32($0) }), let seen = row[2].flatMap({ Int64($0) }),
+              let times = row[3] else { return nil }
+        var timestamps = Self.parseArray(times)
+        timestamps += Array(repeating: nil, count: max(0, topicCount - timestamps.count))
+        return AckerEntry(id: id, partition: partition, seen: seen, timestamps: Array(timestamps.prefix(topicCount)), acked: row[4] == "t")
+    }
+
+    private func record(_ entry: AckerEntry, aside: Bool) {
+        if changes[entry.id] == nil { changeOrder.append(entry.id) }
+        changes[entry.id] = (entry, aside)
+    }
+
+    public func save(_ entry: AckerEntry) throws { record(entry, aside: true) }
+
+    public func appendPending(_ entry: AckerEntry) throws { record(entry, aside: false) }
+
+    public func clearPending() throws {}
+
+    public func mergeAcked(_ ids: [String: Int32]) throws {}
+
+    /// Writes the open transaction's changes, 2,000 rows a statement.
+    private func flush() throws {
+        var start = 0
+        while start < changeOrder.count {
+            let chunk = changeOrder[start..<min(start + 2000, changeOrder.count)]
+            var parameters: [String?] = [group]
+            var tuples: [String] = []
+            for id in chunk {
+                guard let (entry, aside) = changes[id] else { continue }
+                let n = parameters.count
+                tuples.append("($1, $\(n + 1), $\(n + 2)::INTEGER, $\(n + 3)::BIGINT, $\(n + 4)::BIGINT[], $\(n + 5)::BOOLEAN, $\(n + 6)::BOOLEAN)")
+                parameters += [entry.id, String(entry.partition), String(entry.seen), Self.timesArray(entry.timestamps),
+                               entry.acked ? "t" : "f", aside ? "t" : "f"]
+            }
+            try connection.query("""
+                INSERT INTO genetika_acker_ids (consumer_group, id, partition, seen, times, acked, aside) VALUES \(tuples.joined(separator: ", "))
+                ON CONFLICT (consumer_group, id) DO UPDATE SET partition = EXCLUDED.partition, seen = EXCLUDED.seen,
+                    times = EXCLUDED.times, acked = genetika_acker_ids.acked OR EXCLUDED.acked, aside = EXCLUDED.aside
+                """, parameters)
+            start += chunk.count
+        }
+    }
+
+    public func loadPending(partitions: Set<Int32>, _ body: (AckerEntry) throws -> Void) throws {
+        guard !partitions.isEmpty else { return }
+        for row in try connection.query("""
+            SELECT id, partition, seen, times, acked FROM genetika_acker_ids
+            WHERE consumer_group = $1 AND partition = ANY($2::int[]) AND NOT acked AND NOT aside
+            """, [group, "{" + partitions.sorted().map(String.init).joined(separator: ",") + "}"]) {
+            if let entry = entry(row) { try body(entry) }
+        }
+    }
+
+    public func markAcked(_ id: String, partition: Int32) throws {
+        try connection.query("""
+            INSERT INTO genetika_acker_ids (consumer_group, id, partition, seen, times, acked, aside)
+            VALUES ($1, $2, $3::INTEGER, 0, '{}', true, true)
+            ON CONFLICT (consumer_group, id) DO UPDATE SET acked = true, aside = true
+            """, [group, id, String(partition)])
+    }
+
+    public func markReported(_ id: String, partition: Int32) throws {
+        try connection.query("""
+            INSERT INTO genetika_acker_ids (consumer_group, id, partition, seen, times, acked, reported, aside)
+            VALUES ($1, $2, $3::INTEGER, 0, '{}', false, true, true)
+            ON CONFLICT (consumer_group, id) DO UPDATE SET reported = true, aside = true
+            """, [group, id, String(partition)])
+    }
+
+    /// The set-aside ids of `partitions` without an ack: how many were reported, and those not
+    /// reported yet whose earliest event is older than `cutoff` (the waiting ones are in memory).
+    public func incomplete(in partitions: Set<Int32>, olderThan cutoff: Int64) throws -> (reported: Int, overdue: [AckerEntry]) {
+        guard !partitions.isEmpty else { return (0, []) }
+        var reported = 0
+        var overdue: [AckerEntry] = []
+        for row in try connection.query("""
+            SELECT id, partition, seen, times, acked, reported FROM genetika_acker_ids
+            WHERE consumer_group = $1 AND partition = ANY($2::int[]) AND NOT acked AND aside
+            """, [group, "{" + partitions.sorted().map(String.init).joined(separator: ",") + "}"]) {
+            if row[5] == "t" {
+                reported += 1
+                continue
+            }
+            guard let entry = entry(row), entry.seen != 0, let first = entry.timestamps.compactMap({ $0 }).min(), first < cutoff else { continue }
+            overdue.append(entry)
+        }
+        return (reported, overdue)
+    }
+
+    public func offsets(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+        let wanted = Set(partitions)
+        var result: [TopicPartition: Int64] = [:]
+        for row in try connection.query("SELECT topic, partition, next_offset FROM genetika_offsets WHERE consumer_group = $1", [group]) {
+            guard let topic = row[0], let partition = row[1].flatMap({ Int32($0) }), let offset = row[2].flatMap({ Int64($0) }) else { continue }
+            let key = TopicPartition(topic, partition)
+            if wanted.contains(key) { result[key] = offset }
+        }
+        return result
+    }
+
+    public func setOffsets(_ offsets: [TopicPartition: Int64]) throws {
+        guard !offsets.isEmpty else { return }
+        let sorted = offsets.sorted { $0.key < $1.key }
+        let values = sorted.indices.map { i in "($1, $\(i * 3 + 2), $\(i * 3 + 3)::INTEGER, $\(i * 3 + 4)::BIGINT)" }
+        try connection.query("""
+            INSERT INTO genetika_offsets (consumer_group, topic, partition, next_offset) VALUES \(values.joined(separator: ", "))
+            ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
+            """, [group] + sorted.flatMap { [$0.key.topic, String($0.key.partition), String($0.value)] })
+    }
+
+    public func topicIds() throws -> [String: String] {
+        var ids: [String: String] = [:]
+        for row in try connection.query("SELECT topic, topic_id FROM genetika_topic_ids WHERE consumer_group = $1", [group]) {
+            if let topic = row[0], let id = row[1] { ids[topic] = id }
+        }
+        return ids
+    }
+
+    public func recordTopicIds(_ ids: [String: String], forgetAll: Bool) throws {
+        try connection.transaction {
+            if forgetAll {
+                try connection.query("DELETE FROM genetika_acker_ids WHERE consumer_group = $1", [group])
+                try connection.query("DELETE FROM genetika_offsets WHERE consumer_group = $1", [group])
+            }
+            for (topic, id) in ids {
+                try connection.query("""
+                    INSERT INTO genetika_topic_ids (consumer_group, topic, topic_id) VALUES ($1, $2, $3)
+                    ON CONFLICT (consumer_group, topic) DO UPDATE SET topic_id = excluded.topic_id
+                    """, [group, topic, id])
+            }
+        }
+    }
+
+    public func forget(partition: Int32) throws {
+        try connection.transaction {
+            try connection.query("DELETE FROM genetika_acker_ids WHERE consumer_group = $1 AND partition = $2::INTEGER", [group, String(partition)])
+            try connection.query("DELETE FROM genetika_offsets WHERE consumer_group = $1 AND partition = $2::INTEGER", [group, String(partition)])
+        }
+    }
+
+    // PostgreSQL array literals. Ids are quoted (any text); times are integers or NULL.
+    static func textArray(_ values: [String]) -> String {
+        var text = "{"
+        for (index, value) in values.enumerated() {
+            if index > 0 { text += "," }
+            text += "\""
+            for character in value {
+                if character == "\\" || character == "\"" { text += "\\" }
+                text.append(character)
+            }
+            text += "\""
+        }
+        return text + "}"
+    }
+
+    static func timesArray(_ values: [Int64?]) -> String {
+        "{" + values.map { $0.map(String.init) ?? "NULL" }.joined(separator: ",") + "}"
+    }
+
+    static func parseArray(_ text: String) -> [Int64?] {
+        let inner = text.dropFirst().dropLast()
+        guard !inner.isEmpty else { return [] }
+        return inner.split(separator: ",", omittingEmptySubsequences: false).map { Int64($0) }
+    }
+}
+
+/// What the acker keeps between batches, in SQLite (`AckerStore`, local to one process) or in
+/// the shared PostgreSQL (`PostgresAckerStore`, keyed by partition).
+public protocol AckerStateStore: AnyObject {
+    /// Whether members share the state (then a member loads a partition's waiting ids when it
+    /// is assigned it, and drops them when it loses it).
+    var shared: Bool { get }
+    var pendingRows: Int { get }
+    func close()
+    func transaction<T>(_ body: () throws -> T) throws -> T
+    /// Inside `transaction`: throws `FencedPartitions` when another member claimed one of
+    /// `epochs`' partitions since (nothing of the transaction is then written).
+    func fence(_ epochs: [TopicPartition: Int64]) throws
+    func beginRead() throws
+    func endRead()
+    /// Reads what is stored of `ids` in one go, for the `entry` lookups that follow.
+    func prefetch(_ ids: [String]) throws
+    func entry(_ id: String) throws -> AckerEntry?
+    func save(_ entry: AckerEntry) throws
+    func appendPending(_ entry: AckerEntry) throws
+    func clearPending() throws
+    /// The waiting ids of `partitions` (SQLite: of every partition).
+    func loadPending(partitions: Set<Int32>, _ body: (AckerEntry) throws -> Void) throws
+    func markAcked(_ id: String, partition: Int32) throws
+    func mergeAcked(_ ids: [String: Int32]) throws
+    func markReported(_ id: String, partition: Int32) throws
+    func incomplete(in partitions: Set<Int32>, olderThan cutoff: Int64) throws -> (reported: Int, overdue: [AckerEntry])
+    func offsets(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64]
+    func setOffsets(_ offsets: [TopicPartition: Int64]) throws
+    func topicIds() throws -> [String: String]
+    func recordTopicIds(_ ids: [String: String], forgetAll: Bool) throws
+    func forget(partition: Int32) throws
+}
+
+extension AckerStore: AckerStateStore {
+    public var shared: Bool { false }
+    /// One process owns the file (`InstanceLock`): nothing to fence.
+    public func fence(_ epochs: [TopicPartition: Int64]) throws {}
+    public func prefetch(_ ids: [String]) throws {}
+    public func loadPending(partitions: Set<Int32>, _ body: (AckerEntry) throws -> Void) throws {
+        try forEachPending(body)
+    }
+}
