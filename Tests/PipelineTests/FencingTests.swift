@@ -102,3 +102,65 @@ struct FencingTests {
         #expect(after == 0)
     }
 }
+
+/// The acker's state in the shared PostgreSQL: what one member commits, the next owner of the
+/// partition loads (its waiting ids only) and finds (acked ids, offsets); a fenced commit
+/// writes nothing.
+@Suite("Shared acker state in PostgreSQL")
+struct PostgresAckerStoreTests {
+    static func entry(_ id: String, _ partition: Int32, seen: Int64, times: [Int64?], acked: Bool = false) -> AckerEntry {
+        AckerEntry(id: id, partition: partition, seen: seen, timestamps: times, acked: acked)
+    }
+
+    @Test("a partition's waiting ids, acked ids and offsets move to the member that claims it next; a zombie's commit is refused")
+    func stateMoves() async throws {
+        let pg = try await TestPostgres.start()
+        defer { pg.stop() }
+        let first = try PostgresAckerStore(url: pg.url, group: "acker", topicCount: 3)
+        defer { first.close() }
+        let owners = PartitionOwners(connection: try PostgresConnection(url: pg.url))
+        let p1 = TopicPartition("topic1", 1), p2 = TopicPartition("topic1", 2)
+        let (mine, _) = try owners.claim(group: "acker", member: "first", partitions: [p1, p2])
+        try first.transaction {
+            try first.fence(mine)
+            try first.appendPending(Self.entry("7", 1, seen: 0b011, times: [10, 20, nil]))
+            try first.appendPending(Self.entry("8", 1, seen: 0b111, times: [1, 2, 3], acked: true))
+            try first.appendPending(Self.entry("9", 2, seen: 0b001, times: [5, nil, nil]))
+            try first.appendPending(Self.entry("9", 2, seen: 0b101, times: [5, nil, 6]))   // the last change of an id wins
+            try first.save(Self.entry("quote \"and\" \\ back", 1, seen: 0b001, times: [4, nil, nil]))   // set aside
+            try first.setOffsets([p1: 40, TopicPartition("ack", 1): 3])
+        }
+        // Another member is given partition 1 only.
+        let second = try PostgresAckerStore(url: pg.url, group: "acker", topicCount: 3)
+        defer { second.close() }
+        var loaded: [AckerEntry] = []
+        try second.loadPending(partitions: [1]) { loaded.append($0) }
+        #expect(loaded == [Self.entry("7", 1, seen: 0b011, times: [10, 20, nil])])
+        var other: [AckerEntry] = []
+        try second.loadPending(partitions: [2]) { other.append($0) }
+        #expect(other == [Self.entry("9", 2, seen: 0b101, times: [5, nil, 6])])
+        try second.prefetch(["8", "quote \"and\" \\ back", "unknown"])
+        #expect(try second.entry("8")?.acked == true)
+        #expect(try second.entry("quote \"and\" \\ back")?.timestamps == [4, nil, nil])
+        #expect(try second.entry("unknown") == nil)
+        #expect(try second.offsets([p1, TopicPartition("ack", 1), p2]) == [p1: 40, TopicPartition("ack", 1): 3])
+        let (theirs, _) = try owners.claim(group: "acker", member: "second", partitions: [p1])
+        // The first member wakes and commits for partition 1: refused, nothing written.
+        #expect(throws: FencedPartitions.self) {
+            try first.transaction {
+                try first.fence(mine)
+                try first.appendPending(Self.entry("7", 1, seen: 0b111, times: [10, 20, 30], acked: true))
+                try first.setOffsets([p1: 50])
+            }
+        }
+        try second.transaction { try second.fence(theirs) }
+        var after: [AckerEntry] = []
+        try second.loadPending(partitions: [1]) { after.append($0) }
+        #expect(after == loaded)
+        #expect(try second.offsets([p1]) == [p1: 40])
+        let (reported, overdue) = try second.incomplete(in: [1], olderThan: 100)
+        #expect(reported == 0 && overdue.map(\.id) == ["quote \"and\" \\ back"])
+        try second.forget(partition: 1)
+        #expect(try second.offsets([p1, TopicPartition("ack", 1)]).isEmpty)
+    }
+}
