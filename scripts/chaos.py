@@ -46,7 +46,6 @@ PARTITIONS = 12
 IDS = 4000            # ids 1..IDS complete in every round they are sent in all three sources
 INCOMPLETE = 40       # ids IDS+1..IDS+INCOMPLETE only ever reach topic1 and topic2
 ROUND_SHARE = 0.5     # share of the ids each round's file of a source holds
-RATE = 400            # events a second per source
 SESSION_MS = 6000
 COLUMNS = [("id", "integer"), ("v", "integer"), ("note", "text"), ("score", "real"), ("flag", "boolean")]
 
@@ -127,14 +126,19 @@ class Cluster:
             else:
                 source["file"] = os.path.join(self.work, "unused.xlsx")
             sources.append(source)
+        properties = {"client.id": f"genetika-{name}", "session.timeout.ms": str(SESSION_MS)}
+        if inboxes:
+            # Tansu's S3 engine keeps each record batch as an object and lists a partition's
+            # objects on every fetch: a file goes out in few large batches (flat out, 500 ms
+            # linger), and the feeder spaces the rounds, so the lists stay short.
+            properties["linger.ms"] = "500"
         config = {
-            "kafka": {"bootstrapServers": f"{self.infra}:9092",
-                      "properties": {"client.id": f"genetika-{name}", "session.timeout.ms": str(SESSION_MS)}},
+            "kafka": {"bootstrapServers": f"{self.infra}:9092", "properties": properties},
             "topics": {"partitions": PARTITIONS, "create": False},
             "sources": sources,
             "database": {"url": self.pg.url},
             "stateDirectory": os.path.join(self.work, f"{name}-state"),
-            "stages": {"producer": {"ratePerSecond": RATE, "settleMs": 200, "inboxPollMs": 200},
+            "stages": {"producer": {"settleMs": 200, "inboxPollMs": 200},
                        # Batches that gather for a while: the pause point below then holds a batch
                        # for a good share of the time without slowing the stream.
                        "db": {"lingerMs": 300}, "acker": {"lingerMs": 200, "incompleteAfterSeconds": 30},
@@ -207,9 +211,11 @@ class Feeder(threading.Thread):
     unless held (around a broker restart: Tansu's S3 engine loses acknowledged records in
     flight when it is killed, which no client can make up for; see scripts/faults.py)."""
 
-    def __init__(self, cluster, data):
+    def __init__(self, cluster, data, interval):
         super().__init__(daemon=True)
         self.cluster, self.data = cluster, data
+        self.interval = interval   # seconds between two files of a source (0 once the faults end)
+        self.last_drop = [0.0, 0.0, 0.0]
         self.hold = threading.Event()
         self.idle = threading.Event()
         self.done = threading.Event()
@@ -229,7 +235,8 @@ class Feeder(threading.Thread):
                 return
             if not self.hold.is_set():
                 for s in range(3):
-                    if in_flight[s] is None and self.queues[s]:
+                    if in_flight[s] is None and self.queues[s] and time.monotonic() - self.last_drop[s] >= self.interval:
+                        self.last_drop[s] = time.monotonic()
                         _, r, path = self.queues[s].pop(0)
                         shutil.copy(path, os.path.join(self.cluster.inboxes[s], os.path.basename(path) + ".tmp"))
                         os.rename(os.path.join(self.cluster.inboxes[s], os.path.basename(path) + ".tmp"),
@@ -388,7 +395,7 @@ def main():
     rng = random.Random(seed)
     work = tempfile.mkdtemp(prefix="genetika-chaos.")
     os.chmod(work, 0o755)
-    rounds = max(4, seconds // 9)
+    rounds = max(4, seconds // 8)
     data = Data(rng, work, rounds)
     log(f"{rounds} rounds x 3 sources, {int(IDS * ROUND_SHARE)} ids a file of {IDS} (+{INCOMPLETE} never complete), {PARTITIONS} partitions")
     cluster = Cluster(genetika, work, seed)
@@ -399,7 +406,7 @@ def main():
             cluster.members[name].start()
         cluster.start_producer()
         time.sleep(8)   # the members join their groups
-        feeder = Feeder(cluster, data)
+        feeder = Feeder(cluster, data, interval=seconds / rounds)
         feeder.start()
         sampler.start()
         started = time.monotonic()
@@ -410,6 +417,7 @@ def main():
             time.sleep(rng.uniform(1, 4))
         log("healing every fault; the stream runs to its end")
         nemesis.heal_all()
+        feeder.interval = 0
         for name in ("m1", "m2", "m3"):
             cluster.members[name].start()
         if not feeder.done.wait(900):
