@@ -3,9 +3,28 @@ import Foundation
 import Logging
 import GenetikaPipeline
 import GenetikaKafka
+import GenetikaSupport
 
 @main
 struct Genetika: AsyncParsableCommand {
+    /// ArgumentParser's own entry point, with every error it prints passed through `Secrets.redact`.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let message = fullMessage(for: error)
+            if !message.isEmpty {
+                FileHandle.standardError.write(Data((Secrets.redact(message) + "\n").utf8))
+            }
+            Foundation.exit(exitCode(for: error).rawValue)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "genetika",
         abstract: "Streams spreadsheet rows through Kafka into a database and acknowledges each event once all of its parts have arrived.",
@@ -35,14 +54,46 @@ struct CheckConfig: ParsableCommand {
         let configuration = try loadConfiguration(config)
         print("\(config): valid")
         print("  kafka: \(configuration.kafka.bootstrapServers)")
+        for (key, value) in configuration.kafka.properties.sorted(by: { $0.key < $1.key }) {
+            print("    \(key) = \(Secrets.isSecretProperty(key) ? "***" : Secrets.redact(value))")
+        }
         for source in configuration.sources {
             let from = [source.file.map { configuration.resolve($0) },
                         source.inbox.map { "inbox \(configuration.resolve($0))/\(source.pattern)" }].compactMap { $0 }
             print("  \(from.joined(separator: " + ")) -> topic \(source.topic) -> table \(source.table) (\(source.columns.count) columns, key \(source.key))")
         }
         print("  acks: \(configuration.topics.ack), dead letters: \(configuration.topics.deadLetter), \(configuration.topics.partitions) partitions")
-        print("  database: \(configuration.database.url)")
+        print("  database: \(Secrets.redact(configuration.database.url))")
         print("  state: \(configuration.resolve(configuration.stateDirectory))")
+    }
+}
+
+/// A log handler that passes each line through `Secrets.redact` (message and metadata).
+struct RedactingLogHandler: LogHandler {
+    var inner: StreamLogHandler
+
+    init(_ inner: StreamLogHandler) { self.inner = inner }
+
+    var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var event = event
+        event.message = Logger.Message(stringLiteral: Secrets.redact(event.message.description))
+        event.metadata = event.metadata?.mapValues { .string(Secrets.redact($0.description)) }
+        inner.log(event: event)
     }
 }
 
@@ -51,7 +102,7 @@ func bootstrapLogging(level: Logger.Level) {
     LoggingSystem.bootstrap { label in
         var handler = StreamLogHandler.standardError(label: label)
         handler.logLevel = level
-        return handler
+        return RedactingLogHandler(handler)
     }
 }
 

@@ -83,7 +83,7 @@ struct Run: AsyncParsableCommand {
         logger.info("throughput: \(runSummary.throughputLine)")
         if let summary {
             do {
-                try Data(JSONWriter.serialize(runSummary.json)).write(to: URL(fileURLWithPath: summary))
+                try Data(Secrets.redact(String(decoding: JSONWriter.serialize(runSummary.json), as: UTF8.self)).utf8).write(to: URL(fileURLWithPath: summary))
             } catch {
                 logger.error("cannot write the run summary to \(summary): \(error)")
             }
@@ -210,12 +210,16 @@ enum RunEnding: Sendable {
 }
 
 /// Progress: on a terminal, a live line with rows sent / written per topic and acks; when
-/// standard error is not a terminal, a log line every 5 seconds instead.
+/// standard error is not a terminal, a log line every 5 seconds *when a count changed* since
+/// the last one, and otherwise one `idle` heartbeat a minute, so that a service that runs for
+/// months does not bury what matters under the same line.
 final class ProgressReporter {
     private let pipeline: Pipeline
     private let logger: Logger
     private let timer: any DispatchSourceTimer
     private let live: Bool
+    /// How often an unchanged line is logged all the same (a heartbeat).
+    static let heartbeat: Duration = .seconds(60)
 
     init(pipeline: Pipeline, logger: Logger) {
         self.pipeline = pipeline
@@ -224,11 +228,13 @@ final class ProgressReporter {
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "genetika.progress"))
         let interval: DispatchTimeInterval = live ? .milliseconds(500) : .seconds(5)
         timer.schedule(deadline: .now() + interval, repeating: interval)
-        timer.setEventHandler { [pipeline, logger, live] in
+        let quiet = QuietLog(heartbeat: Self.heartbeat)
+        timer.setEventHandler { [pipeline, logger, live, quiet] in
+            let line = ProgressReporter.line(pipeline)
             if live {
-                FileHandle.standardError.write(Data(("\r\u{1B}[2K" + ProgressReporter.line(pipeline)).utf8))
-            } else {
-                logger.info("progress: \(ProgressReporter.line(pipeline))")
+                FileHandle.standardError.write(Data(("\r\u{1B}[2K" + line).utf8))
+            } else if let text = quiet.next(line, now: .now) {
+                logger.info("\(text)")
             }
         }
         timer.resume()
@@ -255,3 +261,4 @@ final class ProgressReporter {
         return parts.joined(separator: " · ")
     }
 }
+

@@ -216,3 +216,21 @@ struct ProducerCloseTests {
         }
     }
 }
+
+@Suite("Quiet progress log")
+struct QuietLogTests {
+    @Test("a line is logged when its counts change; an unchanged one at most once a heartbeat, as idle")
+    func quiet() {
+        let log = QuietLog(heartbeat: .seconds(60))
+        let start = ContinuousClock.now
+        func at(_ seconds: Int) -> ContinuousClock.Instant { start + .seconds(seconds) }
+        #expect(log.next("sent 0 written 0", now: at(0)) == "progress: sent 0 written 0")
+        // 30 idle seconds at one line every 5 s: nothing more.
+        for t in stride(from: 5, through: 30, by: 5) { #expect(log.next("sent 0 written 0", now: at(t)) == nil) }
+        #expect(log.next("sent 10 written 0", now: at(35)) == "progress: sent 10 written 0")
+        for t in stride(from: 40, through: 90, by: 5) { #expect(log.next("sent 10 written 0", now: at(t)) == nil) }
+        #expect(log.next("sent 10 written 0", now: at(95)) == "idle: sent 10 written 0")
+        #expect(log.next("sent 10 written 0", now: at(100)) == nil)
+        #expect(log.next("sent 10 written 0", now: at(155)) == "idle: sent 10 written 0")
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import GenetikaSupport
 import GenetikaJSON
 import GenetikaXlsx
 import GenetikaKafka
@@ -61,6 +62,9 @@ public struct DatabaseConfiguration: Sendable, Equatable {
     /// How long start-up waits for a PostgreSQL server that refuses connections (still
     /// starting, e.g. in Docker Compose) before giving up.
     public var connectTimeoutMs: Int = 30_000
+    /// A file holding the PostgreSQL password (as Docker secrets provide it), relative to the
+    /// configuration file; its content (less a trailing newline) becomes the URL's password.
+    public var passwordFile: String?
 }
 
 public struct ProducerStageConfiguration: Sendable, Equatable {
@@ -97,6 +101,31 @@ public struct SupervisorConfiguration: Sendable, Equatable {
     /// More restarts than this within `windowSeconds` stops the process.
     public var maxRestarts: Int
     public var windowSeconds: Int
+}
+
+extension DatabaseConfiguration {
+    /// The password of a `postgres://user:password@host/db` URL (percent-decoded), if any.
+    static func password(in url: String) -> String? {
+        guard let scheme = url.range(of: "://") else { return nil }
+        let rest = url[scheme.upperBound...]
+        guard let at = rest.lastIndex(of: "@"), let colon = rest[..<at].firstIndex(of: ":") else { return nil }
+        let raw = String(rest[rest.index(after: colon)..<at])
+        return raw.removingPercentEncoding ?? raw
+    }
+
+    /// `url` with `password` as its password (percent-encoded), replacing any there.
+    static func url(_ url: String, password: String) -> String {
+        guard url.hasPrefix("postgres"), let scheme = url.range(of: "://") else { return url }
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        let encoded = password.addingPercentEncoding(withAllowedCharacters: allowed) ?? password
+        if encoded != password { Secrets.register(encoded) }
+        let rest = url[scheme.upperBound...]
+        let hostStart = rest.lastIndex(of: "@").map { rest.index(after: $0) } ?? rest.startIndex
+        let userinfo = rest.lastIndex(of: "@").map { rest[..<$0] } ?? ""
+        let user = userinfo.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
+        return url[..<scheme.upperBound] + user + ":" + encoded + "@" + rest[hostStart...]
+    }
 }
 
 /// Safety limits for reading spreadsheets.
@@ -153,6 +182,23 @@ public struct GenetikaConfiguration: Sendable, Equatable {
         if let url = environment["GENETIKA_DATABASE_URL"], !url.isEmpty {
             configuration.database.url = url
         }
+        // A password from a file or the environment goes into the URL; every secret the
+        // configuration holds is registered, so that no output shows it.
+        var password: String?
+        if let file = configuration.database.passwordFile {
+            let resolved = configuration.resolve(file)
+            guard let data = FileManager.default.contents(atPath: resolved) else {
+                throw ConfigError(file: path, issues: [ConfigIssue(path: "database.passwordFile", message: "cannot read \(resolved)")])
+            }
+            password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+        }
+        if let secret = environment["GENETIKA_DATABASE_PASSWORD"], !secret.isEmpty { password = secret }
+        if let password {
+            Secrets.register(password)
+            configuration.database.url = DatabaseConfiguration.url(configuration.database.url, password: password)
+        }
+        if let embedded = DatabaseConfiguration.password(in: configuration.database.url) { Secrets.register(embedded) }
+        for (key, value) in configuration.kafka.properties where Secrets.isSecretProperty(key) { Secrets.register(value) }
         if let host = environment["GENETIKA_OBSERVABILITY_HOST"], !host.isEmpty {
             configuration.observability.host = host
         }
@@ -210,7 +256,8 @@ public struct GenetikaConfiguration: Sendable, Equatable {
         let sources = reader.objects("sources") { source in readSource(&source) }
         let database = reader.object("database") { database in
             DatabaseConfiguration(url: database.string("url", default: "sqlite://state/genetika.db"),
-                                  connectTimeoutMs: database.integer("connectTimeoutMs", default: 30_000, range: 0...3_600_000))
+                                  connectTimeoutMs: database.integer("connectTimeoutMs", default: 30_000, range: 0...3_600_000),
+                                  passwordFile: database.optionalString("passwordFile"))
         }
         let stateDirectory = reader.string("stateDirectory", default: "state")
         var producer = ProducerStageConfiguration(maxDelayMs: 0)

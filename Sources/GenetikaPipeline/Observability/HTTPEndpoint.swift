@@ -1,3 +1,4 @@
+import GenetikaSupport
 import Foundation
 import Synchronization
 
@@ -90,9 +91,11 @@ public final class HTTPEndpoint: Sendable {
         } else {
             response = Response(status: 405, contentType: "text/plain", body: Array("only GET is supported\n".utf8))
         }
+        // No secret leaves in a body (an error text in /health can quote a URL or a property).
+        let body = Array(Secrets.redact(String(decoding: response.body, as: UTF8.self)).utf8)
         let reason = [200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"][response.status] ?? "Status"
-        let head = "HTTP/1.1 \(response.status) \(reason)\r\nContent-Type: \(response.contentType)\r\nContent-Length: \(response.body.count)\r\nConnection: close\r\n\r\n"
-        let bytes = Array(head.utf8) + response.body
+        let head = "HTTP/1.1 \(response.status) \(reason)\r\nContent-Type: \(response.contentType)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        let bytes = Array(head.utf8) + body
         var sent = 0
         while sent < bytes.count {
             let n = bytes.withUnsafeBytes { send(client, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
