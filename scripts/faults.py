@@ -582,7 +582,51 @@ def report_on_empty_and_missing_topics(genetika, work):
         broker.kill()
 
 
-SCENARIOS = [broker_outage_keeps_data, broker_restart_loses_data, inbox_killed_while_sending, supervisor_gives_up, disk_full,
+def secrets_never_printed(genetika, work):
+    """A configuration with secrets (a password in the database URL, one in a password file,
+    secret Kafka properties): check-config, a whole run (its log, /health, --summary) and a run
+    that fails to reach the database show each as *** and never in clear."""
+    from genetika_cluster import Postgres
+    secrets = ["url-Secret-71", "file-Secret-72", "kafka-Secret-73", "keypass-Secret-74"]
+    broker = Broker(work)
+    pg = Postgres(work)   # trust authentication: any password is accepted
+    try:
+        data = generate(genetika, work, 300)
+        url = pg.url.replace("genetika@", f"genetika:{secrets[0]}@")
+        path, config = make_config(work, "run", broker, data, database__url=url)
+        config["kafka"]["properties"]["sasl.password"] = secrets[2]
+        config["kafka"]["properties"]["ssl.key.password"] = secrets[3]
+        json.dump(config, open(path, "w"), indent=2)
+        outputs = {}
+        checked = subprocess.run([genetika, "check-config", "--config", path], capture_output=True, text=True, timeout=30)
+        outputs["check-config"] = checked.stdout + checked.stderr
+        check("***" in checked.stdout and "sasl.password = ***" in checked.stdout, f"check-config does not mask: {checked.stdout}")
+        summary = os.path.join(work, "summary.json")
+        run = Run(genetika, path, os.path.join(work, "run.log"), "--exit-when-done", "--summary", summary)
+        port = config["observability"]["port"]
+        health = wait_for(lambda: http_get(port, "/health")[1] or None, 60, "/health")
+        check(run.wait(180) == 0, f"the run failed: {run.text()[-1500:]}")
+        outputs["run log"] = run.text()
+        outputs["/health"] = health
+        outputs["--summary"] = open(summary).read()
+        # A password from a file, and a database that refuses: the error names the URL masked.
+        open(os.path.join(work, "pw.txt"), "w").write(secrets[1] + "\n")
+        config["database"] = {"url": "postgres://genetika@127.0.0.1:1/postgres", "passwordFile": "pw.txt", "connectTimeoutMs": 0}
+        json.dump(config, open(path, "w"), indent=2)
+        failing = Run(genetika, path, os.path.join(work, "failing.log"), "--stages", "db")
+        check(failing.wait(120) != 0, "a run against a database that refuses connections did not fail")
+        outputs["failing run"] = failing.text()
+        check("127.0.0.1:1" in failing.text(), f"the failing run does not name the database: {failing.text()[-600:]}")
+        for name, text in outputs.items():
+            for secret in secrets:
+                check(secret not in text, f"{name} shows the secret {secret}")
+        return f"{len(secrets)} secrets, none in check-config, the run's log, /health, --summary or a failing run's error ({sum(len(t) for t in outputs.values())} bytes read)"
+    finally:
+        broker.kill()
+        pg.stop()
+
+
+SCENARIOS = [secrets_never_printed, broker_outage_keeps_data, broker_restart_loses_data, inbox_killed_while_sending, supervisor_gives_up, disk_full,
              second_instance_refused, dead_letter_counts_agree, stuck_stage_reported, signals_and_stop_timeout,
              report_on_empty_and_missing_topics]
 
