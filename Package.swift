@@ -88,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "genetika",
             dependencies: [
-                "GenetikaPipeline", "GenetikaReport", "GenetikaXlsx", "GenetikaJSON", "GenetikaKafka", "GenetikaSupport", "CMalloc",
+                "GenetikaPipeline", "GenetikaReport", "GenetikaXlsx", "GenetikaJSON", "GenetikaKafka", "GenetikaStorage", "GenetikaSupport", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -16,21 +16,70 @@ public final class PostgresTableSink: TableSink {
         self.sources = sources
     }
 
-    public func prepare() throws {
+    static func sqlType(_ type: ColumnType) -> String {
+        switch type {
+        case .integer: "BIGINT"
+        case .real: "DOUBLE PRECISION"
+        case .text: "TEXT"
+        case .boolean: "BOOLEAN"
+        case .date: "DATE"
+        case .datetime: "TIMESTAMP"
+        }
+    }
+
+    /// How `information_schema.columns.data_type` names each type.
+    static func dataType(_ type: ColumnType) -> String {
+        switch type {
+        case .integer: "bigint"
+        case .real: "double precision"
+        case .text: "text"
+        case .boolean: "boolean"
+        case .date: "date"
+        case .datetime: "timestamp without time zone"
+        }
+    }
+
+    /// The columns of `table` (in the current schema) and its primary key's column, if one.
+    func describe(_ table: String) throws -> (columns: [ExistingColumn], key: String?) {
+        let columns = try connection.query("""
+            SELECT column_name, data_type, is_nullable FROM information_schema.columns
+            WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position
+            """, [table]).compactMap { row -> ExistingColumn? in
+            guard let name = row[0], let type = row[1] else { return nil }
+            return ExistingColumn(name: name, type: type, notNull: row[2] == "NO")
+        }
+        guard !columns.isEmpty else { return ([], nil) }
+        let keys = try connection.query("""
+            SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+            WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisprimary
+            """, [table]).compactMap { $0[0] }
+        return (columns, keys.count == 1 ? keys[0] : nil)
+    }
+
+    @discardableResult
+    public func prepare() throws -> [SchemaChange] {
         // Concurrent starters: serialize schema creation on an advisory lock.
-        try connection.transaction {
+        return try connection.transaction {
             try connection.execute("SELECT pg_advisory_xact_lock(7411)")
+            var additions: [(TableSchema, [TableSchema.Column])] = []
+            var refused: [ColumnDifference] = []
             for source in sources {
-                try connection.execute(source.createTableSQL(keyConstraint: "PRIMARY KEY NOT NULL") { type in
-                    switch type {
-                    case .integer: "BIGINT"
-                    case .real: "DOUBLE PRECISION"
-                    case .text: "TEXT"
-                    case .boolean: "BOOLEAN"
-                    case .date: "DATE"
-                    case .datetime: "TIMESTAMP"
-                    }
-                })
+                let (existing, key) = try describe(source.table)
+                guard !existing.isEmpty else { continue }
+                let (added, differences) = source.evolution(existing: existing, key: key, sqlType: Self.dataType)
+                refused += differences
+                if !added.isEmpty { additions.append((source, added)) }
+            }
+            if !refused.isEmpty { throw SchemaMismatch(database: connection.displayURL, differences: refused) }
+            var changes: [SchemaChange] = []
+            for (source, added) in additions {
+                for column in added {
+                    try connection.execute("ALTER TABLE \(quoteIdentifier(source.table)) ADD COLUMN \(quoteIdentifier(column.name)) \(Self.sqlType(column.type))")
+                    changes.append(SchemaChange(table: source.table, column: column.name, type: Self.sqlType(column.type)))
+                }
+            }
+            for source in sources {
+                try connection.execute(source.createTableSQL(keyConstraint: "PRIMARY KEY NOT NULL", Self.sqlType))
             }
             try connection.execute("""
                 CREATE TABLE IF NOT EXISTS genetika_offsets (
@@ -43,6 +92,7 @@ public final class PostgresTableSink: TableSink {
                     PRIMARY KEY (consumer_group, topic))
                 """)
             try connection.execute(PartitionOwners.createSQL)
+            return changes
         }
     }
 

@@ -5,8 +5,11 @@ import GenetikaSupport
 /// Where the DB stage writes rows: the source tables plus the consumed offsets, both in one
 /// transaction per batch, which is what makes each event land exactly once.
 public protocol TableSink: AnyObject {
-    /// Creates the tables and the offsets table if missing.
-    func prepare() throws
+    /// Creates the tables and the offsets table if missing, and adds configured columns a table
+    /// lacks (nullable); returns what it added. Throws `SchemaMismatch`, changing nothing, when a
+    /// table differs otherwise (a type, the key, NOT NULL).
+    @discardableResult
+    func prepare() throws -> [SchemaChange]
     /// The next offset to read for each partition that has one stored for `group`.
     func storedOffsets(group: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64]
     /// The topic ids `group`'s stored offsets belong to (by topic).
@@ -107,8 +110,55 @@ public final class SQLiteTableSink: TableSink {
         keyIndexes = sources.map { source in source.columns.firstIndex { $0.name == source.key } ?? 0 }
     }
 
-    public func prepare() throws {
+    static func sqlType(_ type: ColumnType) -> String {
+        switch type {
+        case .integer, .boolean: "INTEGER"
+        case .real: "REAL"
+        case .text, .date, .datetime: "TEXT"
+        }
+    }
+
+    /// The columns of `table` and its key column (the primary key, or a one-column unique
+    /// index, the configured key preferred); no columns when the table does not exist.
+    func describe(_ table: String, preferring key: String) throws -> (columns: [ExistingColumn], key: String?) {
+        var columns: [ExistingColumn] = []
+        var primary: String?
+        try connection.forEachRow("PRAGMA table_info(\(quoteIdentifier(table)))") { row in
+            let name = row.text(1)
+            columns.append(ExistingColumn(name: name, type: row.text(2), notNull: row.int64(3) != 0))
+            if row.int64(5) == 1 { primary = name }
+        }
+        if let primary { return (columns, primary) }
+        var unique: [String] = []
+        for index in try connection.query("PRAGMA index_list(\(quoteIdentifier(table)))") {
+            guard case .text(let name) = index[1], case .integer(1) = index[2] else { continue }
+            let parts = try connection.query("PRAGMA index_info(\(quoteIdentifier(name)))")
+            if parts.count == 1, case .text(let column) = parts[0][2] { unique.append(column) }
+        }
+        return (columns, unique.first { $0.lowercased() == key.lowercased() } ?? unique.first)
+    }
+
+    @discardableResult
+    public func prepare() throws -> [SchemaChange] {
+        // First every table is compared with its configuration; nothing changes if one differs.
+        var additions: [(TableSchema, [TableSchema.Column])] = []
+        var refused: [ColumnDifference] = []
+        for source in sources {
+            let (existing, key) = try describe(source.table, preferring: source.key)
+            guard !existing.isEmpty else { continue }
+            let (added, differences) = source.evolution(existing: existing, key: key, sqlType: Self.sqlType)
+            refused += differences
+            if !added.isEmpty { additions.append((source, added)) }
+        }
+        if !refused.isEmpty { throw SchemaMismatch(database: connection.path, differences: refused) }
+        var changes: [SchemaChange] = []
         try connection.transaction {
+            for (source, added) in additions {
+                for column in added {
+                    try connection.execute("ALTER TABLE \(quoteIdentifier(source.table)) ADD COLUMN \(quoteIdentifier(column.name)) \(Self.sqlType(column.type))")
+                    changes.append(SchemaChange(table: source.table, column: column.name, type: Self.sqlType(column.type)))
+                }
+            }
             for source in sources {
                 // The key is a unique column, not the primary key: rows are stored in the order
                 // they arrive (SQLite's rowid) and only the key's index takes inserts at random
@@ -117,13 +167,7 @@ public final class SQLiteTableSink: TableSink {
                 // each batch rewrites about as many table pages as it has rows (3 × 1,000,000
                 // rows, DB stage alone: 7.27 → 5.87 µs a row, kernel 5.6 → 2.7 s). Tables created
                 // by earlier versions keep their key as primary key; the upsert works on both.
-                try connection.execute(source.createTableSQL(keyConstraint: "NOT NULL UNIQUE") { type in
-                    switch type {
-                    case .integer, .boolean: "INTEGER"
-                    case .real: "REAL"
-                    case .text, .date, .datetime: "TEXT"
-                    }
-                })
+                try connection.execute(source.createTableSQL(keyConstraint: "NOT NULL UNIQUE", Self.sqlType))
             }
             try connection.execute("""
                 CREATE TABLE IF NOT EXISTS genetika_offsets (
@@ -142,6 +186,7 @@ public final class SQLiteTableSink: TableSink {
                 INSERT INTO genetika_offsets (consumer_group, topic, partition, next_offset) VALUES (?, ?, ?, ?)
                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = excluded.next_offset
                 """))
+        return changes
     }
 
     public func storedOffsets(group: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {

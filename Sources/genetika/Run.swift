@@ -8,6 +8,7 @@ import UnixSignals
 import GenetikaPipeline
 import GenetikaJSON
 import GenetikaKafka
+import GenetikaStorage
 import GenetikaSupport
 
 /// `genetika run`: runs the pipeline's stages until stopped.
@@ -64,6 +65,9 @@ struct Run: AsyncParsableCommand {
         case .finished(let error as Pipeline.StartupError):
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)
+        case .finished(let mismatch as SchemaMismatch):
+            logger.critical("cannot start: \(mismatch)")
+            throw ExitCode(2)
         case .finished(let error as TooManyRestarts):
             _ = error  // the supervisor logged it when it gave up
             throw ExitCode(1)

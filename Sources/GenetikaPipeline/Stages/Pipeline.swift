@@ -106,13 +106,16 @@ public final class Pipeline: Sendable {
             var waiting = false
             while true {
                 do {
-                    try await onOwnThread("genetika-startup") { [configuration] in
+                    let changes = try await onOwnThread("genetika-startup") { [configuration] in
                         let sink = try TableSinks.open(url: configuration.database.url, configuration: configuration)
                         defer { sink.close() }
-                        try sink.prepare()
+                        return try sink.prepare()
                     }
                     if waiting { logger.info("the database answers") }
+                    for change in changes { logger.notice("schema: \(change)") }
                     break
+                } catch let mismatch as SchemaMismatch {
+                    throw mismatch
                 } catch let error as PostgresError where error.isConnectionFailure && ContinuousClock.now < deadline && !stop.isRequested {
                     if !waiting { logger.notice("waiting up to \(configuration.database.connectTimeoutMs) ms for the database: \(error)") }
                     waiting = true

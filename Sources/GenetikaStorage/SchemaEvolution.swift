@@ -1,0 +1,84 @@
+/// Additive schema evolution, checked when a sink prepares its tables (as Kafka Connect's JDBC
+/// sink with `auto.evolve` and Debezium's with `schema.evolution=basic` do): a configured column
+/// the table lacks is added, nullable (rows already there get NULL); anything else that differs
+/// is refused before anything is read or written, with a per-column diff. Type changes are
+/// refused because the rows already stored hold values of the old type: converting them in
+/// place can fail half-way or lose precision, and a reader of the table would see one column
+/// with two meanings. A column removed from the configuration stays in the table (new rows
+/// leave it NULL).
+
+/// One column of an existing table, as the database describes it.
+public struct ExistingColumn: Sendable, Equatable {
+    public var name: String
+    /// The column's type as the database names it (SQLite's declared type, PostgreSQL's `data_type`).
+    public var type: String
+    public var notNull: Bool
+
+    public init(name: String, type: String, notNull: Bool) {
+        self.name = name
+        self.type = type
+        self.notNull = notNull
+    }
+}
+
+/// A configured column added to an existing table.
+public struct SchemaChange: Sendable, Equatable, CustomStringConvertible {
+    public var table: String
+    public var column: String
+    public var type: String
+    public var description: String { "table \(table): added column \(column) (\(type), nullable; rows already there have NULL)" }
+}
+
+/// One difference between a table and its configuration that Genetika will not bridge.
+public struct ColumnDifference: Sendable, Equatable, CustomStringConvertible {
+    public var table: String
+    public var column: String
+    public var inDatabase: String
+    public var inConfig: String
+    public var description: String { "  \(table).\(column): in the database \(inDatabase); in the config \(inConfig)" }
+}
+
+/// The tables do not match the configuration in a way additive evolution cannot fix.
+public struct SchemaMismatch: Error, Sendable, CustomStringConvertible {
+    public var database: String
+    public var differences: [ColumnDifference]
+    public var description: String {
+        "the tables in \(database) do not match the configuration (only new nullable columns are added; types, keys and NOT NULL are never changed):\n"
+            + differences.map(\.description).joined(separator: "\n")
+    }
+}
+
+extension TableSchema {
+    /// What to add to `existing` (this table as the database has it), or the differences that
+    /// refuse it. `sqlType` names a configured type as the database does; `key` is the table's
+    /// key column in the database (nil: none found).
+    func evolution(existing: [ExistingColumn], key existingKey: String?, sqlType: (ColumnType) -> String)
+        -> (added: [Column], refused: [ColumnDifference]) {
+        var added: [Column] = []
+        var refused: [ColumnDifference] = []
+        let byName = Dictionary(existing.map { ($0.name.lowercased(), $0) }, uniquingKeysWith: { first, _ in first })
+        if existingKey?.lowercased() != key.lowercased() {
+            refused.append(ColumnDifference(table: table, column: key, inDatabase: existingKey.map { "key \($0)" } ?? "no unique key",
+                                            inConfig: "key \(key)"))
+        }
+        for column in columns {
+            let wanted = sqlType(column.type)
+            guard let have = byName[column.name.lowercased()] else {
+                if column.name == key || !column.nullable {
+                    refused.append(ColumnDifference(table: table, column: column.name, inDatabase: "absent",
+                                                    inConfig: "\(wanted) NOT NULL (a new column must be nullable: rows already there have no value)"))
+                } else {
+                    added.append(column)
+                }
+                continue
+            }
+            if have.type.uppercased() != wanted.uppercased() {
+                refused.append(ColumnDifference(table: table, column: column.name, inDatabase: have.type, inConfig: "\(wanted) (\(column.type.rawValue))"))
+            } else if have.notNull && column.nullable && column.name != key {
+                refused.append(ColumnDifference(table: table, column: column.name, inDatabase: "\(have.type) NOT NULL",
+                                                inConfig: "\(wanted), nullable"))
+            }
+        }
+        return (added, refused)
+    }
+}
