@@ -7,7 +7,15 @@ import GenetikaStorage
 public struct RowRejection: Error, Sendable, Equatable, CustomStringConvertible {
     public var row: Int
     public var reason: String
+    /// The cell at fault (`B17`), when one is.
+    public var cell: String?
     public var description: String { "row \(row): \(reason)" }
+
+    public init(row: Int, reason: String, cell: String? = nil) {
+        self.row = row
+        self.reason = reason
+        self.cell = cell
+    }
 }
 
 /// Turns spreadsheet rows of one source into typed events: finds the configured columns in
@@ -56,11 +64,17 @@ public struct RowMapper: Sendable {
         var values: [FieldValue] = []
         values.reserveCapacity(positions.count)
         for (column, position) in zip(source.columns, positions) {
-            let value = try Self.convert(row[position], to: column, row: row.number)
-            values.append(value)
+            do {
+                values.append(try Self.convert(row[position], to: column, row: row.number))
+            } catch {
+                var rejection = error
+                rejection.cell = columnName(position) + String(row.number)
+                throw rejection
+            }
         }
         if values[keyIndex] == .null {
-            throw RowRejection(row: row.number, reason: "missing \(source.key) (the key column)")
+            throw RowRejection(row: row.number, reason: "missing \(source.key) (the key column)",
+                               cell: columnName(positions[keyIndex]) + String(row.number))
         }
         return values
     }
