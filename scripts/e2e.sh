@@ -64,6 +64,37 @@ grep -E "totals" "$WORK/seed-run.log" | sed 's/^/[e2e]   /'
 python3 scripts/e2e_check.py seed --config "$WORK/seed.json" --database "$WORK/seed-state/genetika.db" \
   --summary "$WORK/seed-report/summary.json" --fixtures "$ROOT/Fixtures" --rows 50
 
+# ---- 1b. a configuration written by genetika init ----------------------------------------
+# From the shared spreadsheets (written by openpyxl and XlsxWriter, not by Genetika): init's
+# configuration passes check-config and validate, and a run with it stores exactly the values
+# openpyxl reads (their NAME.expected.json), as the hand-written config.json does.
+SHARED="$ROOT/../shared/xlsx"
+if [ -f "$SHARED/sim_file1.xlsx" ]; then
+  log "init run: genetika init on $SHARED/sim_file1..3.xlsx"
+  scripts/broker.sh stop >/dev/null
+  scripts/broker.sh start
+  "$GENETIKA" init "$SHARED/sim_file1.xlsx" "$SHARED/sim_file2.xlsx" "$SHARED/sim_file3.xlsx" --out "$WORK/init.json" \
+    --bootstrap-servers "127.0.0.1:$PORT" --database "sqlite://$WORK/init-state/genetika.db" | sed 's/^/[e2e]   /'
+  python3 - "$WORK/init.json" "$WORK/init-state" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["stateDirectory"] = sys.argv[2]
+config["observability"] = {"port": 0}  # no fixed port
+json.dump(config, open(sys.argv[1], "w"), indent=2)
+PY
+  "$GENETIKA" check-config --config "$WORK/init.json" >/dev/null
+  "$GENETIKA" validate --config "$WORK/init.json" | sed 's/^/[e2e]   /'
+  timeout 300 "$GENETIKA" run --config "$WORK/init.json" --exit-when-done 2> "$WORK/init-run.log" \
+    || { tail -n 40 "$WORK/init-run.log"; exit 1; }
+  "$GENETIKA" report --config "$WORK/init.json" --out "$WORK/init-report" >/dev/null
+  python3 scripts/e2e_check.py seed --config "$WORK/init.json" --database "$WORK/init-state/genetika.db" \
+    --summary "$WORK/init-report/summary.json" --fixtures "$SHARED" --rows 50
+elif [ "${CI:-}" = "true" ]; then
+  log "FAIL: $SHARED is missing (CI lays ../shared beside the clone)"; exit 1
+else
+  log "init run skipped: no $SHARED (../shared beside the repository)"
+fi
+
 # ---- 2. crash run -----------------------------------------------------------------------
 log "crash run: $ROWS rows per file, $KILLS kills with SIGKILL (seed $SEED)"
 scripts/broker.sh stop >/dev/null
