@@ -337,6 +337,7 @@ class Nemesis:
             if not self.feeder.idle.wait(60):
                 self.feeder.hold.clear()
                 return
+            time.sleep(3)   # the last files' records settle in the store
             down = self.rng.uniform(1, 6)
             entry = self.record("broker-restart", "tansu", down_s=round(down, 1))
             self.cluster.broker.kill()
@@ -370,6 +371,25 @@ class Nemesis:
             self.active.remove(item)
             item[2]()
             item[1]["healed"] = self.now()
+
+
+def broker_resets(work, members):
+    """What the members logged of partitions whose end the broker moved below their stored offset."""
+    import datetime
+    import re
+    found = []
+    pattern = re.compile(r"^(\S+) warning .*\] (db|acker): (\S+)\[(\d+)\]: the stored offset (\d+) is beyond the partition's end (\d+)")
+    for name in members:
+        path = os.path.join(work, f"{name}.log")
+        if not os.path.exists(path):
+            continue
+        for line in open(path, errors="replace"):
+            m = pattern.match(line)
+            if m:
+                at = datetime.datetime.fromisoformat(m.group(1)).timestamp()
+                found.append({"member": name, "at": at, "stage": m.group(2), "partition": f"{m.group(3)}[{m.group(4)}]",
+                              "stored": int(m.group(5)), "end": int(m.group(6))})
+    return found
 
 
 def table_rows(pg, table):
@@ -410,6 +430,7 @@ def main():
         feeder.start()
         sampler.start()
         started = time.monotonic()
+        result["started_epoch"] = time.time()
         nemesis = Nemesis(rng, cluster, feeder, started)
         result["schedule"] = nemesis.schedule
         while time.monotonic() - started < seconds:
@@ -484,9 +505,26 @@ def main():
                      {"wrong_partition": len(wrong), "before_latest_event": len(early), "not_matching": len(unmatched)},
                      [{"id": i, "problem": "wrong partition"} for i in wrong] + [{"id": i, "problem": "before latest event"} for i in early]
                      + [{"id": i, "problem": "names events not in the topics"} for i in unmatched])
-        report_check("stored offsets never moved backwards", not sampler.backwards,
-                     {"samples": sampler.samples, "partitions": len(sampler.latest), "backwards": len(sampler.backwards)},
-                     sampler.backwards)
+        # The broker's own regressions: Tansu on S3 storage, SIGKILLed, sometimes comes back
+        # with a partition's end below offsets it had served (and acknowledged). A member that
+        # finds its stored offset beyond the end logs it with both offsets and reads the partition
+        # again from the start, by design (docs/architecture.md, Faults): its stored offset then
+        # moves back. Such a move is not counted when the member logged that reset for that
+        # partition, with that stored offset, within 10 s before the sample that saw the move.
+        resets = broker_resets(work, cluster.members)
+        explained, unexplained = [], []
+        for move in sampler.backwards:
+            group, partition = move["partition"].split("/", 1)
+            match = [r for r in resets if r["partition"] == partition and r["stage"] == group.split("-")[-1]
+                     and r["stored"] == move["from"] and -10 <= move["at"] - r["at"] <= 10]
+            (explained if match else unexplained).append({**move, **({"broker_end": match[0]["end"]} if match else {})})
+        lost = sorted({(r["partition"], r["stored"] - r["end"]) for r in resets})
+        report_check("the broker kept what it acknowledged (informational: Tansu's, not Genetika's)", True,
+                     {"partitions_the_broker_cut_short": len({p for p, _ in lost}), "offsets_gone": sum(n for _, n in lost)}, [])
+        result["broker_regressions"] = resets
+        report_check("stored offsets never moved backwards (but where the broker's log did)", not unexplained,
+                     {"samples": sampler.samples, "partitions": len(sampler.latest), "backwards": len(unexplained),
+                      "after_a_broker_regression": len(explained)}, unexplained)
         faults = {}
         for entry in nemesis.schedule:
             faults[entry["fault"]] = faults.get(entry["fault"], 0) + 1
