@@ -626,7 +626,60 @@ def secrets_never_printed(genetika, work):
         pg.stop()
 
 
-SCENARIOS = [secrets_never_printed, broker_outage_keeps_data, broker_restart_loses_data, inbox_killed_while_sending, supervisor_gives_up, disk_full,
+def dead_letters_replayed(genetika, work):
+    """Rows dead-lettered by the producer keep their cells; `genetika dead-letters` lists them
+    with file, row, stage and reason; after the configuration is fixed, `--replay` sends exactly
+    the rows that now pass, once (a second replay sends nothing), and lists the others with
+    their new reason."""
+    from genetika_cluster.xlsx import write_xlsx
+    broker = Broker(work)
+    try:
+        data = os.path.join(work, "data")
+        os.makedirs(data)
+        header = ["id", "age", "sex", "weight_kg", "bmi", "diagnosis", "phq9", "enrolled_on"]
+        rows = [header]
+        for i in range(1, 21):
+            age = None if i in (5, 9, 13) else ("abc" if i == 17 else 30 + i)
+            rows.append([i, age, "F", 60.5, 22.0, "MDD", 3, "2024-01-02"])
+        write_xlsx(os.path.join(data, "sim_file1.xlsx"), "intake", rows)
+        path, config = make_config(work, "run", broker, data)
+        config["sources"] = config["sources"][:1]
+        config["sources"][0]["columns"][1]["nullable"] = False   # age required: rows 5, 9, 13 are dead-lettered
+        json.dump(config, open(path, "w"), indent=2)
+        producer = Run(genetika, path, os.path.join(work, "producer.log"), "--stages", "producer", "--exit-when-done")
+        check(producer.wait(120) == 0, f"the producer failed: {producer.text()[-800:]}")
+
+        def dead_letters(*args):
+            result = subprocess.run([genetika, "dead-letters", "--config", path, *args], capture_output=True, text=True, timeout=120)
+            check(result.returncode == 0, f"dead-letters {args} failed: {result.stderr[-800:]}")
+            return result.stdout
+
+        listed = json.loads(dead_letters("--json"))
+        check([(d["row"], d["stage"]) for d in listed] == [(6, "producer"), (10, "producer"), (14, "producer"), (18, "producer")],
+              f"listed dead letters: {listed}")
+        check(all(d["file"].endswith("sim_file1.xlsx") and d["topic"] == "topic1" and d["when"] for d in listed), f"listed: {listed}")
+        check("age: a value is required" in listed[0]["reason"] and "abc" in listed[3]["reason"], f"reasons: {[d['reason'] for d in listed]}")
+        # The fix: age may be empty. Rows 6, 10 and 14 pass now; row 18 (age "abc") still fails.
+        config["sources"][0]["columns"][1]["nullable"] = True
+        json.dump(config, open(path, "w"), indent=2)
+        first = json.loads(dead_letters("--replay", "--json"))
+        outcomes = sorted((d["row"], d["outcome"]) for d in first)
+        check(outcomes == [(6, "sent"), (10, "sent"), (14, "sent"), (18, "still failing")], f"first replay: {outcomes}")
+        check("expected integer" in [d for d in first if d["row"] == 18][0]["new_reason"], f"row 18: {first}")
+        second = json.loads(dead_letters("--replay", "--json"))
+        outcomes = sorted((d["row"], d["outcome"]) for d in second)
+        check(outcomes == [(6, "replayed before"), (10, "replayed before"), (14, "replayed before"), (18, "still failing")],
+              f"second replay: {outcomes}")
+        summary = report(genetika, path, os.path.join(work, "report"))
+        # 16 rows went through at first, 3 more by the replay, each once; id 17 (row 18) never.
+        check(summary["events"]["topic1"] == 19, f"topic1 holds {summary['events']['topic1']} events, expected 16 + 3 replayed")
+        check(summary["ids"] == 19, f"{summary['ids']} ids in topic1, expected 19 (all but id 17)")
+        return "4 dead letters listed with file, row and reason; after the fix 3 sent once, 1 still failing with its new reason; topic1 has 16 + 3 events"
+    finally:
+        broker.kill()
+
+
+SCENARIOS = [secrets_never_printed, dead_letters_replayed, broker_outage_keeps_data, broker_restart_loses_data, inbox_killed_while_sending, supervisor_gives_up, disk_full,
              second_instance_refused, dead_letter_counts_agree, stuck_stage_reported, signals_and_stop_timeout,
              report_on_empty_and_missing_topics]
 

@@ -7,6 +7,12 @@ public struct XlsxRow: Sendable, Equatable {
     public var number: Int
     public var cells: [CellValue]
 
+    /// A row made elsewhere (a dead letter's kept cells, tests).
+    package init(number: Int, cells: [CellValue]) {
+        self.number = number
+        self.cells = cells
+    }
+
     public subscript(column: Int) -> CellValue { column < cells.count ? cells[column] : .empty }
     public var isEmpty: Bool { cells.allSatisfy(\.isEmpty) }
 }

@@ -29,7 +29,7 @@ struct Genetika: AsyncParsableCommand {
         commandName: "genetika",
         abstract: "Streams spreadsheet rows through Kafka into a database and acknowledges each event once all of its parts have arrived.",
         version: GenetikaVersion.string,
-        subcommands: [Run.self, Report.self, Init.self, CheckConfig.self, Validate.self, Inspect.self, Files.self, Version.self])
+        subcommands: [Run.self, Report.self, Init.self, CheckConfig.self, Validate.self, DeadLetterCommand.self, Inspect.self, Files.self, Version.self])
 }
 
 /// `genetika version`: Genetika's version and the librdkafka linked into this binary.

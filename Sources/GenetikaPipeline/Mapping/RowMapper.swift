@@ -26,6 +26,8 @@ public struct RowMapper: Sendable {
     /// For each configured column, its position in the sheet.
     private let positions: [Int]
     private let keyIndex: Int
+    /// The header row's names by position ("" where a cell is not text).
+    public let headers: [String]
     /// `{"name":` for the first column, `,"name":` for the others.
     private let memberPrefixes: [[UInt8]]
 
@@ -49,6 +51,7 @@ public struct RowMapper: Sendable {
                             "header row lacks column(s) \(missing.map { "\"\($0)\"" }.joined(separator: ", ")) (found \(found))")
         }
         self.positions = positions
+        headers = header.cells.map { if case .string(let name) = $0 { name.trimmedWhitespace } else { "" } }
         memberPrefixes = source.columns.enumerated().map { index, column in
             var writer = JSONWriter(reservingCapacity: column.name.utf8.count + 4)
             writer.appendRaw(UInt8(ascii: index == 0 ? "{" : ","))

@@ -298,7 +298,11 @@ public actor ProducerStage: PipelineStage {
                 let payload = JSONWriter.serialize(.object(JSONObject([
                     ("file", .string(file)), ("row", .int(Int64(row.number))), ("topic", .string(topic)),
                     ("reason", .string(error.reason)),
-                    ("cells", .array(row.cells.map { .string($0.description) })),
+                    ("sheet", .string(open.source.sheet ?? "")),
+                    // The row's original cells by header, typed, so that a replay can check them again.
+                    ("cells", .object(JSONObject(open.mapper.headers.enumerated().compactMap { index, name in
+                        name.isEmpty ? nil : (name, DeadLetters.json(row[index]))
+                    }))),
                 ])))
                 try await producer.send(OutgoingMessage(
                     topic: configuration.topics.deadLetter, key: nil, value: payload, timestamp: created,
