@@ -57,7 +57,7 @@ public enum DeadLetters {
         }
     }
 
-    /// Every dead letter in the topic, oldest first per partition.
+    /// Every dead letter in the topic, oldest first.
     public static func list(_ configuration: GenetikaConfiguration, ledgerPath: String) throws -> [Entry] {
         let ledger = try DeadLetterLedger(path: ledgerPath)
         defer { ledger.close() }
@@ -77,7 +77,7 @@ public enum DeadLetters {
             }
             entries.append(entry)
         }
-        return entries.sorted { ($0.partition, $0.offset) < ($1.partition, $1.offset) }
+        return entries.sorted { ($0.timestampMs ?? 0, $0.partition, $0.offset) < ($1.timestampMs ?? 0, $1.partition, $1.offset) }
     }
 
     /// What a replay did with one dead letter.
