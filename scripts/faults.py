@@ -679,7 +679,41 @@ def dead_letters_replayed(genetika, work):
         broker.kill()
 
 
-SCENARIOS = [secrets_never_printed, dead_letters_replayed, broker_outage_keeps_data, broker_restart_loses_data, inbox_killed_while_sending, supervisor_gives_up, disk_full,
+def schema_evolves(genetika, work):
+    """A column added to the configuration is added to the existing table (logged once; old rows
+    NULL); a column whose type changed is refused at start-up with exit 2 and the column's diff,
+    before anything is sent or written."""
+    broker = Broker(work)
+    try:
+        data = generate(genetika, work, 200)
+        path, config = make_config(work, "run", broker, data)
+        first = Run(genetika, path, os.path.join(work, "first.log"), "--exit-when-done")
+        check(first.wait(180) == 0, f"the first run failed: {first.text()[-800:]}")
+        # A type change: refused, exit 2, with the diff; nothing read or written.
+        config["sources"][0]["columns"][1]["type"] = "text"
+        json.dump(config, open(path, "w"), indent=2)
+        refused = Run(genetika, path, os.path.join(work, "refused.log"), "--exit-when-done")
+        check(refused.wait(120) == 2, f"a changed type: exit {refused.process.returncode}, expected 2: {refused.text()[-800:]}")
+        check("data1.age: in the database INTEGER; in the config TEXT" in refused.text(), f"no diff: {refused.text()[-800:]}")
+        check("read 0 rows" in refused.text() or "totals" not in refused.text(), "the refused run read rows")
+        # A new nullable column: added, logged once, old rows NULL.
+        config["sources"][0]["columns"][1]["type"] = "integer"
+        config["sources"][0]["columns"].append({"name": "site", "type": "text"})
+        json.dump(config, open(path, "w"), indent=2)
+        added = Run(genetika, path, os.path.join(work, "added.log"), "--stages", "db", "--exit-when-done")
+        check(added.wait(120) == 0, f"the run with a new column failed: {added.text()[-800:]}")
+        check(added.text().count("added column site") == 1, f"the addition is not logged once: {added.text()[-800:]}")
+        db = sqlite3.connect(config["database"]["url"][len("sqlite://"):])
+        columns = [row[1] for row in db.execute('PRAGMA table_info("data1")')]
+        nulls = db.execute('SELECT count(*) FROM data1 WHERE site IS NULL').fetchone()[0]
+        db.close()
+        check(columns[-1] == "site" and nulls == 200, f"data1 columns {columns}, {nulls} rows with site NULL")
+        return "a changed type refused with exit 2 and its diff; a new column added once, 200 old rows NULL"
+    finally:
+        broker.kill()
+
+
+SCENARIOS = [schema_evolves, secrets_never_printed, dead_letters_replayed, broker_outage_keeps_data, broker_restart_loses_data, inbox_killed_while_sending, supervisor_gives_up, disk_full,
              second_instance_refused, dead_letter_counts_agree, stuck_stage_reported, signals_and_stop_timeout,
              report_on_empty_and_missing_topics]
 
