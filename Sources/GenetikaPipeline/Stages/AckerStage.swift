@@ -163,6 +163,12 @@ public actor AckerStage: ConsumingStage {
                 reportReset("\(beyond); forgetting partition \(beyond.partition.partition) and reading it again from the beginning")
                 try resetPartitions([beyond.partition], consumer: consumer)
                 return
+            } catch let refused as FencedPartitions {
+                // Claimed by another member meanwhile: its read-back, its partitions.
+                fenced.formUnion(refused.partitions)
+                pendingReadBack.subtract(refused.partitions.map(\.partition))
+                counters.fencedWrites(stage: name, count: refused.partitions.count)
+                logger.warning("acker: read-back \(refused)")
             }
         }
         try await reportIncomplete(consumer: consumer, store: store)
@@ -321,6 +327,9 @@ public actor AckerStage: ConsumingStage {
             tracker.revoked(partitions)
             fence?.revoked(partitions)
             fenced.subtract(partitions)
+            // A read-back still due for them is the next owner's: this member no longer owns
+            // those ack partitions (and, with a shared state, must not write their offsets).
+            pendingReadBack.subtract(partitions.map(\.partition))
             if let store, store.shared {
                 // The next owner continues from the shared state; what this member holds goes stale.
                 let numbers = Set(partitions.map(\.partition))
@@ -354,6 +363,8 @@ public actor AckerStage: ConsumingStage {
             if let id = message.keyText { found[partition, default: []].append(id) }
         }
         try store.transaction {
+            // Fenced like a batch: what it records is the shared state of partitions it owns.
+            try store.fence(fence?.epochs.filter { numbers.contains($0.key.partition) } ?? [:])
             for (partition, ids) in found {
                 for id in ids {
                     if partition.topic == ack {
