@@ -76,6 +76,54 @@ public final class PostgresConnection {
         return rows
     }
 
+    /// Runs `COPY … FROM STDIN` (`sql`) with `data` as its input, in the format the statement
+    /// names; returns the number of rows copied. A refused row fails the whole COPY, and with
+    /// it the transaction it runs in.
+    @discardableResult
+    public func copy(_ sql: String, data: [UInt8]) throws -> Int {
+        guard let connection else { throw PostgresError(message: "connection closed", context: displayURL) }
+        func failure(_ result: OpaquePointer?) -> PostgresError {
+            let message = result.map { String(cString: PQresultErrorMessage($0)) } ?? ""
+            return PostgresError(message: (message.isEmpty ? String(cString: PQerrorMessage(connection)) : message).trimmedWhitespace,
+                                 context: "\(displayURL): \(sql.prefix(120))")
+        }
+        let start = PQexec(connection, sql)
+        guard PQresultStatus(start) == PGRES_COPY_IN else {
+            defer { PQclear(start) }
+            throw failure(start)
+        }
+        PQclear(start)
+        // Blocking connection: each call returns once libpq has taken the bytes (1), or -1.
+        let sent = data.withUnsafeBufferPointer { buffer -> Bool in
+            guard let base = buffer.baseAddress else { return true }
+            return base.withMemoryRebound(to: CChar.self, capacity: buffer.count) { bytes in
+                var offset = 0
+                while offset < buffer.count {
+                    let length = min(buffer.count - offset, 1 << 20)
+                    guard PQputCopyData(connection, bytes + offset, Int32(length)) == 1 else { return false }
+                    offset += length
+                }
+                return true
+            }
+        }
+        // Ending with an error message aborts the COPY on the server (nothing copied).
+        guard PQputCopyEnd(connection, sent ? nil : "genetika: sending COPY data failed") == 1 else {
+            throw PostgresError(message: String(cString: PQerrorMessage(connection)).trimmedWhitespace, context: "\(displayURL): \(sql.prefix(120))")
+        }
+        var copied = 0
+        var error: PostgresError?
+        while let result = PQgetResult(connection) {
+            defer { PQclear(result) }
+            if PQresultStatus(result) == PGRES_COMMAND_OK {
+                copied = Int(String(cString: PQcmdTuples(result))) ?? 0
+            } else if error == nil {
+                error = failure(result)
+            }
+        }
+        if let error { throw error }
+        return copied
+    }
+
     /// Runs `body` inside `BEGIN … COMMIT`; rolls back if it throws.
     public func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN")

@@ -1,19 +1,63 @@
 import GenetikaSupport
-/// PostgreSQL tables: the same scheme as SQLite — a batch's rows (multi-row `INSERT … ON
-/// CONFLICT (id) DO UPDATE`) and its offsets in one transaction — with native column types.
+/// PostgreSQL tables: the same scheme as SQLite — a batch's rows and its offsets in one
+/// transaction — with native column types. A batch's rows reach each table by `COPY` into a
+/// temporary staging table and one `INSERT … SELECT … ON CONFLICT (id) DO UPDATE` from it
+/// (docs/architecture.md, "Databases", says why and what else was measured).
 /// Several Genetika processes may share one database: offsets are per consumer group and
 /// partition, and a partition has one owner at a time.
 public final class PostgresTableSink: TableSink {
+    /// How a batch's rows reach their tables. All three leave the same tables; `copy` is the
+    /// one Genetika runs, the others stay to measure it against (`GENETIKA_PG_WRITE_PATH`) and
+    /// to test it against.
+    public enum WritePath: String, Sendable, CaseIterable {
+        /// `COPY` (text format) into a staging table, then one `INSERT … SELECT … ON CONFLICT`.
+        case copy
+        /// Multi-row `INSERT … VALUES (…), (…) … ON CONFLICT` with text parameters.
+        case insert
+        /// One `INSERT … ON CONFLICT` per row, in the batch's order: the plain semantics.
+        case rowAtATime = "row"
+
+        /// The path `name` names (`copy` when nil or empty); throws for any other name.
+        public static func named(_ name: String?) throws -> WritePath {
+            guard let name, !name.isEmpty else { return .copy }
+            guard let path = WritePath(rawValue: name) else {
+                throw PostgresError(message: "expected one of \(allCases.map(\.rawValue).joined(separator: ", "))", context: "write path \(name)")
+            }
+            return path
+        }
+    }
+
     let connection: PostgresConnection
     let sources: [TableSchema]
     let owners: PartitionOwners
+    let writePath: WritePath
+    /// Each source's key column (its index in the row's values).
+    private let keyIndexes: [Int]
+    /// Each source's `COPY` into its staging table and upsert from it.
+    private let copySQL: [(copy: String, upsert: String)]
+    /// Whether this session has its staging tables yet (temporary: one set per connection).
+    private var staged = false
     /// PostgreSQL allows 65,535 parameters per statement.
     static let maxParameters = 65_000
 
-    public init(url: String, tables sources: [TableSchema]) throws {
+    public init(url: String, tables sources: [TableSchema], writePath: WritePath = .copy) throws {
         connection = try PostgresConnection(url: url)
         owners = PartitionOwners(connection: connection)
         self.sources = sources
+        self.writePath = writePath
+        keyIndexes = sources.map { source in source.columns.firstIndex { $0.name == source.key } ?? 0 }
+        copySQL = sources.indices.map { index in
+            let source = sources[index]
+            let names = source.columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
+            let staging = "pg_temp." + Self.stagingTable(index)
+            return ("COPY \(staging) (\(names)) FROM STDIN", source.upsertSQL(from: "SELECT \(names) FROM \(staging)"))
+        }
+    }
+
+    /// The staging table of source `index`: the source's columns and types, no constraints
+    /// (the target table checks them), emptied at each commit.
+    static func stagingTable(_ index: Int) -> String {
+        quoteIdentifier("genetika_stage_\(index)")
     }
 
     static func sqlType(_ type: ColumnType) -> String {
@@ -143,29 +187,26 @@ public final class PostgresTableSink: TableSink {
     }
 
     public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String, fence: [TopicPartition: Int64]) throws {
+        if writePath == .copy && !staged {
+            // Outside the batch's transaction: a rolled-back CREATE would take the tables with it.
+            for (index, source) in sources.enumerated() {
+                let columns = source.columns.map { "\(quoteIdentifier($0.name)) \(Self.sqlType($0.type))" }
+                try connection.execute("CREATE TEMPORARY TABLE IF NOT EXISTS \(Self.stagingTable(index)) (\(columns.joined(separator: ", "))) ON COMMIT DELETE ROWS")
+            }
+            staged = true
+        }
         try connection.transaction {
             // First, and locked until the commit: a claim by another member waits for this batch.
             let fenced = try owners.fenced(group: group, epochs: fence)
             if !fenced.isEmpty { throw FencedPartitions(partitions: fenced) }
-            for (index, source) in sources.enumerated() {
-                // One statement may not touch an id twice: keep each id's latest event.
-                let keyIndex = source.columns.firstIndex { $0.name == source.key } ?? 0
-                var latest: [FieldValue: Int] = [:]
-                var unique: [[FieldValue]] = []
-                for row in rows where row.source == index {
-                    if let at = latest[row.values[keyIndex]] {
-                        unique[at] = row.values
-                    } else {
-                        latest[row.values[keyIndex]] = unique.count
-                        unique.append(row.values)
-                    }
-                }
-                let perStatement = max(1, Self.maxParameters / source.columns.count)
-                var start = 0
-                while start < unique.count {
-                    let chunk = unique[start..<min(start + perStatement, unique.count)]
-                    try connection.query(upsert(source, rows: chunk.count), chunk.flatMap { $0.map(\.postgresText) })
-                    start += chunk.count
+            switch writePath {
+            case .copy: try copyRows(rows)
+            case .insert: try insertRows(rows)
+            case .rowAtATime:
+                for row in rows {
+                    let source = sources[row.source]
+                    let values = "(" + (1...source.columns.count).map { "$\($0)" }.joined(separator: ", ") + ")"
+                    try connection.query(source.upsertSQL(from: "VALUES " + values), row.values.map(\.postgresText))
                 }
             }
             if !offsets.isEmpty {
@@ -179,10 +220,58 @@ public final class PostgresTableSink: TableSink {
         }
     }
 
+    /// Each source's rows, its latest event per id (one statement may not touch a row twice),
+    /// in first-seen order.
+    private func latestPerId(_ rows: [SinkRow], source index: Int) -> [[FieldValue]] {
+        let keyIndex = keyIndexes[index]
+        var latest: [FieldValue: Int] = [:]
+        var unique: [[FieldValue]] = []
+        for row in rows where row.source == index {
+            if let at = latest[row.values[keyIndex]] {
+                unique[at] = row.values
+            } else {
+                latest[row.values[keyIndex]] = unique.count
+                unique.append(row.values)
+            }
+        }
+        return unique
+    }
+
+    private func copyRows(_ rows: [SinkRow]) throws {
+        for index in sources.indices {
+            let unique = latestPerId(rows, source: index)
+            guard !unique.isEmpty else { continue }
+            var data: [UInt8] = []
+            data.reserveCapacity(unique.count * sources[index].columns.count * 12)
+            for values in unique {
+                for (column, value) in values.enumerated() {
+                    if column > 0 { data.append(0x09) }
+                    value.appendCopyText(to: &data)
+                }
+                data.append(0x0A)
+            }
+            try connection.copy(copySQL[index].copy, data: data)
+            try connection.execute(copySQL[index].upsert)
+        }
+    }
+
+    private func insertRows(_ rows: [SinkRow]) throws {
+        for (index, source) in sources.enumerated() {
+            let unique = latestPerId(rows, source: index)
+            let perStatement = max(1, Self.maxParameters / source.columns.count)
+            var start = 0
+            while start < unique.count {
+                let chunk = unique[start..<min(start + perStatement, unique.count)]
+                try connection.query(upsert(source, rows: chunk.count), chunk.flatMap { $0.map(\.postgresText) })
+                start += chunk.count
+            }
+        }
+    }
+
     private func upsert(_ source: TableSchema, rows: Int) -> String {
         let width = source.columns.count
         let tuples = (0..<rows).map { row in "(" + (1...width).map { "$\(row * width + $0)" }.joined(separator: ", ") + ")" }
-        return source.upsertSQL(values: tuples.joined(separator: ", "))
+        return source.upsertSQL(from: "VALUES " + tuples.joined(separator: ", "))
     }
 
     public func close() {
@@ -199,6 +288,30 @@ extension FieldValue {
         case .real(let v): v.description
         case .text(let v), .temporal(let v): v
         case .boolean(let v): v ? "true" : "false"
+        }
+    }
+}
+
+extension FieldValue {
+    /// Appends the value in `COPY`'s text format: `\N` for NULL, and in text a backslash, tab,
+    /// newline and carriage return escaped (the format's delimiters); everything else verbatim
+    /// UTF-8.
+    func appendCopyText(to out: inout [UInt8]) {
+        switch self {
+        case .null: out.append(contentsOf: [0x5C, 0x4E])
+        case .integer(let v): out.append(contentsOf: String(v).utf8)
+        case .real(let v): out.append(contentsOf: v.description.utf8)
+        case .boolean(let v): out.append(v ? 0x74 : 0x66)
+        case .text(let v), .temporal(let v):
+            for byte in v.utf8 {
+                switch byte {
+                case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+                case 0x09: out.append(contentsOf: [0x5C, 0x74])
+                case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
+                case 0x0D: out.append(contentsOf: [0x5C, 0x72])
+                default: out.append(byte)
+                }
+            }
         }
     }
 }

@@ -180,7 +180,7 @@ public final class SQLiteTableSink: TableSink {
         }
         statements = (
             upserts: try sources.map {
-                try connection.prepare($0.upsertSQL(values: "(" + Array(repeating: "?", count: $0.columns.count).joined(separator: ", ") + ")"))
+                try connection.prepare($0.upsertSQL(from: "VALUES (" + Array(repeating: "?", count: $0.columns.count).joined(separator: ", ") + ")"))
             },
             offsets: try connection.prepare("""
                 INSERT INTO genetika_offsets (consumer_group, topic, partition, next_offset) VALUES (?, ?, ?, ?)
@@ -302,13 +302,13 @@ extension TableSchema {
         return "CREATE TABLE IF NOT EXISTS \(quoteIdentifier(table)) (\(columns.joined(separator: ", ")))"
     }
 
-    /// `INSERT … VALUES <values> ON CONFLICT (key) DO UPDATE SET …`: upsert by id, the row
-    /// taking the latest event's values.
-    func upsertSQL(values: String) -> String {
+    /// `INSERT … <rows> ON CONFLICT (key) DO UPDATE SET …`, `rows` a `VALUES` list or a
+    /// `SELECT`: upsert by id, the row taking the latest event's values.
+    func upsertSQL(from rows: String) -> String {
         let names = columns.map { quoteIdentifier($0.name) }
         let updates = columns.filter { $0.name != key }.map { "\(quoteIdentifier($0.name)) = excluded.\(quoteIdentifier($0.name))" }
         let conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
-        return "INSERT INTO \(quoteIdentifier(table)) (\(names.joined(separator: ", "))) VALUES \(values) ON CONFLICT (\(quoteIdentifier(key))) \(conflict)"
+        return "INSERT INTO \(quoteIdentifier(table)) (\(names.joined(separator: ", "))) \(rows) ON CONFLICT (\(quoteIdentifier(key))) \(conflict)"
     }
 }
 

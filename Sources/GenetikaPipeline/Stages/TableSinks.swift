@@ -1,3 +1,4 @@
+import Foundation
 import GenetikaStorage
 
 /// Opens the sink that a database URL names.
@@ -11,7 +12,10 @@ public enum TableSinks {
         if let path = sqlitePath(url: url, configuration: configuration) {
             return try SQLiteTableSink(path: path, tables: configuration.sources.map(\.schema))
         }
-        return try PostgresTableSink(url: url, tables: configuration.sources.map(\.schema))
+        // A measurement knob, not configuration: `make bench` times the write paths against
+        // each other with it (docs/benchmarks.md). Unknown values are refused, not ignored.
+        let path = try PostgresTableSink.WritePath.named(ProcessInfo.processInfo.environment["GENETIKA_PG_WRITE_PATH"])
+        return try PostgresTableSink(url: url, tables: configuration.sources.map(\.schema), writePath: path)
     }
 }
 
