@@ -6,6 +6,7 @@ ratios and writes them to docs/benchmarks.md. Targets are reported, never assert
 
 Run through scripts/bench.sh, which installs what this needs first."""
 import argparse
+import contextlib
 import datetime
 import json
 import statistics
@@ -22,6 +23,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TOPICS = ["topic1", "topic2", "topic3"]
+sys.path.insert(0, str(ROOT / "scripts"))
+from genetika_cluster import Postgres  # noqa: E402
 
 
 def log(text):
@@ -121,12 +124,12 @@ class Timed:
         raise RuntimeError(f"timed out waiting for {pattern!r} in {self.stderr_path}")
 
 
-def genetika_config(path, data, state, broker, **producer):
+def genetika_config(path, data, state, broker, database=None, **producer):
     config = json.loads((ROOT / "config.json").read_text())
     config["kafka"]["bootstrapServers"] = broker.bootstrap
     for source in config["sources"]:
         source["file"] = str(data / pathlib.Path(source["file"]).name)
-    config["database"]["url"] = f"sqlite://{state}/genetika.db"
+    config["database"]["url"] = database or f"sqlite://{state}/genetika.db"
     config["stateDirectory"] = str(state)
     config["observability"]["port"] = free_port()
     config["stages"]["producer"].update(producer)
@@ -149,16 +152,36 @@ def report(genetika, config, out):
             "acks": summary.get("acks"), "ids": summary.get("ids")}
 
 
-def run_genetika(args, work, data, rows, name, **producer):
-    with Broker(work, name) as broker:
+class FreshPostgres:
+    """A throwaway PostgreSQL cluster for one run (genetika_cluster.Postgres, default settings
+    but for the port), removed afterwards; `cpu_seconds` is the whole server's CPU so far."""
+
+    def __init__(self, work, name):
+        self.dir = work / f"pg-{name}"
+
+    def __enter__(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        self.server = Postgres(str(self.dir))
+        return self.server
+
+    def __exit__(self, *exc):
+        self.server.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_genetika(args, work, data, rows, name, postgres=False, **producer):
+    with Broker(work, name) as broker, (FreshPostgres(work, name) if postgres else contextlib.nullcontext()) as pg:
         state = work / f"{name}-state"
         shutil.rmtree(state, ignore_errors=True)
-        config = genetika_config(work / f"{name}.json", data, state, broker, **producer)
+        config = genetika_config(work / f"{name}.json", data, state, broker, database=pg.url if pg else None, **producer)
         cpu0 = broker.cpu_seconds()
+        pg_cpu0 = pg.cpu_seconds() if pg else None
         summary_path = work / f"{name}-summary.json"
         run = Timed([args.genetika, "run", "--config", str(config), "--exit-when-done", "--summary", str(summary_path)],
                     work, name, stdout=subprocess.DEVNULL).wait(args.timeout)
         broker_cpu = broker.cpu_seconds() - cpu0 if cpu0 is not None else None
+        pg_cpu = pg.cpu_seconds() - pg_cpu0 if pg_cpu0 is not None else None
         s = json.loads(summary_path.read_text())
         total = 3 * rows
         if s["rows_written"] != total or s["acks"] != rows:
@@ -172,23 +195,25 @@ def run_genetika(args, work, data, rows, name, **producer):
             "acker_events_per_second": (3 * acker_span["per_second"]) if acker_span.get("per_second") else None,
             "peak_rss_mb": run.rss_kb / 1024, "cpu_seconds": run.cpu, "broker_cpu_seconds": broker_cpu,
             "delay": report(args.genetika, config, work / f"{name}-report"),
-            "delay_split": s.get("ack_delay_split_ms"),
+            "delay_split": s.get("ack_delay_split_ms"), "postgres_cpu_seconds": pg_cpu,
         }
+        if pg:
+            result["postgres_settings"] = pg.settings()
         if args.dump_events is not None and name == "genetika":
             dump_events(broker, args.dump_events)
         return result
 
 
-def run_genetika_repeated(args, work, data, rows, name):
+def run_genetika_repeated(args, work, data, rows, name, postgres=False):
     """`run_genetika` `args.repeat` times (each run checked for exact counts): single runs on
     this two-core machine vary by ±15 %, so each figure is the median of its runs, taken figure by
     figure; `runs` keeps every run's rate, CPU and peak RSS for the table."""
-    runs = [run_genetika(args, work, data, rows, name if i == 0 else f"{name}-{i + 1}") for i in range(args.repeat)]
+    runs = [run_genetika(args, work, data, rows, name if i == 0 else f"{name}-{i + 1}", postgres=postgres) for i in range(args.repeat)]
     if len(runs) == 1:
         return runs[0]
     result = dict(runs[0])
     for key in ("e2e_seconds", "e2e_rows_per_second", "producer_rows_per_second", "db_rows_per_second",
-                "acker_events_per_second", "peak_rss_mb", "cpu_seconds", "broker_cpu_seconds"):
+                "acker_events_per_second", "peak_rss_mb", "cpu_seconds", "broker_cpu_seconds", "postgres_cpu_seconds"):
         values = [x[key] for x in runs if x.get(key) is not None]
         result[key] = statistics.median(values) if values else None
     result["delay"] = dict(runs[0]["delay"], p50=statistics.median(x["delay"]["p50"] for x in runs),
@@ -196,7 +221,7 @@ def run_genetika_repeated(args, work, data, rows, name):
     splits = [x.get("delay_split") or {} for x in runs]
     result["delay_split"] = {part: {q: statistics.median(s[part][q] for s in splits) for q in ("p50", "p99")}
                              for part in ("to_acker", "in_acker") if all(s.get(part) for s in splits)}
-    result["runs"] = [{k: x[k] for k in ("e2e_rows_per_second", "cpu_seconds", "peak_rss_mb")} for x in runs]
+    result["runs"] = [{k: x.get(k) for k in ("e2e_rows_per_second", "cpu_seconds", "peak_rss_mb", "postgres_cpu_seconds")} for x in runs]
     return result
 
 
@@ -327,6 +352,108 @@ def run_stages_alone(args, work, data, rows):
     return results
 
 
+def run_db_alone(args, work, data, rows, name, postgres, write_path=None):
+    """The DB stage alone: the producer fills the topics first (not timed), then `--stages db`
+    consumes them to the end into SQLite or a fresh PostgreSQL. Rows/s from the stage's span."""
+    with Broker(work, name) as broker, (FreshPostgres(work, name) if postgres else contextlib.nullcontext()) as pg:
+        state = work / f"{name}-state"
+        shutil.rmtree(state, ignore_errors=True)
+        config = genetika_config(work / f"{name}.json", data, state, broker, database=pg.url if pg else None)
+        Timed([args.genetika, "run", "--config", str(config), "--stages", "producer", "--exit-when-done"],
+              work, f"{name}-producer", stdout=subprocess.DEVNULL).wait(args.timeout)
+        summary_path = work / f"{name}-summary.json"
+        env = dict(os.environ, GENETIKA_PG_WRITE_PATH=write_path) if write_path else None
+        pg_cpu0 = pg.cpu_seconds() if pg else None
+        run = Timed([args.genetika, "run", "--config", str(config), "--stages", "db", "--exit-when-done",
+                     "--summary", str(summary_path)], work, name, env=env, stdout=subprocess.DEVNULL).wait(args.timeout)
+        pg_cpu = pg.cpu_seconds() - pg_cpu0 if pg_cpu0 is not None else None
+        s = json.loads(summary_path.read_text())
+        if s["rows_written"] != 3 * rows:
+            raise RuntimeError(f"{name}: wrote {s['rows_written']} rows, expected {3 * rows}")
+        seconds = (s["stages"]["db"]["last_ms"] - s["stages"]["db"]["first_ms"]) / 1000
+        return {"rows_per_second": 3 * rows / seconds if seconds > 0 else None, "cpu_seconds": run.cpu,
+                "postgres_cpu_seconds": pg_cpu}
+
+
+def run_db_alone_repeated(args, work, data, rows, name, postgres, write_path=None):
+    runs = [run_db_alone(args, work, data, rows, f"{name}-{i + 1}", postgres, write_path) for i in range(args.repeat)]
+    result = {key: statistics.median(x[key] for x in runs) if all(x[key] is not None for x in runs) else None
+              for key in runs[0]}
+    result["runs"] = [x["rows_per_second"] for x in runs]
+    return result
+
+
+def run_postgres(args, work, data, large, results):
+    """The PostgreSQL section: the whole pipeline at both sizes and the DB stage alone (each
+    write path of `--pg-write-paths`), each beside SQLite's figure from the same `make bench`."""
+    pg = {}
+    if "genetika" not in results:
+        log(f"SQLite, flat out, 3 × {args.rows:,} rows")
+        results["genetika"] = run_genetika_repeated(args, work, data, args.rows, "genetika")
+    log(f"PostgreSQL, flat out, 3 × {args.rows:,} rows")
+    pg["small"] = run_genetika_repeated(args, work, data, args.rows, "pg", postgres=True)
+    if "genetika_large" not in results:
+        log(f"SQLite, flat out, 3 × {args.large_rows:,} rows")
+        results["genetika_large"] = run_genetika_repeated(args, work, large, args.large_rows, "genetika-large")
+    log(f"PostgreSQL, flat out, 3 × {args.large_rows:,} rows")
+    pg["large"] = run_genetika_repeated(args, work, large, args.large_rows, "pg-large", postgres=True)
+    log(f"the DB stage alone into SQLite, 3 × {args.rows:,} rows")
+    pg["db_alone_sqlite"] = run_db_alone_repeated(args, work, data, args.rows, "db-alone-sqlite", postgres=False)
+    pg["db_alone"] = {}
+    for path in args.pg_write_paths:
+        log(f"the DB stage alone into PostgreSQL ({path}), 3 × {args.rows:,} rows")
+        pg["db_alone"][path] = run_db_alone_repeated(args, work, data, args.rows, f"db-alone-pg-{path}", postgres=True,
+                                                     write_path=path)
+    results["postgres"] = pg
+
+
+def render_postgres(args, r):
+    g, gl, pg = r["genetika"], r["genetika_large"], r["postgres"]
+    small, large = pg["small"], pg["large"]
+
+    def verdict(ok):
+        return "met" if ok else "**missed**"
+
+    lines = [
+        "<!-- bench-postgres:start -->",
+        "### PostgreSQL beside SQLite (`make bench`)",
+        "",
+        f"The same spreadsheets and broker set-up as above, measured {datetime.date.today().isoformat()} on {machine()}; each",
+        "PostgreSQL run against a fresh local cluster (`initdb`, the server's defaults but for the port) on the",
+        "same machine, so the server's CPU competes with Genetika's and the broker's for the two cores.",
+        f"Server settings: {small.get('postgres_settings', '–')}.",
+        f"Medians of {args.repeat} runs each. Reproduce the section alone: `BENCH_ONLY=postgres make bench`.",
+        "",
+        "| | rows | end-to-end rows/s | producer rows/s | DB rows/s | Genetika CPU s | PostgreSQL CPU s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, x in (("SQLite", g), ("PostgreSQL", small), ("SQLite", gl), ("PostgreSQL", large)):
+        lines.append(f"| {label} | {x['rows']:,} | {fmt(x['e2e_rows_per_second'])} | {fmt(x.get('producer_rows_per_second'))} | "
+                     f"{fmt(x.get('db_rows_per_second'))} | {fmt(x['cpu_seconds'], 1)} | {fmt(x.get('postgres_cpu_seconds'), 1)} |")
+    lines += ["", f"The DB stage alone (`--stages db`, the topics filled beforehand), 3 × {args.rows:,} rows; "
+              "`GENETIKA_PG_WRITE_PATH` picks the write path (`copy` is Genetika's).", "",
+              "| database | write path | rows/s (median) | runs | Genetika CPU s | PostgreSQL CPU s |",
+              "|---|---|---:|---|---:|---:|"]
+    alone = pg["db_alone_sqlite"]
+    lines.append(f"| SQLite | prepared upsert per row | {fmt(alone['rows_per_second'])} | "
+                 f"{', '.join(fmt(x) for x in alone['runs'])} | {fmt(alone['cpu_seconds'], 1)} | – |")
+    for path, x in pg["db_alone"].items():
+        lines.append(f"| PostgreSQL | {path} | {fmt(x['rows_per_second'])} | {', '.join(fmt(v) for v in x['runs'])} | "
+                     f"{fmt(x['cpu_seconds'], 1)} | {fmt(x['postgres_cpu_seconds'], 1)} |")
+    lines += ["", "| target | measured | |", "|---|---|---|"]
+    for label, p, q in ((f"3 × {args.rows:,}", small, g), (f"3 × {args.large_rows:,}", large, gl)):
+        ratio = p["e2e_rows_per_second"] / q["e2e_rows_per_second"]
+        lines.append(f"| PostgreSQL end-to-end ≥ 1.0× SQLite's ({label}) | {ratio:.2f}× | {verdict(ratio >= 1.0)} |")
+    scale = large["e2e_rows_per_second"] / small["e2e_rows_per_second"]
+    lines.append(f"| PostgreSQL 3 × {args.large_rows:,} ≥ 0.9× its 3 × {args.rows:,} rate | {scale:.2f}× | {verdict(scale >= 0.9)} |")
+    copy = pg["db_alone"].get("copy")
+    if copy:
+        lines.append(f"| the DB stage alone on PostgreSQL ≥ 150,000 rows/s (3 × {args.rows:,}) | {fmt(copy['rows_per_second'])} rows/s | "
+                     f"{verdict(copy['rows_per_second'] >= 150_000)} |")
+    lines += ["", "<!-- bench-postgres:end -->"]
+    return "\n".join(lines)
+
+
 def machine():
     cpu = "unknown CPU"
     for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
@@ -359,7 +486,12 @@ def main():
     parser.add_argument("--baseline-timeout", type=int, default=7200)
     parser.add_argument("--write-docs", action="store_true", help="write the results into docs/benchmarks.md")
     parser.add_argument("--transit-only", action="store_true", help="only measure the broker's latency floor (bench/transit.py)")
+    parser.add_argument("--only", choices=["all", "postgres"], default="all",
+                        help="postgres: only the PostgreSQL section and the SQLite runs it compares with (BENCH_ONLY)")
+    parser.add_argument("--pg-write-paths", default="copy,insert",
+                        help="PostgreSQL write paths the DB stage alone is measured with (GENETIKA_PG_WRITE_PATH values)")
     args = parser.parse_args()
+    args.pg_write_paths = [p for p in args.pg_write_paths.split(",") if p]
     args.large_rows = args.large_rows or 4 * args.rows
     args.work.mkdir(parents=True, exist_ok=True)
     args.dump_events = args.work / "events"
@@ -376,8 +508,19 @@ def main():
                            stdout=subprocess.DEVNULL)
         return path
 
-    data, large, paced = dataset(args.rows), dataset(args.large_rows), dataset(args.paced_rows)
     results = {}
+    if args.only == "postgres":
+        args.dump_events = None
+        data, large = dataset(args.rows), dataset(args.large_rows)
+        run_postgres(args, args.work, data, large, results)
+        (args.work / "results-postgres.json").write_text(json.dumps(results, indent=2))
+        text = render_postgres(args, results)
+        print(text)
+        if args.write_docs:
+            write_docs(text, "bench-postgres")
+            log("written to docs/benchmarks.md")
+        return
+    data, large, paced = dataset(args.rows), dataset(args.large_rows), dataset(args.paced_rows)
     log(f"Genetika, flat out, 3 × {args.rows:,} rows")
     results["genetika"] = run_genetika_repeated(args, args.work, data, args.rows, "genetika")
     log(f"kcat, 3 × {args.rows:,} messages (Genetika's events replayed)")
@@ -398,11 +541,15 @@ def main():
         log(f"baseline (Python), paced at {args.rate:,} events/s per topic, 3 × {args.paced_rows:,} rows")
         results["baseline_paced"] = run_baseline(args, args.work, paced, args.paced_rows, "baseline-paced", rate=args.rate)
 
+    run_postgres(args, args.work, data, large, results)
+
     (args.work / "results.json").write_text(json.dumps(results, indent=2))
-    text = render(args, results)
+    text, pg_text = render(args, results), render_postgres(args, results)
     print(text)
+    print(pg_text)
     if args.write_docs:
         write_docs(text)
+        write_docs(pg_text, "bench-postgres")
         log("written to docs/benchmarks.md")
 
 
@@ -517,10 +664,10 @@ def render(args, r):
     return "\n".join(lines)
 
 
-def write_docs(section):
+def write_docs(section, marker="bench"):
     path = ROOT / "docs/benchmarks.md"
     text = path.read_text()
-    pattern = re.compile(r"<!-- bench:start -->.*?<!-- bench:end -->", re.S)
+    pattern = re.compile(rf"<!-- {marker}:start -->.*?<!-- {marker}:end -->", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
 

@@ -162,6 +162,39 @@ class Postgres:
             except subprocess.CalledProcessError:
                 pass
 
+    def cpu_seconds(self):
+        """The server's CPU time so far: the postmaster's own and its exited children's, plus
+        every live child's (backends, checkpointer, WAL writer, autovacuum)."""
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def stat(pid):
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            return int(fields[1]), [int(x) for x in fields[11:15]]  # ppid; utime stime cutime cstime
+        try:
+            postmaster = int(open(f"{self.dir}/data/postmaster.pid").readline())
+            total = sum(stat(postmaster)[1])
+        except (OSError, ValueError):
+            return None
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    parent, times = stat(entry)
+                except (OSError, IndexError, ValueError):
+                    continue
+                if parent == postmaster:
+                    total += times[0] + times[1]
+        return total / tick
+
+    SETTINGS = ("server_version", "shared_buffers", "wal_buffers", "max_wal_size", "checkpoint_timeout", "fsync",
+                "synchronous_commit", "full_page_writes", "wal_level", "work_mem")
+
+    def settings(self):
+        """The server settings a write-heavy benchmark depends on, as `name=value` text."""
+        names = ", ".join(f"'{n}'" for n in self.SETTINGS)
+        rows = self.query(f"SELECT name, setting, coalesce(unit, '') FROM pg_settings WHERE name IN ({names}) ORDER BY name")
+        return ", ".join(f"{name}={value}{'' if unit in ('', '8kB') else ' ' + unit}" if unit != "8kB"
+                         else f"{name}={int(value) * 8} kB" for name, value, unit in rows)
+
     def query(self, sql, timeout=30):
         """Rows of `sql` as lists of text (psql's unaligned output), or raises Failed."""
         result = subprocess.run(in_netns(self.netns, ["psql", self.url, "-v", "ON_ERROR_STOP=1", "-AtF", "\t", "-c", sql]),
