@@ -304,6 +304,15 @@ public final class KafkaConsumer {
         handle.destroy()
     }
 
+    /// Destroys the handle without leaving the group (no LeaveGroup, no revoke callback): the
+    /// coordinator drops the member when its session times out, as if it had crashed. For a
+    /// member that may be its group's leader in the middle of a join, which Tansu 0.6 cannot
+    /// take a LeaveGroup from (see `settleBeforeClose`); a session timeout it handles.
+    public func abandon() {
+        guard handle.beginClose() else { return }
+        handle.destroy(leavingNoTrace: true)
+    }
+
     /// Polls (dropping what arrives) until the member's next assignment arrives (a join
     /// completed, even with no partitions), at most `timeout`: for a member about to close
     /// while it may be in the middle of a join. Tansu 0.6 removes a member that leaves a

@@ -264,9 +264,15 @@ final class KafkaHandle: Sendable {
         closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
     }
 
-    func destroy() {
+    /// Destroys the handle; `leavingNoTrace` (consumers) skips `rd_kafka_consumer_close`'s
+    /// work: no LeaveGroup, no revoke callback, no final commit.
+    func destroy(leavingNoTrace: Bool = false) {
         if destroyed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
-            rd_kafka_destroy(pointer)
+            if leavingNoTrace {
+                rd_kafka_destroy_flags(pointer, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
+            } else {
+                rd_kafka_destroy(pointer)
+            }
         }
     }
 }

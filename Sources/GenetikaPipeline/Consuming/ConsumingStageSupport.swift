@@ -82,13 +82,20 @@ extension ConsumingStage {
             // A stage that fails or starts over while its member owns nothing may be in the
             // middle of a join: it completes it before leaving (see settleBeforeClose: on
             // Tansu, a leader that leaves mid-join leaves its group stuck for good). The
-            // rebalance handler stands aside meanwhile. A stop closes at once.
+            // rebalance handler stands aside meanwhile. A join that does not complete in time
+            // (the broker or the other members slow to answer) is not left but abandoned: the
+            // coordinator expires the member after its session timeout, which Tansu handles.
+            // A stop closes at once.
+            var abandon = false
             if consumer.assignment.isEmpty && !stop.isRequested {
                 box.closing = true
-                consumer.settleBeforeClose(timeout: .seconds(8))
+                if !consumer.settleBeforeClose(timeout: .seconds(8)) {
+                    abandon = true
+                    logger.notice("\(name): the group's join did not complete within 8 s; this member is abandoned without leaving the group (the broker expires it after session.timeout.ms)")
+                }
             }
             box.consumer = nil
-            consumer.close()
+            if abandon { consumer.abandon() } else { consumer.close() }
             progress.lead.remove(name)
         }
         try consumer.subscribe(configuration.sources.map(\.topic))
