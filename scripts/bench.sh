@@ -6,7 +6,7 @@
 # builds, since kcat's own 2.0.2 cannot talk to modern brokers).
 # Environment: ROWS (100000 per spreadsheet), LARGE_ROWS (1000000: the cost-per-row-against-N run), REPEAT (3 runs of each flat-out size, medians reported), PACED_ROWS (20000), RATE (1000 events/s per
 # topic), SKIP_BASELINE=1, BROKER (tansu), BENCH_ONLY=postgres (only the PostgreSQL section and the
-# SQLite runs it compares with). Writes docs/benchmarks.md unless NO_DOCS=1.
+# SQLite runs it compares with) or BENCH_ONLY=failover (only the failover section). Writes docs/benchmarks.md unless NO_DOCS=1.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -35,6 +35,13 @@ GENETIKA="$(swift build -c release --show-bin-path)/genetika"
 
 args=(--genetika "$GENETIKA" --venv "$VENV" --rows "${ROWS:-100000}" --large-rows "${LARGE_ROWS:-1000000}" --paced-rows "${PACED_ROWS:-20000}" --rate "${RATE:-1000}" --repeat "${REPEAT:-3}")
 [ "${SKIP_BASELINE:-0}" = "1" ] && args+=(--skip-baseline)
-[ -n "${BENCH_ONLY:-}" ] && args+=(--only "$BENCH_ONLY")
-[ "${NO_DOCS:-0}" = "1" ] || args+=(--write-docs)
-exec python3 bench/bench.py "${args[@]}"
+docs=()
+[ "${NO_DOCS:-0}" = "1" ] || docs=(--write-docs)
+# Failover: 3 members on 12 partitions, one SIGKILLed after 3 x 100,000 and 3 x 1,000,000 rows.
+failover=("$VENV/bin/python" bench/failover.py --genetika "$GENETIKA" --rows "${ROWS:-100000}" "${LARGE_ROWS:-1000000}" "${docs[@]}")
+case "${BENCH_ONLY:-all}" in
+  all) python3 bench/bench.py "${args[@]}" "${docs[@]}"; exec "${failover[@]}" ;;
+  postgres) exec python3 bench/bench.py "${args[@]}" "${docs[@]}" --only postgres ;;
+  failover) exec "${failover[@]}" ;;
+  *) log "BENCH_ONLY=${BENCH_ONLY}: expected postgres or failover"; exit 2 ;;
+esac

@@ -125,12 +125,13 @@ class Postgres:
     """A throwaway PostgreSQL cluster (trust authentication, user genetika) listening on
     `host:port`, run as the postgres user when this runs as root; `netns` puts it in a namespace."""
 
-    def __init__(self, work, host="127.0.0.1", port=None, netns=None, network=None):
+    def __init__(self, work, host="127.0.0.1", port=None, netns=None, network=None, options=""):
         bins = sorted(d for d in os.listdir("/usr/lib/postgresql") if os.path.isdir(f"/usr/lib/postgresql/{d}/bin"))
         check(bins, "no PostgreSQL server found; run 'make deps'")
         self.bin = f"/usr/lib/postgresql/{bins[-1]}/bin"
         self.dir = os.path.join(work, "pg")
         self.host, self.port, self.netns = host, port or free_port(), netns
+        self.options = options
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(work, 0o755)
         if os.getuid() == 0:
@@ -153,7 +154,7 @@ class Postgres:
 
     def start(self):
         self._owner(["pg_ctl", "-D", f"{self.dir}/data", "-l", f"{self.dir}/server.log", "-w", "-t", "60",
-                     "-o", f"-p {self.port} -k {self.dir} -c listen_addresses={self.host} -c max_connections=200", "start"])
+                     "-o", f"-p {self.port} -k {self.dir} -c listen_addresses={self.host} -c max_connections=200 {self.options}", "start"])
 
     def stop(self, mode="immediate"):
         if os.path.exists(f"{self.dir}/data/postmaster.pid"):

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Where the DB stage's time goes on PostgreSQL: fills the source topics once (the producer
+alone), then runs the DB stage alone into a fresh database once per write path
+(GENETIKA_PG_WRITE_PATH), on a server with pg_stat_statements loaded, and prints per path
+the stage's rows/s, Genetika's CPU, the server's CPU, and the statements that took the
+server's time (calls, total and mean execution time, rows).
+
+  python3 bench/pg_profile.py --genetika .build/release/genetika [--rows 100000] [--paths copy,insert]
+
+A measuring tool for docs/architecture.md ("Databases"); `make bench` reports the figures
+that targets are judged by."""
+import argparse
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import bench  # noqa: E402
+from genetika_cluster import Postgres  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--genetika", required=True)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--paths", default="copy,insert")
+    parser.add_argument("--work", type=pathlib.Path, default=ROOT / ".bench/pg-profile")
+    args = parser.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    data = args.work / "data"
+    subprocess.run([str(pathlib.Path(args.genetika).parent / "genetika-dataset"), "--rows", str(args.rows), "--out", str(data)],
+                   check=True, stdout=subprocess.DEVNULL)
+    pg = Postgres(str(args.work), options="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all")
+    try:
+        pg.query("CREATE EXTENSION pg_stat_statements")
+        print(f"server: {pg.settings()}")
+        with bench.Broker(args.work, "profile") as broker:
+            state = args.work / "producer-state"
+            config = bench.genetika_config(args.work / "producer.json", data, state, broker, database=pg.url)
+            bench.Timed([args.genetika, "run", "--config", str(config), "--stages", "producer", "--exit-when-done"],
+                        args.work, "producer", stdout=subprocess.DEVNULL).wait(900)
+            for path in args.paths.split(","):
+                pg.query("DROP TABLE IF EXISTS data1, data2, data3, genetika_offsets, genetika_topic_ids, genetika_owners CASCADE")
+                pg.query("SELECT pg_stat_statements_reset()")
+                state = args.work / f"{path}-state"
+                config = bench.genetika_config(args.work / f"{path}.json", data, state, broker, database=pg.url)
+                summary = args.work / f"{path}-summary.json"
+                cpu0 = pg.cpu_seconds()
+                run = bench.Timed([args.genetika, "run", "--config", str(config), "--stages", "db", "--exit-when-done",
+                                   "--summary", str(summary)], args.work, f"db-{path}",
+                                  env=dict(bench.os.environ, GENETIKA_PG_WRITE_PATH=path), stdout=subprocess.DEVNULL).wait(900)
+                server_cpu = pg.cpu_seconds() - cpu0
+                s = json.loads(summary.read_text())
+                span = (s["stages"]["db"]["last_ms"] - s["stages"]["db"]["first_ms"]) / 1000
+                print(f"\n== {path}: {s['rows_written']:,} rows in {span:.2f} s = {s['rows_written'] / span:,.0f} rows/s; "
+                      f"Genetika CPU {run.cpu:.1f} s, server CPU {server_cpu:.1f} s")
+                rows = pg.query("""SELECT calls, round(total_exec_time::numeric, 0), round(mean_exec_time::numeric, 2), rows,
+                                          left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
+                                   FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'
+                                   ORDER BY total_exec_time DESC LIMIT 8""")
+                print("| calls | total ms | mean ms | rows | statement |\n|---:|---:|---:|---:|---|")
+                for calls, total, mean, count, query in rows:
+                    print(f"| {calls} | {total} | {mean} | {count} | `{query.replace('|', '/')}` |")
+    finally:
+        pg.stop()
+
+
+if __name__ == "__main__":
+    main()
