@@ -69,14 +69,14 @@ let package = Package(
             linkerSettings: rdkafkaLinkerSettings
         ),
         /// Typed rows and offsets into SQLite and PostgreSQL; the acker's state.
-        .target(name: "GenetikaStorage", dependencies: ["CSQLite", "CPostgres", "GenetikaSupport"]),
+        .target(name: "GenetikaStorage", dependencies: ["CSQLite", "CPostgres", "CLibCrypto", "GenetikaSupport"]),
         /// The ack-delay analysis (`genetika report`).
         .target(name: "GenetikaReport", dependencies: ["GenetikaKafka", "GenetikaJSON", "GenetikaSupport"]),
         /// Configuration, mapping, the stages, the supervisor, observability.
         .target(
             name: "GenetikaPipeline",
             dependencies: [
-                "GenetikaSupport", "GenetikaJSON", "GenetikaXlsx", "GenetikaKafka", "GenetikaStorage", "GenetikaReport", "CLibCrypto", "CPrefetch",
+                "GenetikaSupport", "GenetikaJSON", "GenetikaXlsx", "GenetikaKafka", "GenetikaStorage", "GenetikaReport", "CPrefetch",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -1,5 +1,4 @@
 import CLibXML2
-import Glibc
 
 /// One row of a sheet: its 1-based number and its cells from column A up to the last cell
 /// the sheet defines in that row (missing cells are `.empty`).

@@ -22,33 +22,8 @@ struct Report: ParsableCommand {
         bootstrapLogging(level: .warning)
         let configuration = try loadConfiguration(config)
         let topics = configuration.sources.map(\.topic)
-        var report = AckDelayReport(sourceTopics: topics)
-        try TopicSnapshot(configuration: KafkaClientConfiguration(configuration.kafka))
-            .read(topics + [configuration.topics.ack]) { message in
-                guard let id = message.keyText, let timestamp = message.timestamp else { return }
-                let isAck = message.topic == configuration.topics.ack
-                var claims: [String: Int64?]?
-                if isAck, case .object(let fields)? = try? JSONParser.parse(message.value), case .object(let seen)? = fields["topics"] {
-                    claims = Dictionary(uniqueKeysWithValues: topics.map { topic in
-                        if case .int(let ms)? = seen[topic] { return (topic, Optional(ms)) }
-                        return (topic, nil)
-                    })
-                } else if isAck {
-                    claims = [:]  // an ack without its topics field matches nothing
-                }
-                report.record(id: id, topic: message.topic, timestamp: timestamp, isAck: isAck, partition: message.partition, claims: claims)
-            }
-        // The acker's incomplete reports; a deployment from before they existed has no such topic.
-        let snapshot = TopicSnapshot(configuration: KafkaClientConfiguration(configuration.kafka))
-        let reportsRead: Bool
-        do {
-            try snapshot.read([configuration.topics.incomplete]) { message in
-                if let id = message.keyText { report.recordIncompleteReport(id: id) }
-            }
-            reportsRead = true
-        } catch {
-            reportsRead = false
-        }
+        let (report, reportsRead) = try AckDelayReport.read(kafka: KafkaClientConfiguration(configuration.kafka), sourceTopics: topics,
+                                                            ackTopic: configuration.topics.ack, incompleteTopic: configuration.topics.incomplete)
         print("events: " + topics.map { "\($0) \(report.eventCounts[$0] ?? 0)" }.joined(separator: ", ") + ", \(configuration.topics.ack) \(report.ackCount)")
         print("ids: \(report.ids.count)")
         if let s = report.statistics {

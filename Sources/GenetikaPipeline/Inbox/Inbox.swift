@@ -1,6 +1,6 @@
-import CLibCrypto
 import Foundation
 import Glibc
+import GenetikaStorage
 
 /// A source's inbox folder: the files in it that match the pattern, where taken files go
 /// (`done/`, `failed/`), and which files are complete.
@@ -83,22 +83,11 @@ struct InboxFolder: Sendable {
 
     /// The SHA-256 of a file's content, in hex.
     static func sha256(of file: String) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: file) else {
-            throw InboxError(folder: (file as NSString).deletingLastPathComponent, "cannot open \(file)")
+        do {
+            return try FileDigest.sha256(of: file)
+        } catch let failure as FileDigest.Failure {
+            throw InboxError(folder: (file as NSString).deletingLastPathComponent, failure.description)
         }
-        defer { try? handle.close() }
-        guard let context = EVP_MD_CTX_new() else { throw InboxError(folder: file, "no digest context") }
-        defer { EVP_MD_CTX_free(context) }
-        EVP_DigestInit_ex(context, EVP_sha256(), nil)
-        while true {
-            let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
-            if chunk.isEmpty { break }
-            _ = chunk.withUnsafeBytes { EVP_DigestUpdate(context, $0.baseAddress, $0.count) }
-        }
-        var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var length: UInt32 = 0
-        EVP_DigestFinal_ex(context, &digest, &length)
-        return digest.prefix(Int(length)).map { String(format: "%02x", $0) }.joined()
     }
 }
 

@@ -1,6 +1,5 @@
 import Logging
 import GenetikaSupport
-import GenetikaKafka
 
 /// When and how often the supervisor restarts failed stages.
 public struct RestartPolicy: Sendable {
