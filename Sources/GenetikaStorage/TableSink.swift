@@ -88,11 +88,8 @@ public final class SQLiteTableSink: TableSink {
     /// once a key index outgrows what one batch covers, each commit writes about as many index
     /// pages as the batch has rows in that table, and SQLite writes each page of the WAL with two
     /// system calls (frame header, page). 16 KiB pages hold four times the keys, so a batch
-    /// dirties a quarter of the pages: at 3 × 1,000,000 rows the pipeline's CPU a row fell 5 %
-    /// (15.8 / 15.7 → 14.6 / 15.2 µs, system time 6.6 / 6.9 → 5.1 / 5.2 s), and at 3 × 100,000,
-    /// where the indexes fit in a few batches' pages either way, it did not change. 1 KiB pages
-    /// made it worse (15.6 / 16.4 → 17.9 / 18.6 µs: four times the system calls). Databases
-    /// created with another page size keep it.
+    /// dirties a quarter of the pages (the measurement: docs/benchmarks.md, "Tuning
+    /// decisions"). Databases created with another page size keep it.
     public static let pageSize = 16_384
     /// Bytes of WAL after which SQLite checkpoints (`PRAGMA wal_autocheckpoint`, set in pages).
     static let checkpointBytes = 64 << 20

@@ -46,10 +46,7 @@ public actor AckerStage: ConsumingStage {
     /// The pending log is rewritten once it holds more than `pendingRewriteFactor` rows per
     /// live one plus `pendingSlack`: each rewrite writes the live rows and comes after at least
     /// `pendingRewriteFactor − 1` times as many appends, so rewriting adds at most a third of a
-    /// row per append on average. With 2 (superseded rows outnumbering live ones) the acker
-    /// rewrote 0.75 rows per event at 3 × 1,000,000 rows against 0.23 at 3 × 100,000, a cost per
-    /// event that grew with N; with 4, 0.28 against 0.13, for a log on disk at most twice as
-    /// long (2.3 million rows at mid-run instead of 1.6 million, read once when the stage starts).
+    /// row per append on average (why 4 and not 2: docs/benchmarks.md, "Tuning decisions").
     static let pendingRewriteFactor = 4
     /// Superseded rows the pending log may hold beyond `pendingRewriteFactor` per live one
     /// before it is rewritten (tests make it small).

@@ -68,12 +68,9 @@ public actor ProducerStage: PipelineStage {
     }
 
     /// librdkafka's `linger.ms` for the producer unless `kafka.properties` sets it: 20 ms when
-    /// reading flat out, 5 ms when paced (`ratePerSecond` or `maxDelayMs`). Flat out, batches
-    /// fill long before 20 ms; with 1 ms the broker thread woke about once per row while
-    /// requests were in flight (3,055,545 `poll` calls for 3 × 1,000,000 rows) and the broker
-    /// took a request per few rows. Paced, 20 ms would add up to 20 ms to every event's delay;
-    /// 5 ms (librdkafka's own default) still batches a 1,000 events/s source into a request
-    /// per 5 events.
+    /// reading flat out (batches fill long before), 5 ms when paced (`ratePerSecond` or
+    /// `maxDelayMs`: a longer linger adds to every event's delay). The measurements behind
+    /// both: docs/benchmarks.md, "Tuning decisions".
     static func lingerMs(_ producer: ProducerStageConfiguration) -> String {
         producer.ratePerSecond > 0 || producer.maxDelayMs > 0 ? "5" : "20"
     }
