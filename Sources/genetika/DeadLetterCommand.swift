@@ -12,8 +12,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
         commandName: "dead-letters",
         abstract: "List the dead letters (file, row, stage, reason, when), read from the dead-letter topic; --replay checks each against the current configuration and sends those that now pass to their topic (each once: replays are recorded in the state directory).")
 
-    @Option(name: .shortAndLong, help: "The configuration file.")
-    var config: String = "config.json"
+    @OptionGroup var configFile: ConfigFileOption
 
     @Flag(help: "Print the dead letters (or the replay's outcomes) as JSON.")
     var json = false
@@ -23,7 +22,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
 
     func run() async throws {
         bootstrapLogging(level: .warning)
-        let configuration = try loadConfiguration(config)
+        let configuration = try configFile.load()
         let state = configuration.resolve(configuration.stateDirectory)
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         let ledger = state + "/dead-letters.db"

@@ -9,8 +9,7 @@ struct Files: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the inbox files' records (newest first): source, status, rows sent and dead-lettered, times, where the file went, and why one failed.")
 
-    @Option(name: .shortAndLong, help: "The configuration file.")
-    var config: String = "config.json"
+    @OptionGroup var configFile: ConfigFileOption
 
     @Flag(help: "Print the records as a JSON array.")
     var json = false
@@ -19,7 +18,7 @@ struct Files: ParsableCommand {
     var limit: Int?
 
     func run() throws {
-        let configuration = try loadConfiguration(config)
+        let configuration = try configFile.load()
         let path = ProducerStage.fileRecordsPath(configuration)
         guard FileManager.default.fileExists(atPath: path) else {
             if json { print("[]") } else { print("no inbox file taken yet (no \(path))") }

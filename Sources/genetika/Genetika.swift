@@ -47,12 +47,11 @@ struct CheckConfig: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config", abstract: "Validate a configuration file and print what it describes.")
 
-    @Option(name: .shortAndLong, help: "The configuration file.")
-    var config: String = "config.json"
+    @OptionGroup var configFile: ConfigFileOption
 
     func run() throws {
-        let configuration = try loadConfiguration(config)
-        print("\(config): valid")
+        let configuration = try configFile.load()
+        print("\(configFile.path): valid")
         print("  kafka: \(configuration.kafka.bootstrapServers)")
         for (key, value) in configuration.kafka.properties.sorted(by: { $0.key < $1.key }) {
             print("    \(key) = \(Secrets.isSecretProperty(key) ? "***" : Secrets.redact(value))")
@@ -106,13 +105,19 @@ func bootstrapLogging(level: Logger.Level) {
     }
 }
 
-/// Loads a configuration file; an invalid one prints every problem with its key path to
-/// standard error and exits with status 2.
-func loadConfiguration(_ path: String) throws -> GenetikaConfiguration {
-    do {
-        return try GenetikaConfiguration.load(path: path)
-    } catch let error as ConfigError {
-        FileHandle.standardError.write(Data((error.description + "\n").utf8))
-        throw ExitCode(2)
+/// `--config FILE` (`-c`), the option every command that reads a configuration shares.
+struct ConfigFileOption: ParsableArguments {
+    @Option(name: [.customShort("c"), .customLong("config")], help: "The configuration file.")
+    var path: String = "config.json"
+
+    /// Loads the file; an invalid one prints every problem with its key path to standard error
+    /// and exits with status 2.
+    func load() throws -> GenetikaConfiguration {
+        do {
+            return try GenetikaConfiguration.load(path: path)
+        } catch let error as ConfigError {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(2)
+        }
     }
 }

@@ -12,15 +12,14 @@ struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read the source topics and the ack topic from the beginning (without joining the pipeline's groups), match events by id and report the ack delay.")
 
-    @Option(name: .shortAndLong, help: "The configuration file.")
-    var config: String = "config.json"
+    @OptionGroup var configFile: ConfigFileOption
 
     @Option(help: "Directory for summary.json, timestamps.svg and delay.svg.")
     var out: String = "out/report"
 
     func run() throws {
         bootstrapLogging(level: .warning)
-        let configuration = try loadConfiguration(config)
+        let configuration = try configFile.load()
         let topics = configuration.sources.map(\.topic)
         let (report, reportsRead) = try AckDelayReport.read(kafka: KafkaClientConfiguration(configuration.kafka), sourceTopics: topics,
                                                             ackTopic: configuration.topics.ack, incompleteTopic: configuration.topics.incomplete)

@@ -16,8 +16,7 @@ struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the pipeline's stages (producer, db, acker) until stopped (SIGINT/SIGTERM).")
 
-    @Option(name: .shortAndLong, help: "The configuration file.")
-    var config: String = "config.json"
+    @OptionGroup var configFile: ConfigFileOption
 
     @Option(help: "Stages to run, comma-separated: producer, db, acker.")
     var stages: String = "producer,db,acker"
@@ -48,7 +47,7 @@ struct Run: AsyncParsableCommand {
         // every block of 256 KiB and more in its own mapping, given back when freed.
         _ = mallopt(M_MMAP_THRESHOLD, 256 * 1024)
         let logger = Logger(label: "genetika")
-        let configuration = try loadConfiguration(config)
+        let configuration = try configFile.load()
         var kinds: [StageKind] = []
         for name in stages.split(separator: ",") {
             guard let kind = StageKind(rawValue: name.trimmingCharacters(in: .whitespaces)) else {

@@ -7,8 +7,7 @@ struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Dry run: read every row of the sources (or of FILE.xlsx...), apply the configured types, print each problem with file, sheet, cell, value and what was expected. Sends nothing, writes nothing; exit 1 if any row would be dead-lettered.")
 
-    @Option(name: .shortAndLong, help: "The configuration file.")
-    var config: String = "config.json"
+    @OptionGroup var configFile: ConfigFileOption
 
     @Option(help: "Print at most this many problems per file (all are counted).")
     var limit: Int = 100
@@ -17,7 +16,7 @@ struct Validate: ParsableCommand {
     var files: [String] = []
 
     func run() throws {
-        let configuration = try loadConfiguration(config)
+        let configuration = try configFile.load()
         let results = Validation.run(configuration, files: files)
         if results.isEmpty {
             print("no file to check: the sources have no configured file (inbox sources); name the files to check")
