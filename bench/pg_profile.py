@@ -27,6 +27,7 @@ def main():
     parser.add_argument("--genetika", required=True)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--paths", default="copy,insert")
+    parser.add_argument("--whole", action="store_true", help="the whole pipeline (all three stages) once, instead of the DB stage per path")
     parser.add_argument("--work", type=pathlib.Path, default=ROOT / ".bench/pg-profile")
     args = parser.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
@@ -39,8 +40,17 @@ def main():
         pg.query("CREATE EXTENSION pg_stat_statements")
         print(f"server: {pg.settings()}")
         with bench.Broker(args.work, "profile") as broker:
-            state = args.work / "producer-state"
-            config = bench.genetika_config(args.work / "producer.json", data, state, broker, database=pg.url)
+            if args.whole:
+                pg.query("SELECT pg_stat_statements_reset()")
+                config = bench.genetika_config(args.work / "whole.json", data, args.work / "whole-state", broker, database=pg.url)
+                summary = args.work / "whole-summary.json"
+                cpu0 = pg.cpu_seconds()
+                run = bench.Timed([args.genetika, "run", "--config", str(config), "--exit-when-done", "--summary", str(summary)],
+                                  args.work, "whole", stdout=subprocess.DEVNULL).wait(1800)
+                report(pg, json.loads(summary.read_text()), "whole pipeline", "producer", run.cpu, pg.cpu_seconds() - cpu0)
+                return
+            # The DB stage alone: the topics filled first (not timed), then read once per path.
+            config = bench.genetika_config(args.work / "producer.json", data, args.work / "producer-state", broker, database=pg.url)
             bench.Timed([args.genetika, "run", "--config", str(config), "--stages", "producer", "--exit-when-done"],
                         args.work, "producer", stdout=subprocess.DEVNULL).wait(900)
             for path in args.paths.split(","):
@@ -53,20 +63,22 @@ def main():
                 run = bench.Timed([args.genetika, "run", "--config", str(config), "--stages", "db", "--exit-when-done",
                                    "--summary", str(summary)], args.work, f"db-{path}",
                                   env=dict(bench.os.environ, GENETIKA_PG_WRITE_PATH=path), stdout=subprocess.DEVNULL).wait(900)
-                server_cpu = pg.cpu_seconds() - cpu0
-                s = json.loads(summary.read_text())
-                span = (s["stages"]["db"]["last_ms"] - s["stages"]["db"]["first_ms"]) / 1000
-                print(f"\n== {path}: {s['rows_written']:,} rows in {span:.2f} s = {s['rows_written'] / span:,.0f} rows/s; "
-                      f"Genetika CPU {run.cpu:.1f} s, server CPU {server_cpu:.1f} s")
-                rows = pg.query("""SELECT calls, round(total_exec_time::numeric, 0), round(mean_exec_time::numeric, 2), rows,
-                                          left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
-                                   FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'
-                                   ORDER BY total_exec_time DESC LIMIT 8""")
-                print("| calls | total ms | mean ms | rows | statement |\n|---:|---:|---:|---:|---|")
-                for calls, total, mean, count, query in rows:
-                    print(f"| {calls} | {total} | {mean} | {count} | `{query.replace('|', '/')}` |")
+                report(pg, json.loads(summary.read_text()), path, "db", run.cpu, pg.cpu_seconds() - cpu0)
     finally:
         pg.stop()
+
+
+def report(pg, s, label, span_stage, genetika_cpu, server_cpu):
+    span = (max(st["last_ms"] for st in s["stages"].values() if st.get("last_ms")) - s["stages"][span_stage]["first_ms"]) / 1000
+    print(f"\n== {label}: {s['rows_written']:,} rows in {span:.2f} s = {s['rows_written'] / span:,.0f} rows/s; "
+          f"Genetika CPU {genetika_cpu:.1f} s, server CPU {server_cpu:.1f} s")
+    rows = pg.query("""SELECT calls, round(total_exec_time::numeric, 0), round(mean_exec_time::numeric, 2), rows,
+                              left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
+                       FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'
+                       ORDER BY total_exec_time DESC LIMIT 10""")
+    print("| calls | total ms | mean ms | rows | statement |\n|---:|---:|---:|---:|---|")
+    for calls, total, mean, count, query in rows:
+        print(f"| {calls} | {total} | {mean} | {count} | `{query.replace('|', '/')}` |")
 
 
 if __name__ == "__main__":
