@@ -13,7 +13,7 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
         var stage: String
         var state: Supervisor.StageState
         var lag: Int64 = 0
-        var lastProgress = ContinuousClock.now
+        var lastProgress: ContinuousClock.Instant
         var busy: (what: String, since: ContinuousClock.Instant)?
         var note: String?
         var lastError: String?
@@ -23,11 +23,16 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
     private let brokersDown = Mutex<[String: (since: ContinuousClock.Instant, reason: String)]>([:])
     public let stuckAfter: Duration
     public let brokerGrace: Duration
+    /// The clock every age is measured on; tests pass one they move by hand.
+    private let now: @Sendable () -> ContinuousClock.Instant
 
-    public init(stages: [String] = [], stuckAfter: Duration = .seconds(60), brokerGrace: Duration = .seconds(2)) {
+    public init(stages: [String] = [], stuckAfter: Duration = .seconds(60), brokerGrace: Duration = .seconds(2),
+                now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
         self.stuckAfter = stuckAfter
         self.brokerGrace = brokerGrace
-        entries.withLock { $0 = stages.map { Entry(stage: $0, state: .starting) } }
+        self.now = now
+        let started = now()
+        entries.withLock { $0 = stages.map { Entry(stage: $0, state: .starting, lastProgress: started) } }
     }
 
     private func update(_ stage: String, _ body: (inout Entry) -> Void) {
@@ -35,7 +40,7 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
             if let index = list.firstIndex(where: { $0.stage == stage }) {
                 body(&list[index])
             } else {
-                var entry = Entry(stage: stage, state: .starting)
+                var entry = Entry(stage: stage, state: .starting, lastProgress: now())
                 body(&entry)
                 list.append(entry)
             }
@@ -45,7 +50,7 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
     public func set(_ stage: String, _ state: Supervisor.StageState) {
         update(stage) { entry in
             if state == .running && entry.state != .running {
-                entry.lastProgress = .now
+                entry.lastProgress = now()
                 entry.busy = nil
             }
             entry.state = state
@@ -55,7 +60,7 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
     /// The stage committed work; `lag` is what it still has to read (events).
     public func progressed(_ stage: String, lag: Int64? = nil) {
         update(stage) { entry in
-            entry.lastProgress = .now
+            entry.lastProgress = now()
             if let lag { entry.lag = lag }
         }
     }
@@ -67,7 +72,8 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
 
     /// The stage is in one long step (`what`), until `idle`.
     public func busy(_ stage: String, _ what: String) {
-        update(stage) { $0.busy = (what, .now) }
+        let at = now()
+        update(stage) { $0.busy = (what, at) }
     }
 
     public func idle(_ stage: String) {
@@ -85,8 +91,9 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
     }
 
     public func brokersDown(client: String, reason: String) {
+        let at = now()
         brokersDown.withLock { map in
-            if map[client] == nil { map[client] = (.now, reason) }
+            if map[client] == nil { map[client] = (at, reason) }
         }
     }
 
@@ -98,7 +105,7 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
     public var problems: [String] {
         var problems = list.isEmpty ? ["no stages"] : []
         problems += entries.withLock { $0 }.compactMap(problem)
-        let now = ContinuousClock.now
+        let now = self.now()
         for (client, down) in brokersDown.withLock({ $0 }).sorted(by: { $0.key < $1.key }) where now - down.since > brokerGrace {
             problems.append("Kafka client \(client) has reached no broker for \(Self.seconds(now - down.since)) s: \(down.reason)")
         }
@@ -109,7 +116,7 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
 
     /// What is wrong with one stage, if anything.
     private func problem(_ entry: Entry) -> String? {
-        let now = ContinuousClock.now
+        let now = self.now()
         switch entry.state {
         case .running:
             if let busy = entry.busy, now - busy.since > stuckAfter {
@@ -137,7 +144,7 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
     /// `/health`: 200 when healthy, 503 otherwise; the stages' states, the problems, and per
     /// stage its lag, seconds since its last progress and its latest note.
     public func response() -> HTTPEndpoint.Response {
-        let now = ContinuousClock.now
+        let now = self.now()
         let list = entries.withLock { $0 }
         let problems = problems
         let stages = JSONObject(list.map { ($0.stage, JSONValue.string($0.state.rawValue)) })
