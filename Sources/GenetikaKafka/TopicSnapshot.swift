@@ -77,7 +77,7 @@ extension KafkaConsumer {
             remaining.subtract(partitionsAtEnd)
             if ContinuousClock.now - started >= patience {
                 for partition in remaining.sorted() where !received.contains(partition) {
-                    if let start = partitions[partition], let end = endBefore(start, in: partition) {
+                    if let start = partitions[partition], let end = confirmedEndBefore(start, in: partition) {
                         throw PartitionBeyondEnd(partition: partition, offset: start, end: end)
                     }
                 }

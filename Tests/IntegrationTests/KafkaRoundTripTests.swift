@@ -91,6 +91,44 @@ struct KafkaRoundTripTests {
         }
     }
 
+    @Test("an offset is taken to lie beyond a partition's end only on the broker's answer to a fresh fetch, asked twice",
+          .timeLimit(.minutes(2)))
+    func endBeyondIsConfirmed() async throws {
+        let broker = try await TestBroker.start()
+        defer { broker.stop() }
+        let topic = TestBroker.uniqueName("cachedend")
+        try await broker.createTopics([topic], partitions: 1)
+        let partition = TopicPartition(topic, 0)
+        let producer = try KafkaProducer(configuration: broker.clientConfiguration(), name: "cached-end-producer")
+        func produce(_ count: Int) async throws {
+            for i in 0..<count {
+                _ = try await producer.send(OutgoingMessage(topic: topic, partition: 0, key: Array("k\(i)".utf8), value: [1]))
+            }
+        }
+        try await produce(10)
+        let reader = try KafkaConsumer(configuration: broker.clientConfiguration(), groupId: TestBroker.uniqueName("cachedend"),
+                                       name: "cached-end-reader")
+        defer { reader.close() }
+        var read = 0
+        try reader.readToEnd([partition: KafkaOffset.beginning], timeout: .seconds(60)) { _ in read += 1 }
+        #expect(read == 10)
+        try await produce(15)
+        await producer.shutdown()
+        // Reading from 20 gets the 5 events there and ends: no beyond-end error.
+        var tail: [Int64] = []
+        try reader.readToEnd([partition: 20], timeout: .seconds(60)) { tail.append($0.offset) }
+        #expect(tail == Array(20..<25))
+        // 25 is the end (not beyond it); 40 lies beyond, and the end the broker gave is reported.
+        #expect(reader.confirmedEndBefore(25, in: partition, recheck: .milliseconds(200)) == nil)
+        let started = ContinuousClock.now
+        #expect(reader.confirmedEndBefore(40, in: partition, recheck: .milliseconds(500)) == 25)
+        #expect(ContinuousClock.now - started >= .milliseconds(500), "the answer is asked for twice, recheck apart")
+        // The stage-facing check: a read from 40 fails with the partition's end, not a timeout.
+        #expect(throws: PartitionBeyondEnd.self) {
+            try reader.readToEnd([partition: 40], timeout: .seconds(60), patience: .milliseconds(500)) { _ in }
+        }
+    }
+
     @Test("1,000 keyed messages go through a consumer group; after a commit and restart nothing is redelivered")
     func roundTripWithoutRedelivery() async throws {
         let broker = try await TestBroker.start()

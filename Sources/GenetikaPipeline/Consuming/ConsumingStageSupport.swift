@@ -194,14 +194,19 @@ struct ResetDetector {
         let now = ContinuousClock.now
         var found: [(TopicPartition, Int64, Int64)] = []
         for partition in consumer.assignment.sorted() {
-            guard let next = tracker.next[partition], let high = consumer.endBefore(next, in: partition) else {
+            guard let next = tracker.next[partition], consumer.endBefore(next, in: partition) != nil else {
                 since[partition] = nil
                 continue
             }
             if let start = since[partition] {
                 if now - start >= patience {
-                    found.append((partition, next, high))
-                    since[partition] = nil
+                    // The cached end may be older than this assignment; ask the broker.
+                    if let confirmed = consumer.confirmedEndBefore(next, in: partition) {
+                        found.append((partition, next, confirmed))
+                        since[partition] = nil
+                    } else {
+                        since[partition] = .now
+                    }
                 }
             } else {
                 since[partition] = now
