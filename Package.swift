@@ -107,6 +107,11 @@ let package = Package(
             path: "Tests/GenetikaTestSupport"
         ),
         .testTarget(name: "XlsxTests", dependencies: ["GenetikaXlsx", "GenetikaDataset", "GenetikaJSON", "GenetikaTestSupport"]),
+        .testTarget(name: "JSONTests", dependencies: ["GenetikaJSON"]),
+        .testTarget(name: "SupportTests", dependencies: ["GenetikaSupport"]),
+        .testTarget(name: "KafkaTests", dependencies: ["GenetikaKafka"]),
+        .testTarget(name: "StorageTests", dependencies: ["GenetikaStorage", "GenetikaSupport", "GenetikaTestSupport"]),
+        .testTarget(name: "ReportTests", dependencies: ["GenetikaReport", "GenetikaXlsx"]),
         .testTarget(
             name: "PipelineTests",
             dependencies: ["GenetikaPipeline", "GenetikaJSON", "GenetikaStorage", "GenetikaKafka", "GenetikaSupport",
