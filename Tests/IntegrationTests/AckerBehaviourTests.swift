@@ -12,8 +12,7 @@ import GenetikaStorage
 func runAcker(_ bed: PipelineTestbed, logger: Logger, waitingCapacity: Int = AckerStage.defaultWaitingCapacity,
               pendingSlack: Int = AckerStage.defaultPendingSlack, counters: PipelineCounters = PipelineCounters(), until condition: @escaping () throws -> Bool) async throws {
     let stop = StopSignal()
-    let stage = AckerStage(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop,
-                           logger: logger, afterAcks: nil, waitingCapacity: waitingCapacity, pendingSlack: pendingSlack)
+    let stage = AckerStage(context: StageContext(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop, logger: logger), afterAcks: nil, waitingCapacity: waitingCapacity, pendingSlack: pendingSlack)
     let run = Task { try await stage.run() }
     try await eventually("acker progress", condition)
     try await Task.sleep(for: .seconds(1))
@@ -198,7 +197,7 @@ struct AckerBehaviourTests {
         }
         let counters = PipelineCounters()
         let stop = StopSignal()
-        let db = DBStage(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop, logger: logger)
+        let db = DBStage(context: StageContext(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop, logger: logger))
         let dbRun = Task { try await db.run() }
         try await runAcker(bed, logger: logger) { try bed.messages("ack").count >= 4 }
         try await eventually("12 rows") { counters.rowsWritten.value == 12 }

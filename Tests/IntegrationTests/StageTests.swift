@@ -32,7 +32,7 @@ struct StageTests {
         let counters = PipelineCounters()
         let progress = PipelineProgress()
         let before = Int64(Date().timeIntervalSince1970 * 1000)
-        try await ProducerStage(configuration: bed.configuration, counters: counters, progress: progress, stop: StopSignal(), logger: logger).run()
+        try await ProducerStage(context: StageContext(configuration: bed.configuration, counters: counters, progress: progress, stop: StopSignal(), logger: logger)).run()
         #expect(counters.eventsProduced.value == 150)
         #expect(counters.rowsRejected.value == 1)
         #expect(counters.deliveryFailures.value == 0)
@@ -71,7 +71,7 @@ struct StageTests {
 
         let stop = StopSignal()
         let counters = PipelineCounters()
-        let stage = DBStage(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop, logger: logger)
+        let stage = DBStage(context: StageContext(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop, logger: logger))
         let run = Task { try await stage.run() }
         try await eventually("6 events consumed") { counters.eventsConsumed.value == 6 }
         stop.request()
@@ -96,7 +96,7 @@ struct StageTests {
         try await bed.produce("topic1", key: "6", #"{"id":6}"#)
         let again = PipelineCounters()
         let stop2 = StopSignal()
-        let stage2 = DBStage(configuration: bed.configuration, counters: again, progress: PipelineProgress(), stop: stop2, logger: logger)
+        let stage2 = DBStage(context: StageContext(configuration: bed.configuration, counters: again, progress: PipelineProgress(), stop: stop2, logger: logger))
         let run2 = Task { try await stage2.run() }
         try await eventually("2 new events consumed") { again.eventsConsumed.value >= 2 }
         try await Task.sleep(for: .milliseconds(500))
@@ -153,7 +153,7 @@ struct StageTests {
         let progress = PipelineProgress()
         let supervisor = Supervisor(
             stages: [StageSpec(name: "acker") {
-                AckerStage(configuration: bed.configuration, counters: counters, progress: progress, stop: stop, logger: logger) { _ in
+                AckerStage(context: StageContext(configuration: bed.configuration, counters: counters, progress: progress, stop: stop, logger: logger)) { _ in
                     // Crash once, after the first batch's acks were delivered.
                     if crashes.value == 0 {
                         crashes.add()

@@ -23,7 +23,7 @@ struct StartupAndBatchTests {
         let stop = StopSignal()
         let counters = PipelineCounters()
         let batches = Counter()
-        let stage = DBStage(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop, logger: logger) { _ in
+        let stage = DBStage(context: StageContext(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop, logger: logger)) { _ in
             batches.add()
         }
         let run = Task { try await stage.run() }

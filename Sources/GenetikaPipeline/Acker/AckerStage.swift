@@ -20,11 +20,7 @@ public actor AckerStage: ConsumingStage {
     private let executor = ThreadExecutor(name: "genetika-acker")
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    let configuration: GenetikaConfiguration
-    let counters: PipelineCounters
-    let progress: PipelineProgress
-    let stop: StopSignal
-    let logger: Logger
+    nonisolated let context: StageContext
     private let afterAcks: (@Sendable (Int) throws -> Void)?
     private let topicIndex: [String: Int]
     private let allSeen: Int64
@@ -70,24 +66,18 @@ public actor AckerStage: ConsumingStage {
 
     /// `afterAcks` runs after a batch's acks (at least one) were delivered and before its
     /// state is committed, with the batch number (tests inject crashes there).
-    public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
-                stop: StopSignal, logger: Logger, afterAcks: (@Sendable (Int) throws -> Void)? = nil) {
-        self.init(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
-                  afterAcks: afterAcks, waitingCapacity: Self.defaultWaitingCapacity, pendingSlack: Self.defaultPendingSlack)
+    public init(context: StageContext, afterAcks: (@Sendable (Int) throws -> Void)? = nil) {
+        self.init(context: context, afterAcks: afterAcks, waitingCapacity: Self.defaultWaitingCapacity, pendingSlack: Self.defaultPendingSlack)
     }
 
     /// `waitingCapacity`: how many waiting ids stay in memory; `pendingSlack`: see
     /// `defaultPendingSlack` (tests make both small).
-    init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
-         stop: StopSignal, logger: Logger, afterAcks: (@Sendable (Int) throws -> Void)?, waitingCapacity: Int, pendingSlack: Int) {
+    init(context: StageContext, afterAcks: (@Sendable (Int) throws -> Void)?, waitingCapacity: Int, pendingSlack: Int) {
+        let configuration = context.configuration
         self.waitingCapacity = waitingCapacity
         self.pendingSlack = pendingSlack
         waiting = WaitingIds(topicCount: configuration.sources.count)
-        self.configuration = configuration
-        self.counters = counters
-        self.progress = progress
-        self.stop = stop
-        self.logger = logger
+        self.context = context
         self.afterAcks = afterAcks
         topicIndex = Dictionary(uniqueKeysWithValues: configuration.sources.enumerated().map { ($1.topic, $0) })
         allSeen = (Int64(1) << Int64(configuration.sources.count)) - 1

@@ -6,12 +6,7 @@ import GenetikaKafka
 /// What the DB and acker stages share: a consumer-group member on the source topics that
 /// polls batches, hands the ones from partitions it still owns to the stage, and reports
 /// its lag, its readiness and whether it has caught up.
-protocol ConsumingStage: PipelineStage {
-    var configuration: GenetikaConfiguration { get }
-    var counters: PipelineCounters { get }
-    var progress: PipelineProgress { get }
-    var stop: StopSignal { get }
-    var logger: Logger { get }
+protocol ConsumingStage: ContextStage {
     var tracker: CatchUpTracker { get }
     /// Runs inside `poll` on assignment changes; returns where assigned partitions start.
     func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64]

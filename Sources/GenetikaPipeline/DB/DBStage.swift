@@ -13,11 +13,7 @@ public actor DBStage: ConsumingStage {
     private let executor = ThreadExecutor(name: "genetika-db")
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    let configuration: GenetikaConfiguration
-    let counters: PipelineCounters
-    let progress: PipelineProgress
-    let stop: StopSignal
-    let logger: Logger
+    nonisolated let context: StageContext
     private let afterBatch: (@Sendable (Int) throws -> Void)?
     private let decoders: [String: (index: Int, decoder: EventDecoder)]
     private(set) var tracker = CatchUpTracker()
@@ -32,16 +28,11 @@ public actor DBStage: ConsumingStage {
     private var fenced: Set<TopicPartition> = []
 
     /// `afterBatch` runs after each committed batch with its number (tests inject failures there).
-    public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
-                stop: StopSignal, logger: Logger, afterBatch: (@Sendable (Int) throws -> Void)? = nil) {
-        self.configuration = configuration
-        self.counters = counters
-        self.progress = progress
-        self.stop = stop
-        self.logger = logger
+    public init(context: StageContext, afterBatch: (@Sendable (Int) throws -> Void)? = nil) {
+        self.context = context
         self.afterBatch = afterBatch
         var decoders: [String: (Int, EventDecoder)] = [:]
-        for (index, source) in configuration.sources.enumerated() { decoders[source.topic] = (index, EventDecoder(source: source)) }
+        for (index, source) in context.configuration.sources.enumerated() { decoders[source.topic] = (index, EventDecoder(source: source)) }
         self.decoders = decoders
     }
 

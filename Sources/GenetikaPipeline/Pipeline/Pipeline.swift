@@ -232,7 +232,8 @@ public final class Pipeline: Sendable {
     }
 
     func stageSpecs() -> [StageSpec] {
-        stages.map { kind in
+        let context = StageContext(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger)
+        return stages.map { kind in
             switch kind {
             case .producer:
                 StageSpec(name: kind.rawValue, finishes: true) { [self] in
@@ -241,18 +242,15 @@ public final class Pipeline: Sendable {
                         defer { sources = nil }
                         return sources
                     }
-                    return ProducerStage(configuration: configuration, counters: counters, progress: progress, stop: stop,
-                                         logger: logger, ledger: ledger, opened: opened, resend: resend, drainInboxes: exitWhenDone)
+                    return ProducerStage(context: context, ledger: ledger, opened: opened, resend: resend, drainInboxes: exitWhenDone)
                 }
             case .db:
                 StageSpec(name: kind.rawValue) { [self] in
-                    DBStage(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
-                            afterBatch: dbAfterBatch)
+                    DBStage(context: context, afterBatch: dbAfterBatch)
                 }
             case .acker:
                 StageSpec(name: kind.rawValue) { [self] in
-                    AckerStage(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
-                               afterAcks: ackerAfterAcks)
+                    AckerStage(context: context, afterAcks: ackerAfterAcks)
                 }
             }
         }

@@ -13,13 +13,9 @@ import GenetikaStorage
 /// idempotent producer; a delivery that fails after librdkafka's retries is logged with
 /// its file and row and counted, never dropped silently. Rows that fail validation go to the
 /// dead-letter topic with the reason, file and row.
-public actor ProducerStage: PipelineStage {
+public actor ProducerStage: ContextStage {
     public nonisolated let name = "producer"
-    let configuration: GenetikaConfiguration
-    let counters: PipelineCounters
-    let progress: PipelineProgress
-    let stop: StopSignal
-    let logger: Logger
+    nonisolated let context: StageContext
     let ledger: ProducerLedger
     /// Sources already opened (and checked) by the start-up checks, used instead of opening
     /// them again; nil for a restarted stage, which opens them afresh.
@@ -31,23 +27,16 @@ public actor ProducerStage: PipelineStage {
     let drainInboxes: Bool
 
     /// `ledger` remembers, across restarts of the stage, which sources were sent completely.
-    public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
-                stop: StopSignal, logger: Logger, ledger: ProducerLedger = ProducerLedger(), resend: Bool = false,
+    public init(context: StageContext, ledger: ProducerLedger = ProducerLedger(), resend: Bool = false,
                 drainInboxes: Bool = false) {
-        self.init(configuration: configuration, counters: counters, progress: progress, stop: stop, logger: logger,
-                  ledger: ledger, opened: nil, resend: resend, drainInboxes: drainInboxes)
+        self.init(context: context, ledger: ledger, opened: nil, resend: resend, drainInboxes: drainInboxes)
     }
 
-    init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
-         stop: StopSignal, logger: Logger, ledger: ProducerLedger, opened: [OpenSource]?, resend: Bool = false,
+    init(context: StageContext, ledger: ProducerLedger, opened: [OpenSource]?, resend: Bool = false,
          drainInboxes: Bool = false) {
         self.resend = resend
         self.drainInboxes = drainInboxes
-        self.configuration = configuration
-        self.counters = counters
-        self.progress = progress
-        self.stop = stop
-        self.logger = logger
+        self.context = context
         self.ledger = ledger
         self.opened = opened
     }
