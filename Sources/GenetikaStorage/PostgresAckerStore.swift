@@ -198,14 +198,7 @@ public final class PostgresAckerStore: AckerStateStore {
     }
 
     public func offsets(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
-        let wanted = Set(partitions)
-        var result: [TopicPartition: Int64] = [:]
-        for row in try connection.query("SELECT topic, partition, next_offset FROM genetika_offsets WHERE consumer_group = $1", [group]) {
-            guard let topic = row[0], let partition = row[1].flatMap({ Int32($0) }), let offset = row[2].flatMap({ Int64($0) }) else { continue }
-            let key = TopicPartition(topic, partition)
-            if wanted.contains(key) { result[key] = offset }
-        }
-        return result
+        try connection.storedOffsets(group: group, partitions: partitions)
     }
 
     public func setOffsets(_ offsets: [TopicPartition: Int64]) throws {

@@ -145,3 +145,17 @@ public func maskPassword(_ url: String) -> String {
     guard let colon = credentials.firstIndex(of: ":") else { return url }
     return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
 }
+
+extension PostgresConnection {
+    /// The next offsets stored in `genetika_offsets` for `group`, of those of `partitions` that have one.
+    func storedOffsets(group: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+        let wanted = Set(partitions)
+        var result: [TopicPartition: Int64] = [:]
+        for row in try query("SELECT topic, partition, next_offset FROM genetika_offsets WHERE consumer_group = $1", [group]) {
+            guard let topic = row[0], let partition = row[1].flatMap({ Int32($0) }), let offset = row[2].flatMap({ Int64($0) }) else { continue }
+            let key = TopicPartition(topic, partition)
+            if wanted.contains(key) { result[key] = offset }
+        }
+        return result
+    }
+}
