@@ -2,23 +2,23 @@ import GenetikaXlsx
 /// Writes `sim_file1.xlsx`, `sim_file2.xlsx`, `sim_file3.xlsx` with the seed dataset's sheets
 /// and columns for ids 1...rows (files 2 and 3 shuffled, like the seed), deterministically
 /// from `seed`. Used for benchmarks and crash tests.
-public struct DatasetGenerator {
-    public var rows: Int
-    public var seed: UInt64
+package struct DatasetGenerator {
+    package var rows: Int
+    package var seed: UInt64
     /// The first id: rows hold ids `firstId ..< firstId + rows`.
-    public var firstId: Int
+    package var firstId: Int
 
-    public init(rows: Int, seed: UInt64 = 42, firstId: Int = 1) {
+    package init(rows: Int, seed: UInt64 = 42, firstId: Int = 1) {
         self.rows = rows
         self.seed = seed
         self.firstId = firstId
     }
 
-    public static let fileNames = ["sim_file1.xlsx", "sim_file2.xlsx", "sim_file3.xlsx"]
+    package static let fileNames = ["sim_file1.xlsx", "sim_file2.xlsx", "sim_file3.xlsx"]
 
     /// Writes the three files into `directory` and returns their paths.
     @discardableResult
-    public func write(to directory: String) throws -> [String] {
+    package func write(to directory: String) throws -> [String] {
         let paths = Self.fileNames.map { directory + "/" + $0 }
         try writeIntake(paths[0])
         try writeGenotype(paths[1])
@@ -32,7 +32,7 @@ public struct DatasetGenerator {
         return ids
     }
 
-    public func writeIntake(_ path: String) throws {
+    package func writeIntake(_ path: String) throws {
         var rng = DatasetRandom(seed: seed &+ 1)
         let writer = try XlsxWriter(path: path, sheetName: "intake")
         try writer.writeSheet { sheet in
@@ -53,7 +53,7 @@ public struct DatasetGenerator {
         try writer.close()
     }
 
-    public func writeGenotype(_ path: String) throws {
+    package func writeGenotype(_ path: String) throws {
         var rng = DatasetRandom(seed: seed &+ 2)
         let writer = try XlsxWriter(path: path, sheetName: "genotype")
         try writer.writeSheet { sheet in
@@ -73,7 +73,7 @@ public struct DatasetGenerator {
         try writer.close()
     }
 
-    public func writeOutcome(_ path: String) throws {
+    package func writeOutcome(_ path: String) throws {
         var rng = DatasetRandom(seed: seed &+ 3)
         let writer = try XlsxWriter(path: path, sheetName: "outcome")
         let notes: [CellValue] = [.empty, .string("NA"), .string("stable"), .string("nausea, week 2"),

@@ -2,7 +2,7 @@ import GenetikaXlsx
 /// Writes a one-sheet `.xlsx` workbook row by row, streaming the sheet into the archive.
 /// Text goes to the shared-strings table (deduplicated), dates and datetimes get date
 /// styles. Used by `genetika-dataset` for benchmark and crash-test datasets.
-public final class XlsxWriter {
+package final class XlsxWriter {
     private let zip: ZipWriter
     private let sheetName: String
     private var sheet: ZipEntryWriter?
@@ -26,14 +26,14 @@ public final class XlsxWriter {
         </styleSheet>
         """
 
-    public init(path: String, sheetName: String = "Sheet1") throws {
+    package init(path: String, sheetName: String = "Sheet1") throws {
         zip = try ZipWriter(path: path)
         self.sheetName = sheetName
         line.reserveCapacity(1024)
     }
 
     /// Writes the rows produced by `rows` (called once; it calls `write` for each row).
-    public func writeSheet(_ rows: (XlsxWriter) throws -> Void) throws {
+    package func writeSheet(_ rows: (XlsxWriter) throws -> Void) throws {
         try zip.addEntry("xl/worksheets/sheet1.xml") { entry in
             self.sheet = entry
             defer { self.sheet = nil }
@@ -47,7 +47,7 @@ public final class XlsxWriter {
     }
 
     /// Appends one row (inside `writeSheet`).
-    public func write(_ cells: [CellValue]) throws {
+    package func write(_ cells: [CellValue]) throws {
         guard let sheet else { throw XlsxError(.invalidCell, file: zip.path, "write called outside writeSheet") }
         rowNumber += 1
         line.removeAll(keepingCapacity: true)
@@ -88,7 +88,7 @@ public final class XlsxWriter {
     }
 
     /// Writes the remaining parts and the central directory.
-    public func close() throws {
+    package func close() throws {
         try zip.addEntry("xl/sharedStrings.xml") { entry in
             line.removeAll(keepingCapacity: true)
             append("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<sst xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\" count=\"\(sharedStrings.count)\" uniqueCount=\"\(sharedStrings.count)\">")

@@ -5,16 +5,16 @@ import GenetikaXlsx
 /// Writes a ZIP archive sequentially to a file: stored or deflated entries, optional data
 /// descriptors and ZIP64 records. Used to generate spreadsheets (benchmarks, crash tests)
 /// and, in tests, archives with particular structures.
-public final class ZipWriter {
-    public enum Method: UInt16, Sendable { case stored = 0, deflate = 8 }
+package final class ZipWriter {
+    package enum Method: UInt16, Sendable { case stored = 0, deflate = 8 }
 
-    public struct EntryOptions: Sendable {
-        public var method: Method = .deflate
+    package struct EntryOptions: Sendable {
+        package var method: Method = .deflate
         /// Sizes and CRC after the data (flag bit 3) instead of in the local header.
-        public var dataDescriptor = false
+        package var dataDescriptor = false
         /// ZIP64 extra fields even for small entries.
-        public var zip64 = false
-        public init(method: Method = .deflate, dataDescriptor: Bool = false, zip64: Bool = false) {
+        package var zip64 = false
+        package init(method: Method = .deflate, dataDescriptor: Bool = false, zip64: Bool = false) {
             self.method = method
             self.dataDescriptor = dataDescriptor
             self.zip64 = zip64
@@ -30,14 +30,14 @@ public final class ZipWriter {
         var offset: Int64
     }
 
-    public let path: String
+    package let path: String
     private let fd: Int32
     private var offset: Int64 = 0
     private var written: [Written] = []
     private var buffer: [UInt8] = []
     private let forceZip64Directory: Bool
 
-    public init(path: String, zip64Directory: Bool = false) throws(XlsxError) {
+    package init(path: String, zip64Directory: Bool = false) throws(XlsxError) {
         self.path = path
         self.forceZip64Directory = zip64Directory
         fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -50,7 +50,7 @@ public final class ZipWriter {
     }
 
     /// Adds an entry whose content `body` writes through the given entry writer.
-    public func addEntry(_ name: String, options: EntryOptions = EntryOptions(), body: (ZipEntryWriter) throws -> Void) throws {
+    package func addEntry(_ name: String, options: EntryOptions = EntryOptions(), body: (ZipEntryWriter) throws -> Void) throws {
         let start = offset
         let nameBytes = Array(name.utf8)
         var flags: UInt16 = 0x0800  // UTF-8 names
@@ -114,12 +114,12 @@ public final class ZipWriter {
     }
 
     /// Adds an entry holding `bytes`.
-    public func addEntry(_ name: String, bytes: [UInt8], options: EntryOptions = EntryOptions()) throws {
+    package func addEntry(_ name: String, bytes: [UInt8], options: EntryOptions = EntryOptions()) throws {
         try addEntry(name, options: options) { try $0.write(bytes) }
     }
 
     /// Writes the central directory and closes the file.
-    public func finish() throws {
+    package func finish() throws {
         let directoryStart = offset
         for entry in written {
             var record: [UInt8] = []
@@ -213,7 +213,7 @@ public final class ZipWriter {
 }
 
 /// The content of one entry being written: CRC-32, sizes and (for deflate) compression.
-public final class ZipEntryWriter {
+package final class ZipEntryWriter {
     private unowned let zip: ZipWriter
     private let method: ZipWriter.Method
     private var stream: UnsafeMutablePointer<z_stream>?
@@ -245,11 +245,11 @@ public final class ZipEntryWriter {
         }
     }
 
-    public func write(_ bytes: [UInt8]) throws {
+    package func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }
     }
 
-    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+    package func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard bytes.count > 0 else { return }
         crcState = crc32(crcState, bytes.baseAddress!.assumingMemoryBound(to: Bytef.self), UInt32(bytes.count))
         uncompressed += Int64(bytes.count)

@@ -1,19 +1,19 @@
 /// A malformed JSON document: what is wrong and where (1-based line and column).
-public struct JSONParseError: Error, Equatable, CustomStringConvertible, Sendable {
-    public var message: String
-    public var line: Int
-    public var column: Int
-    public var description: String { "line \(line), column \(column): \(message)" }
+package struct JSONParseError: Error, Equatable, CustomStringConvertible, Sendable {
+    package var message: String
+    package var line: Int
+    package var column: Int
+    package var description: String { "line \(line), column \(column): \(message)" }
 }
 
 /// Keys known in advance (an event's columns), matched by their UTF-8 bytes so that reading
 /// an object with these keys makes no `String` per key.
-public struct JSONKeys: Sendable {
+package struct JSONKeys: Sendable {
     let names: [[UInt8]]
     /// Beyond this many keys, duplicates are found with a set instead of a bit mask.
     static let maskWidth = 64
 
-    public init(_ names: [String]) {
+    package init(_ names: [String]) {
         self.names = names.map { Array($0.utf8) }
     }
 
@@ -27,7 +27,7 @@ public struct JSONKeys: Sendable {
 }
 
 /// What `JSONParser.parseObject(_:keys:)` found in a well-formed document.
-public enum JSONObjectMembers: Sendable, Equatable {
+package enum JSONObjectMembers: Sendable, Equatable {
     /// The object's members in document order, each with its key's index in the `JSONKeys`.
     case members([Member])
     /// The document is a value other than an object.
@@ -35,9 +35,9 @@ public enum JSONObjectMembers: Sendable, Equatable {
     /// The object has a key the `JSONKeys` do not know (the first such key).
     case unknownKey(String)
 
-    public struct Member: Sendable, Equatable {
-        public var index: Int
-        public var value: JSONValue
+    package struct Member: Sendable, Equatable {
+        package var index: Int
+        package var value: JSONValue
     }
 }
 
@@ -51,8 +51,8 @@ public enum JSONObjectMembers: Sendable, Equatable {
 /// no dictionary and no `String` per key. Strings without escapes are made straight from the
 /// input bytes (validated as UTF-8 only when they hold non-ASCII bytes); integers are
 /// accumulated without going through text.
-public struct JSONParser {
-    public static let maximumDepth = 256
+package struct JSONParser {
+    package static let maximumDepth = 256
 
     private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
@@ -61,7 +61,7 @@ public struct JSONParser {
     /// Parsers exist only inside `withUnsafeBufferPointer` of the input.
     private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
-    public static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
+    package static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
         try withParser(bytes) { (parser: inout JSONParser) throws(JSONParseError) in
             parser.skipWhitespace()
             let value = try parser.parseValue()
@@ -70,14 +70,14 @@ public struct JSONParser {
         }
     }
 
-    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+    package static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
         try parse(Array(text.utf8))
     }
 
     /// Reads a document that should be one object whose keys are among `keys`. Syntax errors
     /// throw exactly as `parse` would; a well-formed document that is not such an object is
     /// returned as `.notAnObject` or `.unknownKey` (the whole document is checked first).
-    public static func parseObject(_ bytes: [UInt8], keys: JSONKeys) throws(JSONParseError) -> JSONObjectMembers {
+    package static func parseObject(_ bytes: [UInt8], keys: JSONKeys) throws(JSONParseError) -> JSONObjectMembers {
         try withParser(bytes) { (parser: inout JSONParser) throws(JSONParseError) in
             parser.skipWhitespace()
             guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "{") else {

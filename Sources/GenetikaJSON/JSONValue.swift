@@ -2,7 +2,7 @@
 ///
 /// Objects keep their keys in document order (events read best that way) and reject
 /// duplicate keys when parsed. Integers that fit in `Int64` stay integers.
-public enum JSONValue: Sendable, Equatable {
+package enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -12,7 +12,7 @@ public enum JSONValue: Sendable, Equatable {
     case object(JSONObject)
 
     /// The value as text for messages: `"abc"`, `12`, `true`, `{…}`.
-    public var kindDescription: String {
+    package var kindDescription: String {
         switch self {
         case .null: "null"
         case .bool: "a boolean"
@@ -24,34 +24,34 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    public subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         if case .object(let object) = self { return object[key] }
         return nil
     }
 }
 
 /// A JSON object whose members keep their order.
-public struct JSONObject: Sendable, Equatable, Sequence {
-    public struct Member: Sendable, Equatable {
-        public var key: String
-        public var value: JSONValue
-        public init(key: String, value: JSONValue) {
+package struct JSONObject: Sendable, Equatable, Sequence {
+    package struct Member: Sendable, Equatable {
+        package var key: String
+        package var value: JSONValue
+        package init(key: String, value: JSONValue) {
             self.key = key
             self.value = value
         }
     }
 
-    public private(set) var members: [Member] = []
+    package private(set) var members: [Member] = []
 
-    public init() {}
-    public init(_ pairs: [(String, JSONValue)]) {
+    package init() {}
+    package init(_ pairs: [(String, JSONValue)]) {
         for (key, value) in pairs { self[key] = value }
     }
 
-    public var keys: [String] { members.map(\.key) }
-    public var count: Int { members.count }
+    package var keys: [String] { members.map(\.key) }
+    package var count: Int { members.count }
 
-    public subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         get { members.first(where: { $0.key == key })?.value }
         set {
             if let index = members.firstIndex(where: { $0.key == key }) {
@@ -62,7 +62,7 @@ public struct JSONObject: Sendable, Equatable, Sequence {
         }
     }
 
-    public func makeIterator() -> IndexingIterator<[Member]> { members.makeIterator() }
+    package func makeIterator() -> IndexingIterator<[Member]> { members.makeIterator() }
 
     /// Appends without looking for an existing key (the parser checks duplicates itself).
     mutating func appendUnchecked(_ key: String, _ value: JSONValue) {

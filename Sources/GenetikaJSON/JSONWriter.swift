@@ -1,20 +1,20 @@
 /// Serializes JSON compactly into a byte buffer; used on the producer's hot path.
-public struct JSONWriter {
-    public private(set) var bytes: [UInt8] = []
+package struct JSONWriter {
+    package private(set) var bytes: [UInt8] = []
 
-    public init(reservingCapacity capacity: Int = 256) { bytes.reserveCapacity(capacity) }
+    package init(reservingCapacity capacity: Int = 256) { bytes.reserveCapacity(capacity) }
 
-    public static func serialize(_ value: JSONValue) -> [UInt8] {
+    package static func serialize(_ value: JSONValue) -> [UInt8] {
         var writer = JSONWriter()
         writer.write(value)
         return writer.bytes
     }
 
-    public static func string(_ value: JSONValue) -> String {
+    package static func string(_ value: JSONValue) -> String {
         String(decoding: serialize(value), as: UTF8.self)
     }
 
-    public mutating func write(_ value: JSONValue) {
+    package mutating func write(_ value: JSONValue) {
         switch value {
         case .null: append("null")
         case .bool(let flag): append(flag ? "true" : "false")
@@ -41,7 +41,7 @@ public struct JSONWriter {
     }
 
     /// Decimal digits written straight into the buffer, without an intermediate String.
-    public mutating func writeInteger(_ number: Int64) {
+    package mutating func writeInteger(_ number: Int64) {
         if number < 0 { bytes.append(UInt8(ascii: "-")) }
         var magnitude = number.magnitude
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buffer in
@@ -56,7 +56,7 @@ public struct JSONWriter {
     }
 
     /// Non-finite numbers have no JSON form and are written as `null`.
-    public mutating func writeDouble(_ number: Double) {
+    package mutating func writeDouble(_ number: Double) {
         guard number.isFinite else { append("null"); return }
         if number == number.rounded(), abs(number) < 1e15 {
             writeInteger(Int64(number))
@@ -66,7 +66,7 @@ public struct JSONWriter {
         }
     }
 
-    public mutating func writeString(_ text: String) {
+    package mutating func writeString(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
         // Most text needs no escaping: copy it whole.
         let plain = text.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
@@ -98,7 +98,7 @@ public struct JSONWriter {
 
     mutating func append(_ text: String) { bytes.append(contentsOf: text.utf8) }
 
-    public mutating func appendRaw(_ byte: UInt8) { bytes.append(byte) }
+    package mutating func appendRaw(_ byte: UInt8) { bytes.append(byte) }
 
-    public mutating func appendRaw(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
+    package mutating func appendRaw(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
 }

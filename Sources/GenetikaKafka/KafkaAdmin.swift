@@ -4,19 +4,19 @@ import Logging
 import GenetikaSupport
 
 /// What the cluster says about itself.
-public struct ClusterMetadata: Sendable {
-    public var brokers: [String]
+package struct ClusterMetadata: Sendable {
+    package var brokers: [String]
     /// Partition count of every topic.
-    public var topics: [String: Int]
+    package var topics: [String: Int]
 }
 
 /// A topic to create.
-public struct TopicSpecification: Sendable, Equatable {
-    public var name: String
-    public var partitions: Int
-    public var replicationFactor: Int
+package struct TopicSpecification: Sendable, Equatable {
+    package var name: String
+    package var partitions: Int
+    package var replicationFactor: Int
 
-    public init(name: String, partitions: Int, replicationFactor: Int = -1) {
+    package init(name: String, partitions: Int, replicationFactor: Int = -1) {
         self.name = name
         self.partitions = partitions
         self.replicationFactor = replicationFactor
@@ -24,12 +24,12 @@ public struct TopicSpecification: Sendable, Equatable {
 }
 
 /// Cluster metadata and topic administration through librdkafka's Admin API.
-public final class KafkaAdmin: Sendable {
+package final class KafkaAdmin: Sendable {
     let handle: KafkaHandle
     private let context: KafkaClientContext
     private let bootstrapServers: String
 
-    public init(configuration: KafkaClientConfiguration, name: String = "admin",
+    package init(configuration: KafkaClientConfiguration, name: String = "admin",
                 logger: Logger = Logger(label: "genetika.kafka")) throws(KafkaError) {
         let context = KafkaClientContext(name: name, logger: logger, observer: configuration.observer)
         let conf = try configuration.makeConf(context: "create \(name)")
@@ -45,13 +45,13 @@ public final class KafkaAdmin: Sendable {
 
     /// Destroys the handle (which joins librdkafka's threads: it blocks). From async code,
     /// use `withAdmin`, which closes on a thread of its own.
-    public func close() {
+    package func close() {
         guard handle.beginClose() else { return }
         handle.destroy()
     }
 
     /// Runs `body` with a new admin client and closes it afterwards, off Swift's shared pool.
-    public static func withAdmin<T: Sendable>(configuration: KafkaClientConfiguration, name: String = "admin",
+    package static func withAdmin<T: Sendable>(configuration: KafkaClientConfiguration, name: String = "admin",
                                               logger: Logger = Logger(label: "genetika.kafka"),
                                               _ body: (KafkaAdmin) async throws -> T) async throws -> T {
         let admin = try KafkaAdmin(configuration: configuration, name: name, logger: logger)
@@ -62,7 +62,7 @@ public final class KafkaAdmin: Sendable {
     }
 
     /// Brokers and topics; throws librdkafka's error (e.g. `_TRANSPORT`) if no broker answers.
-    public func metadata(timeout: Duration = .seconds(10)) throws(KafkaError) -> ClusterMetadata {
+    package func metadata(timeout: Duration = .seconds(10)) throws(KafkaError) -> ClusterMetadata {
         var pointer: UnsafePointer<rd_kafka_metadata>?
         let err = rd_kafka_metadata(handle.pointer, 1, nil, &pointer, Int32(timeout.milliseconds))
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata = pointer else {
@@ -86,7 +86,7 @@ public final class KafkaAdmin: Sendable {
 
     /// Retries the metadata request until a broker answers or `timeout` passes, then throws
     /// an error naming the bootstrap servers and librdkafka's last message.
-    public func waitUntilReachable(timeout: Duration) async throws -> ClusterMetadata {
+    package func waitUntilReachable(timeout: Duration) async throws -> ClusterMetadata {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         var last: KafkaError?
@@ -106,7 +106,7 @@ public final class KafkaAdmin: Sendable {
     }
 
     /// Creates topics; one that already exists is not an error.
-    public func createTopics(_ topics: [TopicSpecification], timeout: Duration = .seconds(30)) throws(KafkaError) {
+    package func createTopics(_ topics: [TopicSpecification], timeout: Duration = .seconds(30)) throws(KafkaError) {
         guard !topics.isEmpty else { return }
         var errstr = [CChar](repeating: 0, count: 512)
         var newTopics: [OpaquePointer?] = []
@@ -152,7 +152,7 @@ public final class KafkaAdmin: Sendable {
     /// Creates the topics that are missing (when `create` is true) and checks that every
     /// topic exists with the expected partition count; throws an error naming the topic.
     /// The metadata requests and the creation block, so they run on a thread of their own.
-    public func ensureTopics(_ topics: [TopicSpecification], create: Bool, timeout: Duration = .seconds(30)) async throws {
+    package func ensureTopics(_ topics: [TopicSpecification], create: Bool, timeout: Duration = .seconds(30)) async throws {
         let existing = try await onOwnThread("genetika-admin") { [self] in try metadata().topics }
         let missing = topics.filter { existing[$0.name] == nil }
         if !missing.isEmpty {
@@ -188,14 +188,14 @@ public final class KafkaAdmin: Sendable {
 extension KafkaAdmin {
     /// Each topic's id (base64), which changes when a topic is deleted and created again;
     /// topics the broker does not know, or brokers without topic ids, are left out.
-    public func topicIds(_ topics: [String], timeout: Duration = .seconds(10)) throws(KafkaError) -> [String: String] {
+    package func topicIds(_ topics: [String], timeout: Duration = .seconds(10)) throws(KafkaError) -> [String: String] {
         try describeTopicIds(handle.pointer, topics, timeout: timeout, context: "describe topics")
     }
 }
 
 extension KafkaProducer {
     /// As `KafkaAdmin.topicIds`, through this producer's own handle.
-    public func topicIds(_ topics: [String], timeout: Duration = .seconds(10)) throws -> [String: String] {
+    package func topicIds(_ topics: [String], timeout: Duration = .seconds(10)) throws -> [String: String] {
         guard let ids = try withHandle({ try describeTopicIds($0, topics, timeout: timeout, context: "describe topics") }) else {
             throw Self.closedError("describe topics")
         }
@@ -205,7 +205,7 @@ extension KafkaProducer {
 
 extension KafkaConsumer {
     /// As `KafkaAdmin.topicIds`, through this consumer's own handle.
-    public func topicIds(_ topics: [String], timeout: Duration = .seconds(10)) throws(KafkaError) -> [String: String] {
+    package func topicIds(_ topics: [String], timeout: Duration = .seconds(10)) throws(KafkaError) -> [String: String] {
         try describeTopicIds(handle.pointer, topics, timeout: timeout, context: "\(name) describe topics")
     }
 }

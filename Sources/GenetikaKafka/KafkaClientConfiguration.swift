@@ -6,23 +6,23 @@ import Synchronization
 
 /// librdkafka properties for one client handle, built from the shared Kafka settings plus
 /// what the client itself needs. Any librdkafka property may appear.
-public struct KafkaClientConfiguration: Sendable {
-    public var properties: [String: String]
+package struct KafkaClientConfiguration: Sendable {
+    package var properties: [String: String]
     /// Told when the client loses every broker and when it reaches one again.
-    public var observer: (any KafkaConnectivityObserver)?
+    package var observer: (any KafkaConnectivityObserver)?
 
-    public init(bootstrapServers: String, properties: [String: String] = [:]) {
+    package init(bootstrapServers: String, properties: [String: String] = [:]) {
         self.properties = properties
         self.properties["bootstrap.servers"] = bootstrapServers
     }
 
-    public subscript(key: String) -> String? {
+    package subscript(key: String) -> String? {
         get { properties[key] }
         set { properties[key] = newValue }
     }
 
     /// This configuration with `defaults` filling keys the user did not set.
-    public func with(defaults: [String: String]) -> KafkaClientConfiguration {
+    package func with(defaults: [String: String]) -> KafkaClientConfiguration {
         var copy = self
         for (key, value) in defaults where copy.properties[key] == nil { copy.properties[key] = value }
         return copy
@@ -48,7 +48,7 @@ public struct KafkaClientConfiguration: Sendable {
 
 /// Learns when a Kafka client can reach no broker at all and when it reaches one again
 /// (called on librdkafka's threads).
-public protocol KafkaConnectivityObserver: Sendable {
+package protocol KafkaConnectivityObserver: Sendable {
     func brokersDown(client: String, reason: String)
     func brokersUp(client: String)
 }

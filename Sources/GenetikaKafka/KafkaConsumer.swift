@@ -4,7 +4,7 @@ import Logging
 import GenetikaSupport
 
 /// A change of the partitions a consumer group member owns.
-public enum RebalanceEvent: Sendable, Equatable {
+package enum RebalanceEvent: Sendable, Equatable {
     /// Partitions newly assigned; the handler may return where to start reading each.
     case assigned([TopicPartition])
     /// Partitions taken away; the handler should finish work on them before returning.
@@ -14,7 +14,7 @@ public enum RebalanceEvent: Sendable, Equatable {
 /// Called synchronously, on the thread that polls, when the assignment changes. For
 /// `.assigned` it returns start offsets for any partitions that should not resume from the
 /// group's committed offset (e.g. offsets stored transactionally in a database).
-public typealias RebalanceHandler = (RebalanceEvent) throws -> [TopicPartition: Int64]
+package typealias RebalanceHandler = (RebalanceEvent) throws -> [TopicPartition: Int64]
 
 /// A librdkafka high-level (consumer group) consumer.
 ///
@@ -22,8 +22,8 @@ public typealias RebalanceHandler = (RebalanceEvent) throws -> [TopicPartition: 
 /// `poll` blocks up to its timeout, and the rebalance handler runs inside `poll`, so seeking
 /// to stored offsets on assignment happens before any message of the partition is returned.
 /// Offsets are committed only when the owner says so (`enable.auto.commit=false`).
-public final class KafkaConsumer {
-    public static let defaults: [String: String] = [
+package final class KafkaConsumer {
+    package static let defaults: [String: String] = [
         "enable.auto.commit": "false",
         "enable.auto.offset.store": "false",
         "auto.offset.reset": "earliest",
@@ -40,21 +40,21 @@ public final class KafkaConsumer {
     let handle: KafkaHandle
     private let context: KafkaClientContext
     private let state: RebalanceState
-    public let groupId: String
+    package let groupId: String
     /// What the consumer was made with (for `confirmedEndBefore`'s probe).
     private let clientConfiguration: KafkaClientConfiguration
     /// Partitions whose end was reached and that have not delivered a message since.
-    public private(set) var partitionsAtEnd: Set<TopicPartition> = []
+    package private(set) var partitionsAtEnd: Set<TopicPartition> = []
     /// A poll reported a subscribed topic or partition that does not exist (a broker that
     /// lost its topics).
-    public private(set) var sawUnknownTopic = false
+    package private(set) var sawUnknownTopic = false
     /// What is copied out of each message.
-    public let contents: MessageContents
+    package let contents: MessageContents
     /// Header names (and repeated values) shared between the messages this consumer copies.
     private var headerInterning = HeaderInterning()
 
     /// What a consumer copies out of librdkafka's messages.
-    public enum MessageContents: Sendable {
+    package enum MessageContents: Sendable {
         /// Key, value and headers.
         case all
         /// Key and metadata; value and headers only for a message without a key (which a
@@ -63,7 +63,7 @@ public final class KafkaConsumer {
         case keyUnlessKeyless
     }
 
-    public init(configuration: KafkaClientConfiguration, groupId: String, name: String = "consumer",
+    package init(configuration: KafkaClientConfiguration, groupId: String, name: String = "consumer",
                 logger: Logger = Logger(label: "genetika.kafka"), contents: MessageContents = .all,
                 onRebalance: RebalanceHandler? = nil) throws(KafkaError) {
         self.contents = contents
@@ -86,12 +86,12 @@ public final class KafkaConsumer {
         close()
     }
 
-    public var name: String { context.name }
+    package var name: String { context.name }
 
     /// The partitions this member owns now.
-    public var assignment: Set<TopicPartition> { state.assignment }
+    package var assignment: Set<TopicPartition> { state.assignment }
 
-    public func subscribe(_ topics: [String]) throws(KafkaError) {
+    package func subscribe(_ topics: [String]) throws(KafkaError) {
         let list = TopicPartitionList.make(topics.map { (TopicPartition($0, RD_KAFKA_PARTITION_UA), KafkaOffset.invalid) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
         let err = rd_kafka_subscribe(handle.pointer, list)
@@ -103,7 +103,7 @@ public final class KafkaConsumer {
     /// Waits up to `timeout` for one message. Returns nil on timeout. Partition-end events
     /// update `partitionsAtEnd`; non-fatal consumer errors are logged; a fatal error, or an
     /// error thrown by the rebalance handler, is thrown.
-    public func poll(timeout: Duration) throws -> KafkaMessage? {
+    package func poll(timeout: Duration) throws -> KafkaMessage? {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         var remaining = timeout
@@ -120,7 +120,7 @@ public final class KafkaConsumer {
     /// Up to `maxMessages` messages: waits up to `timeout` for the first, then takes what
     /// is already there (waiting at most `linger` more) without blocking longer. The clock is
     /// read only when librdkafka's queue runs dry, not once per message.
-    public func poll(maxMessages: Int, timeout: Duration, linger: Duration = .zero) throws -> [KafkaMessage] {
+    package func poll(maxMessages: Int, timeout: Duration, linger: Duration = .zero) throws -> [KafkaMessage] {
         var batch: [KafkaMessage] = []
         guard let first = try poll(timeout: timeout) else { return batch }
         batch.append(first)
@@ -189,7 +189,7 @@ public final class KafkaConsumer {
 
     /// Reads `partitions` from the given offsets without joining a group (replaces any
     /// previous assignment; an empty map unassigns).
-    public func assign(_ partitions: [TopicPartition: Int64]) throws(KafkaError) {
+    package func assign(_ partitions: [TopicPartition: Int64]) throws(KafkaError) {
         if partitions.isEmpty {
             let err = rd_kafka_assign(handle.pointer, nil)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "\(name) unassign") }
@@ -208,7 +208,7 @@ public final class KafkaConsumer {
 
     /// Commits `offsets` to the group without waiting (informational commits, e.g. for lag
     /// monitoring, where the authoritative offsets live elsewhere).
-    public func commitAsync(_ offsets: [TopicPartition: Int64]) {
+    package func commitAsync(_ offsets: [TopicPartition: Int64]) {
         guard !offsets.isEmpty else { return }
         let list = TopicPartitionList.make(offsets.sorted(by: { $0.key < $1.key }).map { ($0.key, $0.value) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
@@ -217,7 +217,7 @@ public final class KafkaConsumer {
 
     /// Stores `offsets` (each the next offset to read) locally, for the next `commitStored()`
     /// or, with `enable.auto.commit=true`, the next automatic commit.
-    public func store(_ offsets: [TopicPartition: Int64]) throws(KafkaError) {
+    package func store(_ offsets: [TopicPartition: Int64]) throws(KafkaError) {
         guard !offsets.isEmpty else { return }
         let list = TopicPartitionList.make(offsets.sorted(by: { $0.key < $1.key }).map { ($0.key, $0.value) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
@@ -228,7 +228,7 @@ public final class KafkaConsumer {
     }
 
     /// Commits the stored offsets synchronously.
-    public func commitStored() throws(KafkaError) {
+    package func commitStored() throws(KafkaError) {
         let err = rd_kafka_commit(handle.pointer, nil, 0)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
             throw KafkaError(err, context: "\(name) commit stored offsets")
@@ -236,7 +236,7 @@ public final class KafkaConsumer {
     }
 
     /// Commits `offsets` (each the next offset to read) synchronously to the group.
-    public func commit(_ offsets: [TopicPartition: Int64]) throws(KafkaError) {
+    package func commit(_ offsets: [TopicPartition: Int64]) throws(KafkaError) {
         guard !offsets.isEmpty else { return }
         let list = TopicPartitionList.make(offsets.sorted(by: { $0.key < $1.key }).map { ($0.key, $0.value) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
@@ -250,7 +250,7 @@ public final class KafkaConsumer {
     }
 
     /// The group's committed offsets for `partitions` (absent where none is committed).
-    public func committed(_ partitions: [TopicPartition], timeout: Duration = .seconds(10)) throws(KafkaError) -> [TopicPartition: Int64] {
+    package func committed(_ partitions: [TopicPartition], timeout: Duration = .seconds(10)) throws(KafkaError) -> [TopicPartition: Int64] {
         let list = TopicPartitionList.make(partitions.map { ($0, KafkaOffset.invalid) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
         let err = rd_kafka_committed(handle.pointer, list, Int32(timeout.milliseconds))
@@ -261,7 +261,7 @@ public final class KafkaConsumer {
     }
 
     /// Moves the read position of an assigned partition.
-    public func seek(_ partition: TopicPartition, to offset: Int64, timeout: Duration = .seconds(10)) throws(KafkaError) {
+    package func seek(_ partition: TopicPartition, to offset: Int64, timeout: Duration = .seconds(10)) throws(KafkaError) {
         let list = TopicPartitionList.make([(partition, offset)])
         defer { rd_kafka_topic_partition_list_destroy(list) }
         if let error = rd_kafka_seek_partitions(handle.pointer, list, Int32(timeout.milliseconds)) {
@@ -271,7 +271,7 @@ public final class KafkaConsumer {
     }
 
     /// The next offset this member will read from each partition (absent if unknown).
-    public func positions(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
+    package func positions(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
         let list = TopicPartitionList.make(partitions.map { ($0, KafkaOffset.invalid) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
         _ = rd_kafka_position(handle.pointer, list)
@@ -283,7 +283,7 @@ public final class KafkaConsumer {
     /// The high watermark of a partition as the last fetch response reported it (no broker
     /// request); nil until the partition has been fetched. (Genetika never asks ListOffsets
     /// for a partition's end: Tansu 0.6 answers it with the last batch's base offset + 1.)
-    public func cachedHighWatermark(_ partition: TopicPartition) -> Int64? {
+    package func cachedHighWatermark(_ partition: TopicPartition) -> Int64? {
         var low: Int64 = 0
         var high: Int64 = 0
         let err = rd_kafka_get_watermark_offsets(handle.pointer, partition.topic, partition.partition, &low, &high)
@@ -293,7 +293,7 @@ public final class KafkaConsumer {
     /// The partition's end as the last fetch response reported it, when that lies below
     /// `offset` (> 0): the broker lost the log `offset` points into. Nil otherwise, or until
     /// the partition has been fetched.
-    public func endBefore(_ offset: Int64, in partition: TopicPartition) -> Int64? {
+    package func endBefore(_ offset: Int64, in partition: TopicPartition) -> Int64? {
         guard offset > 0, let high = cachedHighWatermark(partition), high < offset else { return nil }
         return high
     }
@@ -308,7 +308,7 @@ public final class KafkaConsumer {
     /// stored offsets back. Tansu's object-store cache keeps an entry 5 s, hence the default
     /// 6 s between the answers. Blocks up to `2 × timeout + recheck`, on the owner's thread
     /// like `poll`; called only when the cached end already suggests it.
-    public func confirmedEndBefore(_ offset: Int64, in partition: TopicPartition, timeout: Duration = .seconds(5),
+    package func confirmedEndBefore(_ offset: Int64, in partition: TopicPartition, timeout: Duration = .seconds(5),
                                    recheck: Duration = .seconds(6)) -> Int64? {
         guard endBefore(offset, in: partition) != nil,
               probeEndBefore(offset, in: partition, timeout: timeout) != nil else { return nil }
@@ -337,7 +337,7 @@ public final class KafkaConsumer {
     }
 
     /// Leaves the group (running the revoke handler) and destroys the handle.
-    public func close() {
+    package func close() {
         guard handle.beginClose() else { return }
         let err = rd_kafka_consumer_close(handle.pointer)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -350,7 +350,7 @@ public final class KafkaConsumer {
     /// coordinator drops the member when its session times out, as if it had crashed. For a
     /// member that may be its group's leader in the middle of a join, which Tansu 0.6 cannot
     /// take a LeaveGroup from (see `settleBeforeClose`); a session timeout it handles.
-    public func abandon() {
+    package func abandon() {
         guard handle.beginClose() else { return }
         handle.destroy(leavingNoTrace: true)
     }
@@ -363,7 +363,7 @@ public final class KafkaConsumer {
     /// SyncGroup); a member that first completes its join leaves a formed group, which Tansu
     /// handles. Returns whether the join completed.
     @discardableResult
-    public func settleBeforeClose(timeout: Duration) -> Bool {
+    package func settleBeforeClose(timeout: Duration) -> Bool {
         let before = state.assignments
         let deadline = ContinuousClock.now + timeout
         while state.assignments == before && ContinuousClock.now < deadline {

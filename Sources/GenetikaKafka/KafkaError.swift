@@ -2,25 +2,25 @@ import CRdkafka
 
 /// A librdkafka error as a Swift error, carrying librdkafka's own message and code name,
 /// plus what Genetika was doing (`context`).
-public struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
+package struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
     /// librdkafka's `rd_kafka_resp_err_t` value (negative: client-side, positive: broker).
-    public var code: Int32
+    package var code: Int32
     /// librdkafka's message for this occurrence.
-    public var message: String
+    package var message: String
     /// What was being done: "produce to topic1", "subscribe to topic1, topic2".
-    public var context: String
-    public var isFatal: Bool = false
-    public var isRetriable: Bool = false
+    package var context: String
+    package var isFatal: Bool = false
+    package var isRetriable: Bool = false
 
     /// librdkafka's symbolic name of the code, e.g. `_TRANSPORT` or `UNKNOWN_TOPIC_OR_PART`.
-    public var codeName: String { String(cString: rd_kafka_err2name(rd_kafka_resp_err_t(code))) }
+    package var codeName: String { String(cString: rd_kafka_err2name(rd_kafka_resp_err_t(code))) }
 
-    public var description: String {
+    package var description: String {
         let prefix = context.isEmpty ? "" : "\(context): "
         return "\(prefix)\(message) (\(codeName)\(isFatal ? ", fatal" : ""))"
     }
 
-    public init(code: Int32, message: String, context: String, isFatal: Bool = false, isRetriable: Bool = false) {
+    package init(code: Int32, message: String, context: String, isFatal: Bool = false, isRetriable: Bool = false) {
         self.code = code
         self.message = message
         self.context = context
@@ -54,6 +54,6 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
 }
 
 /// librdkafka's version string as linked into this process (`rd_kafka_version_str()`).
-public enum Librdkafka {
-    public static var version: String { String(cString: rd_kafka_version_str()) }
+package enum Librdkafka {
+    package static var version: String { String(cString: rd_kafka_version_str()) }
 }

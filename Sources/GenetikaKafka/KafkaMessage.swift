@@ -5,34 +5,34 @@ import Glibc
 import GenetikaSupport
 
 /// A Kafka record header.
-public struct KafkaHeader: Sendable, Equatable {
-    public var name: String
-    public var value: [UInt8]?
+package struct KafkaHeader: Sendable, Equatable {
+    package var name: String
+    package var value: [UInt8]?
 
-    public init(_ name: String, _ value: [UInt8]?) {
+    package init(_ name: String, _ value: [UInt8]?) {
         self.name = name
         self.value = value
     }
 
-    public init(_ name: String, _ text: String) {
+    package init(_ name: String, _ text: String) {
         self.init(name, Array(text.utf8))
     }
 
-    public var text: String? { value.map { String(decoding: $0, as: UTF8.self) } }
+    package var text: String? { value.map { String(decoding: $0, as: UTF8.self) } }
 }
 
 /// A record read from Kafka.
-public struct KafkaMessage: Sendable {
-    public var topic: String
-    public var partition: Int32
-    public var offset: Int64
-    public var key: [UInt8]?
-    public var value: [UInt8]
+package struct KafkaMessage: Sendable {
+    package var topic: String
+    package var partition: Int32
+    package var offset: Int64
+    package var key: [UInt8]?
+    package var value: [UInt8]
     /// Milliseconds since the Unix epoch (create time, or log-append time if the topic says so).
-    public var timestamp: Int64?
-    public var headers: [KafkaHeader]
+    package var timestamp: Int64?
+    package var headers: [KafkaHeader]
 
-    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8],
+    package init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8],
                 timestamp: Int64?, headers: [KafkaHeader] = []) {
         self.topic = topic
         self.partition = partition
@@ -43,9 +43,9 @@ public struct KafkaMessage: Sendable {
         self.headers = headers
     }
 
-    public var topicPartition: TopicPartition { TopicPartition(topic, partition) }
-    public var keyText: String? { key.map { String(decoding: $0, as: UTF8.self) } }
-    public func header(_ name: String) -> KafkaHeader? { headers.first { $0.name == name } }
+    package var topicPartition: TopicPartition { TopicPartition(topic, partition) }
+    package var keyText: String? { key.map { String(decoding: $0, as: UTF8.self) } }
+    package func header(_ name: String) -> KafkaHeader? { headers.first { $0.name == name } }
 
     /// Copies a librdkafka message (which the caller still owns and destroys); without
     /// `whole`, only its key and metadata (the value is empty, the headers none). Header
@@ -111,17 +111,17 @@ struct HeaderInterning {
 }
 
 /// A record to send to Kafka.
-public struct OutgoingMessage: Sendable {
-    public var topic: String
+package struct OutgoingMessage: Sendable {
+    package var topic: String
     /// A fixed partition, or nil to let the partitioner choose from the key.
-    public var partition: Int32?
-    public var key: [UInt8]?
-    public var value: [UInt8]
+    package var partition: Int32?
+    package var key: [UInt8]?
+    package var value: [UInt8]
     /// Milliseconds since the Unix epoch; nil lets librdkafka use the current time.
-    public var timestamp: Int64?
-    public var headers: [KafkaHeader]
+    package var timestamp: Int64?
+    package var headers: [KafkaHeader]
 
-    public init(topic: String, partition: Int32? = nil, key: [UInt8]?, value: [UInt8],
+    package init(topic: String, partition: Int32? = nil, key: [UInt8]?, value: [UInt8],
                 timestamp: Int64? = nil, headers: [KafkaHeader] = []) {
         self.topic = topic
         self.partition = partition
@@ -133,14 +133,14 @@ public struct OutgoingMessage: Sendable {
 }
 
 /// The outcome of one produced message, as librdkafka's delivery report gives it.
-public struct DeliveryReport: Sendable {
-    public var topic: String
-    public var partition: Int32
+package struct DeliveryReport: Sendable {
+    package var topic: String
+    package var partition: Int32
     /// The offset the broker gave the message (-1 when it failed).
-    public var offset: Int64
-    public var timestamp: Int64?
+    package var offset: Int64
+    package var timestamp: Int64?
     /// Set when the message was not delivered (after librdkafka's own retries).
-    public var error: KafkaError?
+    package var error: KafkaError?
 }
 
 /// Converts between Swift offsets and librdkafka's `rd_kafka_topic_partition_list_t`.
@@ -166,9 +166,9 @@ enum TopicPartitionList {
 }
 
 /// librdkafka's logical offsets.
-public enum KafkaOffset {
+package enum KafkaOffset {
     /// No offset: resume from the committed one (or `auto.offset.reset`).
-    public static let invalid = Int64(RD_KAFKA_OFFSET_INVALID)
-    public static let beginning = Int64(RD_KAFKA_OFFSET_BEGINNING)
-    public static let end = Int64(RD_KAFKA_OFFSET_END)
+    package static let invalid = Int64(RD_KAFKA_OFFSET_INVALID)
+    package static let beginning = Int64(RD_KAFKA_OFFSET_BEGINNING)
+    package static let end = Int64(RD_KAFKA_OFFSET_END)
 }

@@ -10,9 +10,9 @@ import GenetikaSupport
 /// thread serves `rd_kafka_poll`, which runs each message's delivery callback once the broker
 /// acknowledged it or librdkafka gave up after its retries. Idempotence is on by default.
 /// The handle lives inside this object and is destroyed by `close()`.
-public final class KafkaProducer: Sendable {
+package final class KafkaProducer: Sendable {
     /// Defaults that make delivery safe: idempotent, acks from all in-sync replicas.
-    public static let safeDefaults: [String: String] = [
+    package static let safeDefaults: [String: String] = [
         "enable.idempotence": "true",
         "acks": "all",
         // librdkafka's own default. At 1 ms a producer sending steadily woke its broker thread
@@ -49,7 +49,7 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Creates the producer; `name` identifies it in logs and errors.
-    public init(configuration: KafkaClientConfiguration, name: String = "producer",
+    package init(configuration: KafkaClientConfiguration, name: String = "producer",
                 logger: Logger = Logger(label: "genetika.kafka")) throws(KafkaError) {
         let context = KafkaClientContext(name: name, logger: logger, observer: configuration.observer)
         let conf = try configuration.with(defaults: Self.safeDefaults).makeConf(context: "create \(name)")
@@ -69,7 +69,7 @@ public final class KafkaProducer: Sendable {
 
     /// Hands one message to librdkafka; `onDelivery` runs (on the poll thread) with its
     /// delivery report. Waits, without blocking a thread, while librdkafka's queue is full.
-    public func send(_ message: OutgoingMessage, onDelivery: @escaping @Sendable (DeliveryReport) -> Void) async throws {
+    package func send(_ message: OutgoingMessage, onDelivery: @escaping @Sendable (DeliveryReport) -> Void) async throws {
         let box = Unmanaged.passRetained(DeliveryCallback(onDelivery))
         while true {
             let reports = context.queueSpace.current
@@ -88,7 +88,7 @@ public final class KafkaProducer: Sendable {
 
     /// Sends one message and waits for its delivery report; throws if it was not delivered.
     @discardableResult
-    public func send(_ message: OutgoingMessage) async throws -> DeliveryReport {
+    package func send(_ message: OutgoingMessage) async throws -> DeliveryReport {
         let report = try await sendAll([message])[0]
         if let error = report.error { throw error }
         return report
@@ -97,7 +97,7 @@ public final class KafkaProducer: Sendable {
     /// Sends all `messages` and waits for every delivery report (in the messages' order).
     /// Everything is handed over from the calling task, so nothing touches the producer after
     /// this returns or throws (the caller may close it then).
-    public func sendAll(_ messages: [OutgoingMessage]) async throws -> [DeliveryReport] {
+    package func sendAll(_ messages: [OutgoingMessage]) async throws -> [DeliveryReport] {
         guard !messages.isEmpty else { return [] }
         let collector = ReportCollector(count: messages.count)
         for (index, message) in messages.enumerated() {
@@ -109,7 +109,7 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Waits until every message handed over so far has its delivery report.
-    public func flush(timeout: Duration = .seconds(30)) throws(KafkaError) {
+    package func flush(timeout: Duration = .seconds(30)) throws(KafkaError) {
         let result = withHandle { rk in (rd_kafka_flush(rk, Int32(timeout.milliseconds)), rd_kafka_outq_len(rk)) }
         guard let (err, left) = result else { throw Self.closedError("flush \(context.name)") }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -118,7 +118,7 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Messages handed over whose delivery report has not run yet (0 once closed).
-    public var outstanding: Int { withHandle { Int(rd_kafka_outq_len($0)) } ?? 0 }
+    package var outstanding: Int { withHandle { Int(rd_kafka_outq_len($0)) } ?? 0 }
 
     static func closedError(_ what: String) -> KafkaError {
         KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer is closed", context: what)
@@ -126,14 +126,14 @@ public final class KafkaProducer: Sendable {
 
     /// `close(timeout:)` from async code: it blocks for up to `timeout`, so it runs on a
     /// thread of its own rather than on Swift's shared pool.
-    public func shutdown(timeout: Duration = .seconds(10)) async {
+    package func shutdown(timeout: Duration = .seconds(10)) async {
         await onOwnThread("genetika-\(context.name)-close") { [self] in close(timeout: timeout) }
     }
 
     /// Flushes for up to `timeout`, fails whatever is still undelivered (its delivery
     /// callback runs with an error), stops the poll thread and destroys the handle. Blocks:
     /// from async code, use `shutdown(timeout:)`.
-    public func close(timeout: Duration = .seconds(10)) {
+    package func close(timeout: Duration = .seconds(10)) {
         guard !closed.exchange(true, ordering: .sequentiallyConsistent), handle.beginClose() else { return }
         // Uses that began before the producer was marked closed end first (enqueues return at
         // once; a flush within its timeout).

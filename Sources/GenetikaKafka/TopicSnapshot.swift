@@ -6,17 +6,17 @@ import GenetikaSupport
 /// so no consumer group (and no pipeline stage) is disturbed. The end is taken from fetch
 /// responses rather than from ListOffsets, which some brokers (Tansu 0.6) answer with the
 /// last batch's base offset.
-public struct TopicSnapshot {
-    public let configuration: KafkaClientConfiguration
-    public let logger: Logger
+package struct TopicSnapshot {
+    package let configuration: KafkaClientConfiguration
+    package let logger: Logger
 
-    public init(configuration: KafkaClientConfiguration, logger: Logger = Logger(label: "genetika.report")) {
+    package init(configuration: KafkaClientConfiguration, logger: Logger = Logger(label: "genetika.report")) {
         self.configuration = configuration
         self.logger = logger
     }
 
     /// Calls `body` with every message of `topics` (per partition in offset order).
-    public func read(_ topics: [String], timeout: Duration = .seconds(120), body: (KafkaMessage) throws -> Void) throws {
+    package func read(_ topics: [String], timeout: Duration = .seconds(120), body: (KafkaMessage) throws -> Void) throws {
         let admin = try KafkaAdmin(configuration: configuration, name: "report-admin", logger: logger)
         let metadata = try admin.metadata()
         admin.close()
@@ -35,18 +35,18 @@ public struct TopicSnapshot {
 
 /// A partition's start offset lies beyond its end: the broker lost the log that offset
 /// pointed into (topic recreated, or a broker restarted without its data).
-public struct PartitionBeyondEnd: Error, CustomStringConvertible {
-    public var partition: TopicPartition
-    public var offset: Int64
-    public var end: Int64
-    public var description: String {
+package struct PartitionBeyondEnd: Error, CustomStringConvertible {
+    package var partition: TopicPartition
+    package var offset: Int64
+    package var end: Int64
+    package var description: String {
         "\(partition): offset \(offset) is beyond the partition's end \(end): the broker lost its log (recreated, or restarted without its data)"
     }
 }
 
 /// Reading was given up because the run is stopping.
-public struct ReadStopped: Error, CustomStringConvertible {
-    public var description: String { "stopped while reading" }
+package struct ReadStopped: Error, CustomStringConvertible {
+    package var description: String { "stopped while reading" }
 }
 
 extension KafkaConsumer {
@@ -55,7 +55,7 @@ extension KafkaConsumer {
     /// here); then unassigns. Throws `PartitionBeyondEnd` when a start offset stays beyond
     /// what the broker reports as the partition's end for `patience` (such a partition never
     /// reports its end), `ReadStopped` once `stop` is raised, and a timeout after `timeout`.
-    public func readToEnd(_ partitions: [TopicPartition: Int64], timeout: Duration, stop: StopSignal? = nil,
+    package func readToEnd(_ partitions: [TopicPartition: Int64], timeout: Duration, stop: StopSignal? = nil,
                           patience: Duration = .seconds(3), body: (KafkaMessage) throws -> Void) throws {
         guard !partitions.isEmpty else { return }
         try assign(partitions)

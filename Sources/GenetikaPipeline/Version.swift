@@ -1,4 +1,4 @@
 /// Genetika's own version.
-public enum GenetikaVersion {
-    public static let string = "0.1.0"
+package enum GenetikaVersion {
+    package static let string = "0.1.0"
 }

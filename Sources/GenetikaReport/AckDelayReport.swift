@@ -2,16 +2,16 @@ import GenetikaJSON
 import GenetikaSupport
 /// Summary statistics of a list of numbers (percentiles interpolated linearly, as numpy's
 /// default, so figures compare with the Python original's).
-public struct DelayStatistics: Sendable, Equatable {
-    public var count: Int
-    public var min: Double
-    public var p50: Double
-    public var p90: Double
-    public var p99: Double
-    public var max: Double
-    public var mean: Double
+package struct DelayStatistics: Sendable, Equatable {
+    package var count: Int
+    package var min: Double
+    package var p50: Double
+    package var p90: Double
+    package var p99: Double
+    package var max: Double
+    package var mean: Double
 
-    public init?(_ values: [Double]) {
+    package init?(_ values: [Double]) {
         guard !values.isEmpty else { return nil }
         let sorted = values.sorted()
         count = sorted.count
@@ -24,7 +24,7 @@ public struct DelayStatistics: Sendable, Equatable {
     }
 
     /// Linear interpolation between closest ranks (numpy's `percentile` default).
-    public static func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    package static func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard sorted.count > 1 else { return sorted.first ?? .nan }
         let rank = p / 100 * Double(sorted.count - 1)
         let lower = Int(rank.rounded(.down))
@@ -32,7 +32,7 @@ public struct DelayStatistics: Sendable, Equatable {
         return sorted[lower] + (sorted[upper] - sorted[lower]) * (rank - Double(lower))
     }
 
-    public var json: JSONValue {
+    package var json: JSONValue {
         .object(JSONObject([
             ("count", .int(Int64(count))), ("min", .double(min)), ("p50", .double(p50)), ("p90", .double(p90)),
             ("p99", .double(p99)), ("max", .double(max)), ("mean", .double(mean)),
@@ -41,29 +41,29 @@ public struct DelayStatistics: Sendable, Equatable {
 }
 
 /// Events matched by id across the source topics and the ack topic, as the report reads them.
-public struct AckDelayReport: Sendable {
+package struct AckDelayReport: Sendable {
     /// One id's arrivals: the first timestamp on each source topic, and its acks' timestamps.
-    public struct Arrivals: Sendable, Equatable {
-        public var topics: [String: Int64] = [:]
-        public var acks: [Int64] = []
+    package struct Arrivals: Sendable, Equatable {
+        package var topics: [String: Int64] = [:]
+        package var acks: [Int64] = []
         /// Every timestamp of the id's events, per source topic.
-        public var eventTimes: [String: Set<Int64>] = [:]
+        package var eventTimes: [String: Set<Int64>] = [:]
         /// The partitions the id's source events are on, and those its acks are on.
-        public var partitions: Set<Int32> = []
-        public var ackPartitions: [Int32] = []
+        package var partitions: Set<Int32> = []
+        package var ackPartitions: [Int32] = []
         /// Each ack's claim, per source topic, of the event it saw there (nil: none).
-        public var ackClaims: [[String: Int64?]] = []
+        package var ackClaims: [[String: Int64?]] = []
     }
 
-    public let sourceTopics: [String]
-    public private(set) var ids: [String: Arrivals] = [:]
-    public private(set) var eventCounts: [String: Int] = [:]
-    public private(set) var ackCount = 0
-    public private(set) var firstEventTime: Int64?
+    package let sourceTopics: [String]
+    package private(set) var ids: [String: Arrivals] = [:]
+    package private(set) var eventCounts: [String: Int] = [:]
+    package private(set) var ackCount = 0
+    package private(set) var firstEventTime: Int64?
     /// Ids the acker reported incomplete (keys of the incomplete topic).
-    public private(set) var reportedIncomplete: Set<String> = []
+    package private(set) var reportedIncomplete: Set<String> = []
 
-    public init(sourceTopics: [String]) {
+    package init(sourceTopics: [String]) {
         self.sourceTopics = sourceTopics
         for topic in sourceTopics { eventCounts[topic] = 0 }
     }
@@ -71,7 +71,7 @@ public struct AckDelayReport: Sendable {
     /// Records an event of a source topic (`isAck` false) or an ack. `partition` and, for an
     /// ack, `claims` (its `topics` field: per source topic the timestamp of the event the acker
     /// saw, nil where it saw none) let the report check acks against the topics themselves.
-    public mutating func record(id: String, topic: String, timestamp: Int64, isAck: Bool, partition: Int32? = nil,
+    package mutating func record(id: String, topic: String, timestamp: Int64, isAck: Bool, partition: Int32? = nil,
                                 claims: [String: Int64?]? = nil) {
         if isAck {
             ids[id, default: Arrivals()].acks.append(timestamp)
@@ -89,23 +89,23 @@ public struct AckDelayReport: Sendable {
     }
 
     /// An id the acker reported incomplete (a message on the incomplete topic).
-    public mutating func recordIncompleteReport(id: String) {
+    package mutating func recordIncompleteReport(id: String) {
         reportedIncomplete.insert(id)
     }
 
     /// One id that reached some source topics but not all, and has no ack.
-    public struct IncompleteId: Sendable, Equatable {
-        public var id: String
-        public var seen: [String]
-        public var missing: [String]
+    package struct IncompleteId: Sendable, Equatable {
+        package var id: String
+        package var seen: [String]
+        package var missing: [String]
         /// Milliseconds from its earliest event until `now`.
-        public var ageMs: Int64
+        package var ageMs: Int64
         /// The acker reported it (its age passed `stages.acker.incompleteAfterSeconds`).
-        public var reported: Bool
+        package var reported: Bool
     }
 
     /// Ids without an ack that reached some but not all source topics, oldest first.
-    public func incomplete(now: Int64) -> [IncompleteId] {
+    package func incomplete(now: Int64) -> [IncompleteId] {
         ids.compactMap { id, arrivals -> (Int64, IncompleteId)? in
             guard arrivals.acks.isEmpty, !arrivals.topics.isEmpty, arrivals.topics.count < sourceTopics.count,
                   let first = arrivals.topics.values.min() else { return nil }
@@ -116,7 +116,7 @@ public struct AckDelayReport: Sendable {
     }
 
     /// Ack delay per acked id with all topics present: first ack − latest topic time, in ms.
-    public var delays: [(id: String, latestEvent: Int64, ack: Int64, delay: Int64)] {
+    package var delays: [(id: String, latestEvent: Int64, ack: Int64, delay: Int64)] {
         ids.compactMap { id, arrivals in
             guard let ack = arrivals.acks.min(), arrivals.topics.count == sourceTopics.count,
                   let latest = arrivals.topics.values.max() else { return nil }
@@ -124,10 +124,10 @@ public struct AckDelayReport: Sendable {
         }.sorted { ($0.latestEvent, $0.id) < ($1.latestEvent, $1.id) }
     }
 
-    public var statistics: DelayStatistics? { DelayStatistics(delays.map { Double($0.delay) }) }
+    package var statistics: DelayStatistics? { DelayStatistics(delays.map { Double($0.delay) }) }
 
     /// Ids missing from a source topic, by topic.
-    public var missingFromTopic: [String: [String]] {
+    package var missingFromTopic: [String: [String]] {
         var missing: [String: [String]] = [:]
         for topic in sourceTopics {
             let absent = ids.filter { $0.value.topics[topic] == nil }.map(\.key).sorted(by: idOrder)
@@ -137,24 +137,24 @@ public struct AckDelayReport: Sendable {
     }
 
     /// Ids that reached every source topic but have no ack.
-    public var missingAck: [String] {
+    package var missingAck: [String] {
         ids.filter { $0.value.topics.count == sourceTopics.count && $0.value.acks.isEmpty }.map(\.key).sorted(by: idOrder)
     }
 
     /// Ids with more than one ack.
-    public var duplicateAcks: [String] {
+    package var duplicateAcks: [String] {
         ids.filter { $0.value.acks.count > 1 }.map(\.key).sorted(by: idOrder)
     }
 
     /// Acks stamped before the latest of their id's topic events (should never happen).
-    public var acksBeforeLatestEvent: [String] {
+    package var acksBeforeLatestEvent: [String] {
         delays.filter { $0.delay < 0 }.map(\.id)
     }
 
     /// Acks whose claims do not match the topics: an ack must name, for every source topic,
     /// the timestamp of an event of its id that really is in that topic (an ack sent before
     /// the acker saw all three names none for the missing one).
-    public var acksNotMatchingTopics: [String] {
+    package var acksNotMatchingTopics: [String] {
         ids.filter { _, arrivals in
             arrivals.ackClaims.contains { claims in
                 sourceTopics.contains { topic in
@@ -167,16 +167,16 @@ public struct AckDelayReport: Sendable {
 
     /// Acks on another partition number than their id's source events (scale-out relies on it),
     /// and ids whose source events are on several partition numbers.
-    public var acksOnWrongPartition: [String] {
+    package var acksOnWrongPartition: [String] {
         ids.filter { _, arrivals in
             arrivals.partitions.count > 1 || arrivals.ackPartitions.contains { !arrivals.partitions.contains($0) }
         }.map(\.key).sorted(by: idOrder)
     }
 
-    public var summary: JSONValue { summary(now: nowMilliseconds()) }
+    package var summary: JSONValue { summary(now: nowMilliseconds()) }
 
     /// `now`: the time incomplete ids' ages are measured to.
-    public func summary(now: Int64) -> JSONValue {
+    package func summary(now: Int64) -> JSONValue {
         var object = JSONObject()
         object["events"] = .object(JSONObject(sourceTopics.map { ($0, JSONValue.int(Int64(eventCounts[$0] ?? 0))) }))
         object["ids"] = .int(Int64(ids.count))
@@ -220,7 +220,7 @@ extension AckDelayReport {
 
     /// `timestamps.svg`: each event's time, relative to the first event, against its id, one
     /// series per source topic plus the acks (one mark per event).
-    public func timestampsSVG(ackTopic: String) -> String {
+    package func timestampsSVG(ackTopic: String) -> String {
         let origin = Double(firstEventTime ?? 0)
         let ordered = ids.keys.sorted(by: idOrder)
         let position = Dictionary(uniqueKeysWithValues: ordered.enumerated().map { ($1, Double($0 + 1)) })
@@ -236,7 +236,7 @@ extension AckDelayReport {
     }
 
     /// `delay.svg`: ack delay per acked id (one mark each), and the delay distribution.
-    public func delaySVG() -> String {
+    package func delaySVG() -> String {
         let delays = self.delays
         let points = delays.map { (Double($0.id) ?? 0, Double($0.delay)) }
         var plot = SVGScatterPlot(title: "Ack delay per event (ack time − latest topic time)", xLabel: "event id",

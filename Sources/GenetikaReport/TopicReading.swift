@@ -6,7 +6,7 @@ extension AckDelayReport {
     /// `TopicSnapshot`: no consumer group joined) and records every event and ack, then the
     /// acker's reports from `incompleteTopic`. `reportsRead` is false when that topic does
     /// not exist (a deployment from before the acker reported incomplete ids).
-    public static func read(kafka: KafkaClientConfiguration, sourceTopics: [String], ackTopic: String,
+    package static func read(kafka: KafkaClientConfiguration, sourceTopics: [String], ackTopic: String,
                             incompleteTopic: String) throws -> (report: AckDelayReport, reportsRead: Bool) {
         var report = AckDelayReport(sourceTopics: sourceTopics)
         try TopicSnapshot(configuration: kafka).read(sourceTopics + [ackTopic]) { message in

@@ -9,16 +9,16 @@ package func integerId(_ id: String) -> Int64? {
 
 /// What the acker knows about one id: which source topics it has reached, when, and
 /// whether its ack went out.
-public struct AckerEntry: Sendable, Equatable {
-    public var id: String
-    public var partition: Int32
+package struct AckerEntry: Sendable, Equatable {
+    package var id: String
+    package var partition: Int32
     /// Bit i set: the id reached `sources[i].topic`.
-    public var seen: Int64
+    package var seen: Int64
     /// Kafka timestamp (ms) of the id's event on each source topic (nil until it arrives).
-    public var timestamps: [Int64?]
-    public var acked: Bool
+    package var timestamps: [Int64?]
+    package var acked: Bool
 
-    public init(id: String, partition: Int32, seen: Int64, timestamps: [Int64?], acked: Bool) {
+    package init(id: String, partition: Int32, seen: Int64, timestamps: [Int64?], acked: Bool) {
         self.id = id
         self.partition = partition
         self.seen = seen
@@ -44,7 +44,7 @@ public struct AckerEntry: Sendable, Equatable {
 ///   own ack and incomplete partitions.
 /// An in-memory filter of the ids in `acker_ids` answers "never stored" without a read, so a
 /// new id costs no random read of a table that grows with the data.
-public final class AckerStore {
+package final class AckerStore {
     let connection: SQLiteConnection
     let topicCount: Int
     private let selectEntry: SQLiteStatement
@@ -58,12 +58,12 @@ public final class AckerStore {
     /// store (the start-up check) does not read every id.
     private var stored: IdFilter?
     /// Rows in `acker_pending` (as appended by this connection; recounted on open).
-    public private(set) var pendingRows: Int
+    package private(set) var pendingRows: Int
 
     /// `integerIds`: every source's key column is an integer, so ids are kept as integers
     /// (a rowid table: smaller and faster than text keys). A state file created either way
     /// works either way: SQLite converts the bound id to the column's type.
-    public init(path: String, topicCount: Int, integerIds: Bool = false) throws {
+    package init(path: String, topicCount: Int, integerIds: Bool = false) throws {
         // The state and its offsets commit atomically, and the ack topic is read back on
         // assignment, so commits lost to a power failure are redone without a second ack:
         // no fsync per batch is needed.
@@ -150,26 +150,26 @@ public final class AckerStore {
         if stored?.isFull == true { try rebuildFilter() }
     }
 
-    public func close() { connection.close() }
+    package func close() { connection.close() }
 
-    public func transaction<T>(_ body: () throws -> T) throws -> T { try connection.transaction(body) }
+    package func transaction<T>(_ body: () throws -> T) throws -> T { try connection.transaction(body) }
 
     private var reading = false
 
     /// Starts a read transaction for a run of `entry` lookups (`endRead` ends it; safe to
     /// call twice).
-    public func beginRead() throws {
+    package func beginRead() throws {
         try connection.execute("BEGIN")
         reading = true
     }
 
-    public func endRead() {
+    package func endRead() {
         if reading { try? connection.execute("COMMIT") }
         reading = false
     }
 
     /// The id's row in `acker_ids`, if it has one (ids in the pending log are the caller's).
-    public func entry(_ id: String) throws -> AckerEntry? {
+    package func entry(_ id: String) throws -> AckerEntry? {
         guard try mayBeStored(id) else { return nil }
         try selectEntry.bind(1, .text(id))
         guard try selectEntry.next() else { return nil }
@@ -181,7 +181,7 @@ public final class AckerStore {
                           timestamps: timestamps, acked: selectEntry.int64(2) != 0)
     }
 
-    public func save(_ entry: AckerEntry) throws {
+    package func save(_ entry: AckerEntry) throws {
         try upsertEntry.bind(1, .text(entry.id))
         try upsertEntry.bind(2, .integer(Int64(entry.partition)))
         try upsertEntry.bind(3, .integer(entry.seen))
@@ -195,7 +195,7 @@ public final class AckerStore {
 
     /// Appends the state of an id without a row in `acker_ids` (waiting, or just acked) to
     /// the pending log.
-    public func appendPending(_ entry: AckerEntry) throws {
+    package func appendPending(_ entry: AckerEntry) throws {
         try insertPending.bind(1, .text(entry.id))
         try insertPending.bind(2, .integer(Int64(entry.partition)))
         try insertPending.bind(3, .integer(entry.seen))
@@ -208,7 +208,7 @@ public final class AckerStore {
     }
 
     /// Empties the pending log (inside a transaction that appends the live ids again).
-    public func clearPending() throws {
+    package func clearPending() throws {
         try connection.execute("DELETE FROM acker_pending")
         pendingRows = 0
     }
@@ -216,7 +216,7 @@ public final class AckerStore {
     /// The ids recorded in the pending log, each with its latest state (waiting or acked), in
     /// log order (an id may come more than once: the last one counts); ids with a row in
     /// `acker_ids` are left out.
-    public func forEachPending(_ body: (AckerEntry) throws -> Void) throws {
+    package func forEachPending(_ body: (AckerEntry) throws -> Void) throws {
         let columns = (0..<topicCount).map { ", p.t\($0)" }.joined()
         let sql = """
             SELECT p.id, p.partition, p.seen, p.acked\(columns) FROM acker_pending p
@@ -232,7 +232,7 @@ public final class AckerStore {
     }
 
     /// Marks an id acked (found in the ack topic), creating its row if needed.
-    public func markAcked(_ id: String, partition: Int32) throws {
+    package func markAcked(_ id: String, partition: Int32) throws {
         try upsertAcked.bind(1, .text(id))
         try upsertAcked.bind(2, .integer(Int64(partition)))
         try upsertAcked.run()
@@ -242,7 +242,7 @@ public final class AckerStore {
     /// Records acked ids of the pending log in `acker_ids` (inside the transaction that
     /// empties the log, or before it), in the order of the table's key: integers by value,
     /// then texts.
-    public func mergeAcked(_ ids: [String: Int32]) throws {
+    package func mergeAcked(_ ids: [String: Int32]) throws {
         var numbers: [(Int64, String, Int32)] = []
         var texts: [(String, Int32)] = []
         for (id, partition) in ids {
@@ -256,7 +256,7 @@ public final class AckerStore {
 
     /// Marks an id reported incomplete (found in the incomplete topic, or just reported),
     /// creating its row if needed. The flag survives the id's later events (`save` keeps it).
-    public func markReported(_ id: String, partition: Int32) throws {
+    package func markReported(_ id: String, partition: Int32) throws {
         try upsertReported.bind(1, .text(id))
         try upsertReported.bind(2, .integer(Int64(partition)))
         try upsertReported.run()
@@ -266,7 +266,7 @@ public final class AckerStore {
     /// Ids of `partitions` without an ack: how many of them were reported incomplete, and
     /// those not reported yet whose earliest event is older than `cutoff` (ms since the epoch).
     /// One pass over the table: meant for a periodic check, not for every batch.
-    public func incomplete(in partitions: Set<Int32>, olderThan cutoff: Int64) throws -> (reported: Int, overdue: [AckerEntry]) {
+    package func incomplete(in partitions: Set<Int32>, olderThan cutoff: Int64) throws -> (reported: Int, overdue: [AckerEntry]) {
         var reported = 0
         var overdue: [AckerEntry] = []
         while try selectUnacked.next() {
@@ -287,7 +287,7 @@ public final class AckerStore {
         return (reported, overdue)
     }
 
-    public func offsets(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+    package func offsets(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
         var result: [TopicPartition: Int64] = [:]
         for partition in partitions {
             let rows = try connection.query("SELECT next_offset FROM acker_offsets WHERE topic = ? AND partition = ?",
@@ -297,7 +297,7 @@ public final class AckerStore {
         return result
     }
 
-    public func setOffsets(_ offsets: [TopicPartition: Int64]) throws {
+    package func setOffsets(_ offsets: [TopicPartition: Int64]) throws {
         for (partition, offset) in offsets {
             try connection.run("""
                 INSERT INTO acker_offsets (topic, partition, next_offset) VALUES (?, ?, ?)
@@ -307,7 +307,7 @@ public final class AckerStore {
     }
 
     /// The topic ids the state was built from (by topic).
-    public func topicIds() throws -> [String: String] {
+    package func topicIds() throws -> [String: String] {
         var ids: [String: String] = [:]
         for row in try connection.query("SELECT topic, topic_id FROM acker_topic_ids") {
             if case .text(let topic) = row[0], case .text(let id) = row[1] { ids[topic] = id }
@@ -317,7 +317,7 @@ public final class AckerStore {
 
     /// Records the topics' ids; with `forgetAll`, first drops every id and offset (the
     /// topics were recreated: the state describes logs that are gone).
-    public func recordTopicIds(_ ids: [String: String], forgetAll: Bool) throws {
+    package func recordTopicIds(_ ids: [String: String], forgetAll: Bool) throws {
         try connection.transaction {
             if forgetAll {
                 try connection.execute("DELETE FROM acker_ids; DELETE FROM acker_offsets; DELETE FROM acker_pending;")
@@ -332,7 +332,7 @@ public final class AckerStore {
 
     /// Drops what is known of partition number `partition`: its ids and the offsets of every
     /// topic's partition with that number (read again from the beginning).
-    public func forget(partition: Int32) throws {
+    package func forget(partition: Int32) throws {
         try connection.transaction {
             try connection.run("DELETE FROM acker_ids WHERE partition = ?", [.integer(Int64(partition))])
             pendingRows -= try connection.run("DELETE FROM acker_pending WHERE partition = ?", [.integer(Int64(partition))])

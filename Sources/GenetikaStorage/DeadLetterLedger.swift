@@ -1,9 +1,9 @@
 /// Which dead letters were sent again (`dead-letters.db` in the state directory), by their
 /// place in the dead-letter topic, so that a second replay sends nothing new.
-public final class DeadLetterLedger {
+package final class DeadLetterLedger {
     let connection: SQLiteConnection
 
-    public init(path: String) throws {
+    package init(path: String) throws {
         connection = try SQLiteConnection(path: path, durability: .full)
         try connection.execute("""
             CREATE TABLE IF NOT EXISTS genetika_replayed (
@@ -12,10 +12,10 @@ public final class DeadLetterLedger {
             """)
     }
 
-    public func close() { connection.close() }
+    package func close() { connection.close() }
 
     /// The dead letters already replayed: `topic[partition]@offset`.
-    public func replayed() throws -> Set<String> {
+    package func replayed() throws -> Set<String> {
         var places = Set<String>()
         try connection.forEachRow("SELECT topic, partition, offset FROM genetika_replayed") { row in
             places.insert("\(row.text(0))[\(row.int64(1))]@\(row.int64(2))")
@@ -23,7 +23,7 @@ public final class DeadLetterLedger {
         return places
     }
 
-    public func record(topic: String, partition: Int32, offset: Int64, sentTo: String, at ms: Int64) throws {
+    package func record(topic: String, partition: Int32, offset: Int64, sentTo: String, at ms: Int64) throws {
         try connection.transaction {
             _ = try connection.run("INSERT OR IGNORE INTO genetika_replayed VALUES (?, ?, ?, ?, ?)",
                                    [.text(topic), .integer(Int64(partition)), .integer(offset), .text(sentTo), .integer(ms)])

@@ -1,10 +1,10 @@
 /// The type a source column has in events and in its table.
-public enum ColumnType: String, Sendable, CaseIterable {
+package enum ColumnType: String, Sendable, CaseIterable {
     case integer, real, text, boolean, date, datetime
 }
 
 /// A typed value of one column, ready for an event and for a table.
-public enum FieldValue: Sendable, Equatable, Hashable {
+package enum FieldValue: Sendable, Equatable, Hashable {
     case null
     case integer(Int64)
     case real(Double)
@@ -13,7 +13,7 @@ public enum FieldValue: Sendable, Equatable, Hashable {
     /// `YYYY-MM-DD` (for `date`) or `YYYY-MM-DDTHH:MM:SS[.mmm]` (for `datetime`).
     case temporal(String)
 
-    public var sql: SQLValue {
+    package var sql: SQLValue {
         switch self {
         case .null: .null
         case .integer(let v): .integer(v)

@@ -3,15 +3,15 @@ import CLibCrypto
 
 /// The SHA-256 of a file's content (OpenSSL's EVP interface, the only place it is called):
 /// how the inbox records which file it took, whatever its name.
-public enum FileDigest {
-    public struct Failure: Error, CustomStringConvertible {
-        public var file: String
-        public var reason: String
-        public var description: String { "\(file): \(reason)" }
+package enum FileDigest {
+    package struct Failure: Error, CustomStringConvertible {
+        package var file: String
+        package var reason: String
+        package var description: String { "\(file): \(reason)" }
     }
 
     /// The file's SHA-256 in lower-case hex, read in 1 MiB chunks.
-    public static func sha256(of file: String) throws -> String {
+    package static func sha256(of file: String) throws -> String {
         guard let handle = FileHandle(forReadingAtPath: file) else { throw Failure(file: file, reason: "cannot open it") }
         defer { try? handle.close() }
         guard let context = EVP_MD_CTX_new() else { throw Failure(file: file, reason: "no digest context") }

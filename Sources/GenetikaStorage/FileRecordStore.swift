@@ -1,7 +1,7 @@
 import GenetikaSupport
 
 /// Where an inbox file stands.
-public enum FileStatus: String, Sendable, CaseIterable {
+package enum FileStatus: String, Sendable, CaseIterable {
     /// Seen complete and recorded; waiting for the files before it.
     case queued
     /// Its rows are being handed to Kafka; after a crash it is sent again.
@@ -13,33 +13,33 @@ public enum FileStatus: String, Sendable, CaseIterable {
 }
 
 /// One inbox file's record.
-public struct FileRecord: Sendable, Equatable {
-    public var id: Int64
+package struct FileRecord: Sendable, Equatable {
+    package var id: Int64
     /// The source's topic (a source is named by its topic in records).
-    public var source: String
+    package var source: String
     /// Where the file was taken from, and where it is now (after the move).
-    public var path: String
-    public var movedTo: String?
-    public var size: Int64
-    public var sha256: String
-    public var status: FileStatus
-    public var rowsSent: Int
-    public var rowsDeadLettered: Int
-    public var queuedMs: Int64
-    public var startedMs: Int64?
-    public var finishedMs: Int64?
+    package var path: String
+    package var movedTo: String?
+    package var size: Int64
+    package var sha256: String
+    package var status: FileStatus
+    package var rowsSent: Int
+    package var rowsDeadLettered: Int
+    package var queuedMs: Int64
+    package var startedMs: Int64?
+    package var finishedMs: Int64?
     /// Why it failed, or a remark (a duplicate not sent again).
-    public var note: String?
+    package var note: String?
 }
 
 /// The per-file records of the inbox sources (`files.db` in the state directory): one row per
 /// file taken, with its content hash, so that a file whose content was already sent is not
 /// sent again and a file interrupted while `sending` is sent again after a crash.
-public final class FileRecordStore {
+package final class FileRecordStore {
     let connection: SQLiteConnection
     private static let columns = "id, source, path, moved_to, size, sha256, status, rows_sent, rows_dead_lettered, queued_ms, started_ms, finished_ms, note"
 
-    public init(path: String) throws {
+    package init(path: String) throws {
         connection = try SQLiteConnection(path: path, durability: .full)
         try connection.execute("""
             CREATE TABLE IF NOT EXISTS genetika_files (
@@ -51,27 +51,27 @@ public final class FileRecordStore {
             """)
     }
 
-    public func close() { connection.close() }
+    package func close() { connection.close() }
 
     /// Every record, newest first (`limit`: at most that many).
-    public func all(limit: Int? = nil) throws -> [FileRecord] {
+    package func all(limit: Int? = nil) throws -> [FileRecord] {
         try records("SELECT \(Self.columns) FROM genetika_files ORDER BY id DESC" + (limit.map { " LIMIT \($0)" } ?? ""), [])
     }
 
     /// The latest record of content `sha256` from `source`, if any.
-    public func latest(source: String, sha256: String) throws -> FileRecord? {
+    package func latest(source: String, sha256: String) throws -> FileRecord? {
         try records("SELECT \(Self.columns) FROM genetika_files WHERE source = ? AND sha256 = ? ORDER BY id DESC LIMIT 1",
                     [.text(source), .text(sha256)]).first
     }
 
     /// The first `done` record of content `sha256` from `source`, if any.
-    public func done(source: String, sha256: String) throws -> FileRecord? {
+    package func done(source: String, sha256: String) throws -> FileRecord? {
         try records("SELECT \(Self.columns) FROM genetika_files WHERE source = ? AND sha256 = ? AND status = 'done' AND note IS NULL ORDER BY id LIMIT 1",
                     [.text(source), .text(sha256)]).first
     }
 
     /// Records a file just taken; returns its record.
-    public func add(source: String, path: String, size: Int64, sha256: String, status: FileStatus, note: String? = nil) throws -> FileRecord {
+    package func add(source: String, path: String, size: Int64, sha256: String, status: FileStatus, note: String? = nil) throws -> FileRecord {
         let now = nowMilliseconds()
         _ = try connection.run("INSERT INTO genetika_files (source, path, size, sha256, status, queued_ms, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
                                [.text(source), .text(path), .integer(size), .text(sha256), .text(status.rawValue), .integer(now),
@@ -83,7 +83,7 @@ public final class FileRecordStore {
     }
 
     /// Moves record `id` to `status`, with the counts so far and (for `done`/`failed`) where the file went.
-    public func update(_ id: Int64, status: FileStatus, rowsSent: Int? = nil, rowsDeadLettered: Int? = nil,
+    package func update(_ id: Int64, status: FileStatus, rowsSent: Int? = nil, rowsDeadLettered: Int? = nil,
                        movedTo: String? = nil, note: String? = nil) throws {
         let now = nowMilliseconds()
         _ = try connection.run("""

@@ -3,22 +3,22 @@ import Foundation
 /// An exclusive lock on a file (`flock`), held while this process uses what it guards; the
 /// file holds the holder's process id. The kernel releases it when the process dies, so a
 /// killed run never leaves a stale lock behind.
-public final class InstanceLock: Sendable {
+package final class InstanceLock: Sendable {
     /// Another process holds the lock.
-    public struct Held: Error, CustomStringConvertible {
-        public var path: String
-        public var guarding: String
-        public var holder: String
-        public var description: String {
+    package struct Held: Error, CustomStringConvertible {
+        package var path: String
+        package var guarding: String
+        package var holder: String
+        package var description: String {
             "another Genetika instance (\(holder)) is using \(guarding) (lock \(path)). Stop it, or give this run its own "
                 + "stateDirectory and database.url; several processes may share the work only with PostgreSQL, each with its own stateDirectory"
         }
     }
 
-    public let path: String
+    package let path: String
     private let descriptor: Int32
 
-    public init(path: String, guarding: String) throws {
+    package init(path: String, guarding: String) throws {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
@@ -40,7 +40,7 @@ public final class InstanceLock: Sendable {
     }
 
     /// Releases the lock (closing the descriptor releases it).
-    public func release() {
+    package func release() {
         close(descriptor)
     }
 }

@@ -1,14 +1,14 @@
 import GenetikaSupport
 
 /// Writes refused because another member claimed the partitions since this one did.
-public struct FencedPartitions: Error, Sendable, CustomStringConvertible {
-    public var partitions: [TopicPartition]
+package struct FencedPartitions: Error, Sendable, CustomStringConvertible {
+    package var partitions: [TopicPartition]
 
-    public init(partitions: [TopicPartition]) {
+    package init(partitions: [TopicPartition]) {
         self.partitions = partitions.sorted()
     }
 
-    public var description: String {
+    package var description: String {
         "write refused: \(partitions.map(\.description).joined(separator: ", ")) claimed by another member since this one was assigned them"
     }
 }
@@ -29,21 +29,21 @@ public struct FencedPartitions: Error, Sendable, CustomStringConvertible {
 /// ```sql
 /// genetika_owners (consumer_group, topic, partition, epoch, member, claimed_at, confirmed_at)
 /// ```
-public final class PartitionOwners {
+package final class PartitionOwners {
     let connection: PostgresConnection
 
-    public init(connection: PostgresConnection) {
+    package init(connection: PostgresConnection) {
         self.connection = connection
     }
 
-    public static let createSQL = """
+    package static let createSQL = """
         CREATE TABLE IF NOT EXISTS genetika_owners (
             consumer_group TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
             epoch BIGINT NOT NULL, member TEXT NOT NULL, claimed_at TIMESTAMPTZ NOT NULL,
             confirmed_at TIMESTAMPTZ, PRIMARY KEY (consumer_group, topic, partition))
         """
 
-    public func prepare() throws {
+    package func prepare() throws {
         try connection.transaction {
             try connection.execute("SELECT pg_advisory_xact_lock(7412)")
             try connection.execute(Self.createSQL)
@@ -63,7 +63,7 @@ public final class PartitionOwners {
     /// Claims `partitions` for `member`: each one's epoch goes up by one. Returns the new epochs,
     /// and the milliseconds until the leases that earlier owners may still hold have run out
     /// (their last confirmation plus `leaseMs`; 0 when none is held).
-    public func claim(group: String, member: String, partitions: [TopicPartition], leaseMs: Int64 = 0)
+    package func claim(group: String, member: String, partitions: [TopicPartition], leaseMs: Int64 = 0)
         throws -> (epochs: [TopicPartition: Int64], waitMs: Int64) {
         guard !partitions.isEmpty else { return ([:], 0) }
         return try connection.transaction {
@@ -96,7 +96,7 @@ public final class PartitionOwners {
 
     /// Inside the caller's transaction: share-locks the rows of `epochs`' partitions until it
     /// ends and returns those whose epoch is no longer the given one (claimed by another since).
-    public func fenced(group: String, epochs: [TopicPartition: Int64]) throws -> [TopicPartition] {
+    package func fenced(group: String, epochs: [TopicPartition: Int64]) throws -> [TopicPartition] {
         guard !epochs.isEmpty else { return [] }
         let rows = try connection.query("""
             SELECT topic, partition, epoch FROM genetika_owners WHERE consumer_group = $1 AND \(Self.selected)
@@ -107,7 +107,7 @@ public final class PartitionOwners {
     }
 
     /// Confirms the lease of the partitions whose epoch is still the given one; returns the others.
-    public func confirm(group: String, epochs: [TopicPartition: Int64]) throws -> [TopicPartition] {
+    package func confirm(group: String, epochs: [TopicPartition: Int64]) throws -> [TopicPartition] {
         guard !epochs.isEmpty else { return [] }
         let sorted = epochs.sorted { $0.key < $1.key }
         let rows = try connection.query("""
@@ -122,7 +122,7 @@ public final class PartitionOwners {
 
     /// Gives up the leases of `epochs`' partitions (still held at those epochs): a new owner
     /// need not wait for them.
-    public func release(group: String, epochs: [TopicPartition: Int64]) throws {
+    package func release(group: String, epochs: [TopicPartition: Int64]) throws {
         guard !epochs.isEmpty else { return }
         let sorted = epochs.sorted { $0.key < $1.key }
         try connection.query("""

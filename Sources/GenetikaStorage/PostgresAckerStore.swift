@@ -16,7 +16,7 @@ import GenetikaSupport
 /// evicted), the others not acked are the partition's waiting ids. A batch's changes are
 /// written in one multi-row upsert when its transaction commits, after the fencing check.
 /// Lookups are batched: `prefetch` reads the rows of a batch's unknown ids in one query.
-public final class PostgresAckerStore: AckerStateStore {
+package final class PostgresAckerStore: AckerStateStore {
     let connection: PostgresConnection
     let owners: PartitionOwners
     let group: String
@@ -27,10 +27,10 @@ public final class PostgresAckerStore: AckerStateStore {
     private var changes: [String: (entry: AckerEntry, aside: Bool)] = [:]
     private var changeOrder: [String] = []
     private var depth = 0
-    public var pendingRows: Int { 0 }
-    public var shared: Bool { true }
+    package var pendingRows: Int { 0 }
+    package var shared: Bool { true }
 
-    public init(url: String, group: String, topicCount: Int) throws {
+    package init(url: String, group: String, topicCount: Int) throws {
         connection = try PostgresConnection(url: url)
         owners = PartitionOwners(connection: connection)
         self.group = group
@@ -64,9 +64,9 @@ public final class PostgresAckerStore: AckerStateStore {
             """)
     }
 
-    public func close() { connection.close() }
+    package func close() { connection.close() }
 
-    public func transaction<T>(_ body: () throws -> T) throws -> T {
+    package func transaction<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 { return try body() }
         depth += 1
         defer { depth -= 1; changes = [:]; changeOrder = [] }
@@ -77,16 +77,16 @@ public final class PostgresAckerStore: AckerStateStore {
         }
     }
 
-    public func fence(_ epochs: [TopicPartition: Int64]) throws {
+    package func fence(_ epochs: [TopicPartition: Int64]) throws {
         let fenced = try owners.fenced(group: group, epochs: epochs)
         if !fenced.isEmpty { throw FencedPartitions(partitions: fenced) }
     }
 
-    public func beginRead() throws {}
+    package func beginRead() throws {}
 
-    public func endRead() { cache = [:] }
+    package func endRead() { cache = [:] }
 
-    public func prefetch(_ ids: [String]) throws {
+    package func prefetch(_ ids: [String]) throws {
         cache = [:]
         guard !ids.isEmpty else { return }
         for row in try connection.query("""
@@ -97,7 +97,7 @@ public final class PostgresAckerStore: AckerStateStore {
         }
     }
 
-    public func entry(_ id: String) throws -> AckerEntry? { cache[id] }
+    package func entry(_ id: String) throws -> AckerEntry? { cache[id] }
 
     private func entry(_ row: [String?]) -> AckerEntry? {
         guard let id = row[0], let partition = row[1].flatMap({ Int32($0) }), let seen = row[2].flatMap({ Int64($0) }),
@@ -112,13 +112,13 @@ public final class PostgresAckerStore: AckerStateStore {
         changes[entry.id] = (entry, aside)
     }
 
-    public func save(_ entry: AckerEntry) throws { record(entry, aside: true) }
+    package func save(_ entry: AckerEntry) throws { record(entry, aside: true) }
 
-    public func appendPending(_ entry: AckerEntry) throws { record(entry, aside: false) }
+    package func appendPending(_ entry: AckerEntry) throws { record(entry, aside: false) }
 
-    public func clearPending() throws {}
+    package func clearPending() throws {}
 
-    public func mergeAcked(_ ids: [String: Int32]) throws {}
+    package func mergeAcked(_ ids: [String: Int32]) throws {}
 
     /// Writes the open transaction's changes: `COPY` into the session's staging table, then
     /// one upsert from it (as the DB stage's PostgreSQL sink does, and for the same reason: the
@@ -151,7 +151,7 @@ public final class PostgresAckerStore: AckerStateStore {
             """, [group])
     }
 
-    public func loadPending(partitions: Set<Int32>, _ body: (AckerEntry) throws -> Void) throws {
+    package func loadPending(partitions: Set<Int32>, _ body: (AckerEntry) throws -> Void) throws {
         guard !partitions.isEmpty else { return }
         for row in try connection.query("""
             SELECT id, partition, seen, times, acked FROM genetika_acker_ids
@@ -161,7 +161,7 @@ public final class PostgresAckerStore: AckerStateStore {
         }
     }
 
-    public func markAcked(_ id: String, partition: Int32) throws {
+    package func markAcked(_ id: String, partition: Int32) throws {
         try connection.query("""
             INSERT INTO genetika_acker_ids (consumer_group, id, partition, seen, times, acked, aside)
             VALUES ($1, $2, $3::INTEGER, 0, '{}', true, true)
@@ -169,7 +169,7 @@ public final class PostgresAckerStore: AckerStateStore {
             """, [group, id, String(partition)])
     }
 
-    public func markReported(_ id: String, partition: Int32) throws {
+    package func markReported(_ id: String, partition: Int32) throws {
         try connection.query("""
             INSERT INTO genetika_acker_ids (consumer_group, id, partition, seen, times, acked, reported, aside)
             VALUES ($1, $2, $3::INTEGER, 0, '{}', false, true, true)
@@ -179,7 +179,7 @@ public final class PostgresAckerStore: AckerStateStore {
 
     /// The set-aside ids of `partitions` without an ack: how many were reported, and those not
     /// reported yet whose earliest event is older than `cutoff` (the waiting ones are in memory).
-    public func incomplete(in partitions: Set<Int32>, olderThan cutoff: Int64) throws -> (reported: Int, overdue: [AckerEntry]) {
+    package func incomplete(in partitions: Set<Int32>, olderThan cutoff: Int64) throws -> (reported: Int, overdue: [AckerEntry]) {
         guard !partitions.isEmpty else { return (0, []) }
         var reported = 0
         var overdue: [AckerEntry] = []
@@ -197,11 +197,11 @@ public final class PostgresAckerStore: AckerStateStore {
         return (reported, overdue)
     }
 
-    public func offsets(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+    package func offsets(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
         try connection.storedOffsets(group: group, partitions: partitions)
     }
 
-    public func setOffsets(_ offsets: [TopicPartition: Int64]) throws {
+    package func setOffsets(_ offsets: [TopicPartition: Int64]) throws {
         guard !offsets.isEmpty else { return }
         let sorted = offsets.sorted { $0.key < $1.key }
         let values = sorted.indices.map { i in "($1, $\(i * 3 + 2), $\(i * 3 + 3)::INTEGER, $\(i * 3 + 4)::BIGINT)" }
@@ -211,7 +211,7 @@ public final class PostgresAckerStore: AckerStateStore {
             """, [group] + sorted.flatMap { [$0.key.topic, String($0.key.partition), String($0.value)] })
     }
 
-    public func topicIds() throws -> [String: String] {
+    package func topicIds() throws -> [String: String] {
         var ids: [String: String] = [:]
         for row in try connection.query("SELECT topic, topic_id FROM genetika_topic_ids WHERE consumer_group = $1", [group]) {
             if let topic = row[0], let id = row[1] { ids[topic] = id }
@@ -219,7 +219,7 @@ public final class PostgresAckerStore: AckerStateStore {
         return ids
     }
 
-    public func recordTopicIds(_ ids: [String: String], forgetAll: Bool) throws {
+    package func recordTopicIds(_ ids: [String: String], forgetAll: Bool) throws {
         try connection.transaction {
             if forgetAll {
                 try connection.query("DELETE FROM genetika_acker_ids WHERE consumer_group = $1", [group])
@@ -234,7 +234,7 @@ public final class PostgresAckerStore: AckerStateStore {
         }
     }
 
-    public func forget(partition: Int32) throws {
+    package func forget(partition: Int32) throws {
         try connection.transaction {
             try connection.query("DELETE FROM genetika_acker_ids WHERE consumer_group = $1 AND partition = $2::INTEGER", [group, String(partition)])
             try connection.query("DELETE FROM genetika_offsets WHERE consumer_group = $1 AND partition = $2::INTEGER", [group, String(partition)])
@@ -269,7 +269,7 @@ public final class PostgresAckerStore: AckerStateStore {
 
 /// What the acker keeps between batches, in SQLite (`AckerStore`, local to one process) or in
 /// the shared PostgreSQL (`PostgresAckerStore`, keyed by partition).
-public protocol AckerStateStore: AnyObject {
+package protocol AckerStateStore: AnyObject {
     /// Whether members share the state (then a member loads a partition's waiting ids when it
     /// is assigned it, and drops them when it loses it).
     var shared: Bool { get }
@@ -301,11 +301,11 @@ public protocol AckerStateStore: AnyObject {
 }
 
 extension AckerStore: AckerStateStore {
-    public var shared: Bool { false }
+    package var shared: Bool { false }
     /// One process owns the file (`InstanceLock`): nothing to fence.
-    public func fence(_ epochs: [TopicPartition: Int64]) throws {}
-    public func prefetch(_ ids: [String]) throws {}
-    public func loadPending(partitions: Set<Int32>, _ body: (AckerEntry) throws -> Void) throws {
+    package func fence(_ epochs: [TopicPartition: Int64]) throws {}
+    package func prefetch(_ ids: [String]) throws {}
+    package func loadPending(partitions: Set<Int32>, _ body: (AckerEntry) throws -> Void) throws {
         try forEachPending(body)
     }
 }

@@ -3,24 +3,24 @@ import Glibc
 import GenetikaSupport
 
 /// A PostgreSQL error with the server's (or libpq's) own message.
-public struct PostgresError: Error, Sendable, CustomStringConvertible {
-    public var message: String
-    public var context: String
+package struct PostgresError: Error, Sendable, CustomStringConvertible {
+    package var message: String
+    package var context: String
     /// The server could not be reached or is not ready yet (refused, starting up, unknown
     /// host): worth waiting for, unlike a wrong password or a missing database.
-    public var isConnectionFailure = false
-    public var description: String { "\(context): \(message)" }
+    package var isConnectionFailure = false
+    package var description: String { "\(context): \(message)" }
 }
 
 /// One libpq connection, owned by one stage (not `Sendable`). libpq is synchronous, which
 /// suits the DB stage: it already runs on a thread of its own.
-public final class PostgresConnection {
+package final class PostgresConnection {
     private var connection: OpaquePointer?
     /// The URL with its password masked, for messages.
-    public let displayURL: String
+    package let displayURL: String
 
     /// Connects with a libpq connection URI, `postgres://user:password@host:port/database`.
-    public init(url: String) throws {
+    package init(url: String) throws {
         displayURL = maskPassword(url)
         let connection = PQconnectdb(url)
         guard let connection, PQstatus(connection) == CONNECTION_OK else {
@@ -39,20 +39,20 @@ public final class PostgresConnection {
         close()
     }
 
-    public func close() {
+    package func close() {
         if let connection { PQfinish(connection) }
         connection = nil
     }
 
     /// Runs SQL without parameters; returns the rows (text values, nil for NULL).
     @discardableResult
-    public func execute(_ sql: String) throws -> [[String?]] {
+    package func execute(_ sql: String) throws -> [[String?]] {
         try query(sql, [])
     }
 
     /// Runs one statement with text parameters `$1…`; returns the rows (nil for NULL).
     @discardableResult
-    public func query(_ sql: String, _ parameters: [String?]) throws -> [[String?]] {
+    package func query(_ sql: String, _ parameters: [String?]) throws -> [[String?]] {
         guard let connection else { throw PostgresError(message: "connection closed", context: displayURL) }
         let copies: [UnsafeMutablePointer<CChar>?] = parameters.map { $0.map { strdup($0) } ?? nil }
         defer { for copy in copies { free(copy) } }
@@ -80,7 +80,7 @@ public final class PostgresConnection {
     /// names; returns the number of rows copied. A refused row fails the whole COPY, and with
     /// it the transaction it runs in.
     @discardableResult
-    public func copy(_ sql: String, data: [UInt8]) throws -> Int {
+    package func copy(_ sql: String, data: [UInt8]) throws -> Int {
         guard let connection else { throw PostgresError(message: "connection closed", context: displayURL) }
         func failure(_ result: OpaquePointer?) -> PostgresError {
             let message = result.map { String(cString: PQresultErrorMessage($0)) } ?? ""
@@ -125,7 +125,7 @@ public final class PostgresConnection {
     }
 
     /// Runs `body` inside `BEGIN … COMMIT`; rolls back if it throws.
-    public func transaction<T>(_ body: () throws -> T) throws -> T {
+    package func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN")
         do {
             let value = try body()
@@ -139,7 +139,7 @@ public final class PostgresConnection {
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-public func maskPassword(_ url: String) -> String {
+package func maskPassword(_ url: String) -> String {
     guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
     let credentials = url[scheme.upperBound..<at]
     guard let colon = credentials.firstIndex(of: ":") else { return url }

@@ -5,11 +5,11 @@ import GenetikaSupport
 /// (docs/architecture.md, "Databases", says why and what else was measured).
 /// Several Genetika processes may share one database: offsets are per consumer group and
 /// partition, and a partition has one owner at a time.
-public final class PostgresTableSink: TableSink {
+package final class PostgresTableSink: TableSink {
     /// How a batch's rows reach their tables. All three leave the same tables; `copy` is the
     /// one Genetika runs, the others stay to measure it against (`GENETIKA_PG_WRITE_PATH`) and
     /// to test it against.
-    public enum WritePath: String, Sendable, CaseIterable {
+    package enum WritePath: String, Sendable, CaseIterable {
         /// `COPY` (text format) into a staging table, then one `INSERT … SELECT … ON CONFLICT`.
         case copy
         /// Multi-row `INSERT … VALUES (…), (…) … ON CONFLICT` with text parameters.
@@ -18,7 +18,7 @@ public final class PostgresTableSink: TableSink {
         case rowAtATime = "row"
 
         /// The path `name` names (`copy` when nil or empty); throws for any other name.
-        public static func named(_ name: String?) throws -> WritePath {
+        package static func named(_ name: String?) throws -> WritePath {
             guard let name, !name.isEmpty else { return .copy }
             guard let path = WritePath(rawValue: name) else {
                 throw PostgresError(message: "expected one of \(allCases.map(\.rawValue).joined(separator: ", "))", context: "write path \(name)")
@@ -40,7 +40,7 @@ public final class PostgresTableSink: TableSink {
     /// PostgreSQL allows 65,535 parameters per statement.
     static let maxParameters = 65_000
 
-    public init(url: String, tables sources: [TableSchema], writePath: WritePath = .copy) throws {
+    package init(url: String, tables sources: [TableSchema], writePath: WritePath = .copy) throws {
         connection = try PostgresConnection(url: url)
         owners = PartitionOwners(connection: connection)
         self.sources = sources
@@ -101,7 +101,7 @@ public final class PostgresTableSink: TableSink {
     }
 
     @discardableResult
-    public func prepare() throws -> [SchemaChange] {
+    package func prepare() throws -> [SchemaChange] {
         // Concurrent starters: serialize schema creation on an advisory lock.
         return try connection.transaction {
             try connection.execute("SELECT pg_advisory_xact_lock(7411)")
@@ -140,11 +140,11 @@ public final class PostgresTableSink: TableSink {
         }
     }
 
-    public func claim(group: String, member: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+    package func claim(group: String, member: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
         try owners.claim(group: group, member: member, partitions: partitions).epochs
     }
 
-    public func topicIds(group: String) throws -> [String: String] {
+    package func topicIds(group: String) throws -> [String: String] {
         var ids: [String: String] = [:]
         for row in try connection.query("SELECT topic, topic_id FROM genetika_topic_ids WHERE consumer_group = $1", [group]) {
             if let topic = row[0], let id = row[1] { ids[topic] = id }
@@ -152,7 +152,7 @@ public final class PostgresTableSink: TableSink {
         return ids
     }
 
-    public func recordTopicIds(_ ids: [String: String], resetting reset: [String], group: String) throws {
+    package func recordTopicIds(_ ids: [String: String], resetting reset: [String], group: String) throws {
         try connection.transaction {
             for topic in reset {
                 _ = try connection.query("DELETE FROM genetika_offsets WHERE consumer_group = $1 AND topic = $2", [group, topic])
@@ -166,7 +166,7 @@ public final class PostgresTableSink: TableSink {
         }
     }
 
-    public func forgetOffsets(group: String, partitions: [TopicPartition]) throws {
+    package func forgetOffsets(group: String, partitions: [TopicPartition]) throws {
         try connection.transaction {
             for partition in partitions {
                 _ = try connection.query("DELETE FROM genetika_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
@@ -175,11 +175,11 @@ public final class PostgresTableSink: TableSink {
         }
     }
 
-    public func storedOffsets(group: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+    package func storedOffsets(group: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
         try connection.storedOffsets(group: group, partitions: partitions)
     }
 
-    public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String, fence: [TopicPartition: Int64]) throws {
+    package func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String, fence: [TopicPartition: Int64]) throws {
         if writePath == .copy && !staged {
             // Outside the batch's transaction: a rolled-back CREATE would take the tables with it.
             for (index, source) in sources.enumerated() {
@@ -267,7 +267,7 @@ public final class PostgresTableSink: TableSink {
         return source.upsertSQL(from: "VALUES " + tuples.joined(separator: ", "))
     }
 
-    public func close() {
+    package func close() {
         connection.close()
     }
 }

@@ -2,15 +2,15 @@ import CSQLite
 import Foundation
 
 /// A SQLite error with SQLite's own message and what was being done.
-public struct SQLiteError: Error, Sendable, CustomStringConvertible {
-    public var code: Int32
-    public var message: String
-    public var context: String
-    public var description: String { "\(context): \(message) (SQLite error \(code))" }
+package struct SQLiteError: Error, Sendable, CustomStringConvertible {
+    package var code: Int32
+    package var message: String
+    package var context: String
+    package var description: String { "\(context): \(message) (SQLite error \(code))" }
 }
 
 /// A value bound to, or read from, a SQLite statement.
-public enum SQLValue: Sendable, Equatable, Hashable {
+package enum SQLValue: Sendable, Equatable, Hashable {
     case null
     case integer(Int64)
     case real(Double)
@@ -19,17 +19,17 @@ public enum SQLValue: Sendable, Equatable, Hashable {
 
 /// One SQLite connection, owned by one stage (not `Sendable`). WAL mode; every write goes
 /// through `transaction`, which commits or rolls back as a whole.
-public final class SQLiteConnection {
+package final class SQLiteConnection {
     private var db: OpaquePointer?
-    public let path: String
+    package let path: String
     private var statements: [String: OpaquePointer] = [:]
     private var prepared: [SQLiteStatement] = []
     /// Pages SQLite keeps in memory per connection (`PRAGMA cache_size`), in KiB: enough for
     /// the upper levels of large tables; fixed and small, so memory does not grow with the data.
-    public static let cacheKiB = 4 * 1024
+    package static let cacheKiB = 4 * 1024
 
     /// How hard a commit waits for the disk (`PRAGMA synchronous`).
-    public enum Durability: String, Sendable {
+    package enum Durability: String, Sendable {
         /// Every commit is on disk when `COMMIT` returns (fsync per commit).
         case full = "FULL"
         /// Commits are atomic and survive a crash of the process, but the last ones may be
@@ -41,7 +41,7 @@ public final class SQLiteConnection {
     /// Opens (creating) the database at `path`, creating its directory if needed. `pageSize`
     /// (bytes, a power of two from 512 to 65,536) applies to a database this call creates; an
     /// existing one keeps the page size it was created with.
-    public init(path: String, durability: Durability = .full, pageSize: Int? = nil) throws {
+    package init(path: String, durability: Durability = .full, pageSize: Int? = nil) throws {
         self.path = path
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
@@ -70,7 +70,7 @@ public final class SQLiteConnection {
     }
 
     /// The database's page size in bytes (`PRAGMA page_size`).
-    public func pageSize() throws -> Int {
+    package func pageSize() throws -> Int {
         guard case .integer(let size)? = try query("PRAGMA page_size").first?.first else {
             throw SQLiteError(code: SQLITE_ERROR, message: "no page size", context: "read the page size of \(path)")
         }
@@ -79,11 +79,11 @@ public final class SQLiteConnection {
 
     /// Checkpoints the WAL once it holds `bytes` (`PRAGMA wal_autocheckpoint`, which counts
     /// this database's pages).
-    public func checkpointEvery(bytes: Int) throws {
+    package func checkpointEvery(bytes: Int) throws {
         try execute("PRAGMA wal_autocheckpoint=\(bytes / pageSize())")
     }
 
-    public func close() {
+    package func close() {
         for statement in prepared { statement.finalize() }
         prepared.removeAll()
         for statement in statements.values { sqlite3_finalize(statement) }
@@ -97,7 +97,7 @@ public final class SQLiteConnection {
     }
 
     /// Runs SQL without results (may hold several statements).
-    public func execute(_ sql: String) throws {
+    package func execute(_ sql: String) throws {
         var message: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(db, sql, nil, nil, &message)
         if rc != SQLITE_OK {
@@ -130,7 +130,7 @@ public final class SQLiteConnection {
 
     /// A statement prepared once for repeated use on a hot path (bind, step, reset), valid
     /// until the connection closes.
-    public func prepare(_ sql: String) throws -> SQLiteStatement {
+    package func prepare(_ sql: String) throws -> SQLiteStatement {
         var handle: OpaquePointer?
         let rc = sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &handle, nil)
         guard rc == SQLITE_OK, let handle else { throw error(rc, "\(path): prepare \(sql.prefix(120))") }
@@ -141,7 +141,7 @@ public final class SQLiteConnection {
 
     /// Runs a query once, handing each row to `body` as it is stepped (nothing is collected):
     /// for scans of large tables.
-    public func forEachRow(_ sql: String, _ values: [SQLValue] = [], _ body: (SQLiteStatement) throws -> Void) throws {
+    package func forEachRow(_ sql: String, _ values: [SQLValue] = [], _ body: (SQLiteStatement) throws -> Void) throws {
         var handle: OpaquePointer?
         let rc = sqlite3_prepare_v3(db, sql, -1, 0, &handle, nil)
         guard rc == SQLITE_OK, let handle else { throw error(rc, "\(path): prepare \(sql.prefix(120))") }
@@ -155,7 +155,7 @@ public final class SQLiteConnection {
 
     /// Runs one statement with parameters; returns the number of rows changed.
     @discardableResult
-    public func run(_ sql: String, _ values: [SQLValue] = []) throws -> Int {
+    package func run(_ sql: String, _ values: [SQLValue] = []) throws -> Int {
         let statement = try statement(sql)
         try bind(statement, values)
         let rc = sqlite3_step(statement)
@@ -165,7 +165,7 @@ public final class SQLiteConnection {
     }
 
     /// Runs a query and returns every row.
-    public func query(_ sql: String, _ values: [SQLValue] = []) throws -> [[SQLValue]] {
+    package func query(_ sql: String, _ values: [SQLValue] = []) throws -> [[SQLValue]] {
         let statement = try statement(sql)
         try bind(statement, values)
         defer { sqlite3_reset(statement) }
@@ -189,7 +189,7 @@ public final class SQLiteConnection {
     }
 
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`; rolls back if it throws.
-    public func transaction<T>(_ body: () throws -> T) throws -> T {
+    package func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN IMMEDIATE")
         do {
             let result = try body()
@@ -220,7 +220,7 @@ private func bindValue(_ statement: OpaquePointer?, _ position: Int32, _ value: 
 
 /// A prepared statement of one `SQLiteConnection` (and used only by its owner). Bind the
 /// parameters (1-based), then `run()` or step through rows with `next()`; both reset it.
-public final class SQLiteStatement {
+package final class SQLiteStatement {
     private var handle: OpaquePointer?
     private unowned let connection: SQLiteConnection
     let sql: String
@@ -237,20 +237,20 @@ public final class SQLiteStatement {
     }
 
     /// Binds parameter `position` (1-based).
-    public func bind(_ position: Int32, _ value: SQLValue) throws {
+    package func bind(_ position: Int32, _ value: SQLValue) throws {
         let rc = bindValue(handle, position, value)
         if rc != SQLITE_OK { throw connection.failure(rc, "bind parameter \(position) of \(sql)") }
     }
 
     /// Runs the statement to completion (a write) and resets it.
-    public func run() throws {
+    package func run() throws {
         let rc = sqlite3_step(handle)
         sqlite3_reset(handle)
         guard rc == SQLITE_DONE || rc == SQLITE_ROW else { throw connection.failure(rc, sql) }
     }
 
     /// Steps to the next row: true with a row to read, false (and reset) when done.
-    public func next() throws -> Bool {
+    package func next() throws -> Bool {
         let rc = sqlite3_step(handle)
         if rc == SQLITE_ROW { return true }
         sqlite3_reset(handle)
@@ -259,12 +259,12 @@ public final class SQLiteStatement {
     }
 
     /// Resets a query left before its last row.
-    public func reset() { sqlite3_reset(handle) }
+    package func reset() { sqlite3_reset(handle) }
 
-    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
-    public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    package func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    package func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
     /// The column as text (SQLite converts other types).
-    public func text(_ column: Int32) -> String {
+    package func text(_ column: Int32) -> String {
         guard let bytes = sqlite3_column_text(handle, column) else { return "" }
         return String(decoding: UnsafeBufferPointer(start: bytes, count: Int(sqlite3_column_bytes(handle, column))), as: UTF8.self)
     }

@@ -8,13 +8,13 @@
 /// leave it NULL).
 
 /// One column of an existing table, as the database describes it.
-public struct ExistingColumn: Sendable, Equatable {
-    public var name: String
+package struct ExistingColumn: Sendable, Equatable {
+    package var name: String
     /// The column's type as the database names it (SQLite's declared type, PostgreSQL's `data_type`).
-    public var type: String
-    public var notNull: Bool
+    package var type: String
+    package var notNull: Bool
 
-    public init(name: String, type: String, notNull: Bool) {
+    package init(name: String, type: String, notNull: Bool) {
         self.name = name
         self.type = type
         self.notNull = notNull
@@ -22,27 +22,27 @@ public struct ExistingColumn: Sendable, Equatable {
 }
 
 /// A configured column added to an existing table.
-public struct SchemaChange: Sendable, Equatable, CustomStringConvertible {
-    public var table: String
-    public var column: String
-    public var type: String
-    public var description: String { "table \(table): added column \(column) (\(type), nullable; rows already there have NULL)" }
+package struct SchemaChange: Sendable, Equatable, CustomStringConvertible {
+    package var table: String
+    package var column: String
+    package var type: String
+    package var description: String { "table \(table): added column \(column) (\(type), nullable; rows already there have NULL)" }
 }
 
 /// One difference between a table and its configuration that Genetika will not bridge.
-public struct ColumnDifference: Sendable, Equatable, CustomStringConvertible {
-    public var table: String
-    public var column: String
-    public var inDatabase: String
-    public var inConfig: String
-    public var description: String { "  \(table).\(column): in the database \(inDatabase); in the config \(inConfig)" }
+package struct ColumnDifference: Sendable, Equatable, CustomStringConvertible {
+    package var table: String
+    package var column: String
+    package var inDatabase: String
+    package var inConfig: String
+    package var description: String { "  \(table).\(column): in the database \(inDatabase); in the config \(inConfig)" }
 }
 
 /// The tables do not match the configuration in a way additive evolution cannot fix.
-public struct SchemaMismatch: Error, Sendable, CustomStringConvertible {
-    public var database: String
-    public var differences: [ColumnDifference]
-    public var description: String {
+package struct SchemaMismatch: Error, Sendable, CustomStringConvertible {
+    package var database: String
+    package var differences: [ColumnDifference]
+    package var description: String {
         "the tables in \(database) do not match the configuration (only new nullable columns are added; types, keys and NOT NULL are never changed):\n"
             + differences.map(\.description).joined(separator: "\n")
     }

@@ -4,7 +4,7 @@ import GenetikaSupport
 
 /// Where the DB stage writes rows: the source tables plus the consumed offsets, both in one
 /// transaction per batch, which is what makes each event land exactly once.
-public protocol TableSink: AnyObject {
+package protocol TableSink: AnyObject {
     /// Creates the tables and the offsets table if missing, and adds configured columns a table
     /// lacks (nullable); returns what it added. Throws `SchemaMismatch`, changing nothing, when a
     /// table differs otherwise (a type, the key, NOT NULL).
@@ -32,41 +32,41 @@ public protocol TableSink: AnyObject {
 
 extension TableSink {
     /// Unfenced (one writer).
-    public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String) throws {
+    package func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String) throws {
         try write(rows, offsets: offsets, group: group, fence: [:])
     }
 }
 
 /// A typed row for the table `tables[source]`.
-public struct SinkRow: Sendable, Equatable {
-    public var source: Int
-    public var values: [FieldValue]
+package struct SinkRow: Sendable, Equatable {
+    package var source: Int
+    package var values: [FieldValue]
 
-    public init(source: Int, values: [FieldValue]) {
+    package init(source: Int, values: [FieldValue]) {
         self.source = source
         self.values = values
     }
 }
 
 /// A table the DB stage writes: its name, typed columns and key column (the primary key).
-public struct TableSchema: Sendable, Equatable {
-    public struct Column: Sendable, Equatable {
-        public var name: String
-        public var type: ColumnType
-        public var nullable: Bool
+package struct TableSchema: Sendable, Equatable {
+    package struct Column: Sendable, Equatable {
+        package var name: String
+        package var type: ColumnType
+        package var nullable: Bool
 
-        public init(name: String, type: ColumnType, nullable: Bool) {
+        package init(name: String, type: ColumnType, nullable: Bool) {
             self.name = name
             self.type = type
             self.nullable = nullable
         }
     }
 
-    public var table: String
-    public var columns: [Column]
-    public var key: String
+    package var table: String
+    package var columns: [Column]
+    package var key: String
 
-    public init(table: String, columns: [Column], key: String) {
+    package init(table: String, columns: [Column], key: String) {
         self.table = table
         self.columns = columns
         self.key = key
@@ -75,7 +75,7 @@ public struct TableSchema: Sendable, Equatable {
 
 /// SQLite tables: one per source, `id` (the key column) unique, rows in arrival order, columns typed from
 /// the configuration (booleans as 0/1, dates and datetimes as ISO-8601 text).
-public final class SQLiteTableSink: TableSink {
+package final class SQLiteTableSink: TableSink {
     let connection: SQLiteConnection
     let sources: [TableSchema]
     /// Each source's upsert and the offsets upsert, prepared by `prepare()` once the tables exist.
@@ -90,11 +90,11 @@ public final class SQLiteTableSink: TableSink {
     /// system calls (frame header, page). 16 KiB pages hold four times the keys, so a batch
     /// dirties a quarter of the pages (the measurement: docs/benchmarks.md, "Tuning
     /// decisions"). Databases created with another page size keep it.
-    public static let pageSize = 16_384
+    package static let pageSize = 16_384
     /// Bytes of WAL after which SQLite checkpoints (`PRAGMA wal_autocheckpoint`, set in pages).
     static let checkpointBytes = 64 << 20
 
-    public init(path: String, tables sources: [TableSchema]) throws {
+    package init(path: String, tables sources: [TableSchema]) throws {
         connection = try SQLiteConnection(path: path, pageSize: Self.pageSize)
         // Because a batch dirties key-index pages all over the indexes, with SQLite's default
         // (a checkpoint once the WAL holds 1,000 pages) nearly every batch is followed by a
@@ -136,7 +136,7 @@ public final class SQLiteTableSink: TableSink {
     }
 
     @discardableResult
-    public func prepare() throws -> [SchemaChange] {
+    package func prepare() throws -> [SchemaChange] {
         // First every table is compared with its configuration; nothing changes if one differs.
         var additions: [(TableSchema, [TableSchema.Column])] = []
         var refused: [ColumnDifference] = []
@@ -186,7 +186,7 @@ public final class SQLiteTableSink: TableSink {
         return changes
     }
 
-    public func storedOffsets(group: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+    package func storedOffsets(group: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
         var result: [TopicPartition: Int64] = [:]
         for partition in partitions {
             let rows = try connection.query(
@@ -197,7 +197,7 @@ public final class SQLiteTableSink: TableSink {
         return result
     }
 
-    public func topicIds(group: String) throws -> [String: String] {
+    package func topicIds(group: String) throws -> [String: String] {
         var ids: [String: String] = [:]
         for row in try connection.query("SELECT topic, topic_id FROM genetika_topic_ids WHERE consumer_group = ?", [.text(group)]) {
             if case .text(let topic) = row[0], case .text(let id) = row[1] { ids[topic] = id }
@@ -205,7 +205,7 @@ public final class SQLiteTableSink: TableSink {
         return ids
     }
 
-    public func recordTopicIds(_ ids: [String: String], resetting reset: [String], group: String) throws {
+    package func recordTopicIds(_ ids: [String: String], resetting reset: [String], group: String) throws {
         try connection.transaction {
             for topic in reset {
                 try connection.run("DELETE FROM genetika_offsets WHERE consumer_group = ? AND topic = ?", [.text(group), .text(topic)])
@@ -219,7 +219,7 @@ public final class SQLiteTableSink: TableSink {
         }
     }
 
-    public func forgetOffsets(group: String, partitions: [TopicPartition]) throws {
+    package func forgetOffsets(group: String, partitions: [TopicPartition]) throws {
         try connection.transaction {
             for partition in partitions {
                 try connection.run("DELETE FROM genetika_offsets WHERE consumer_group = ? AND topic = ? AND partition = ?",
@@ -229,9 +229,9 @@ public final class SQLiteTableSink: TableSink {
     }
 
     /// One process owns a SQLite database (`InstanceLock`): nothing to fence.
-    public func claim(group: String, member: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] { [:] }
+    package func claim(group: String, member: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] { [:] }
 
-    public func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String, fence: [TopicPartition: Int64]) throws {
+    package func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String, fence: [TopicPartition: Int64]) throws {
         guard let statements else {
             throw SQLiteError(code: SQLITE_MISUSE, message: "prepare() was not called", context: "\(connection.path): write")
         }
@@ -261,7 +261,7 @@ public final class SQLiteTableSink: TableSink {
         }
     }
 
-    public func close() {
+    package func close() {
         connection.close()
     }
 

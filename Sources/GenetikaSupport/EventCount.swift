@@ -8,17 +8,17 @@ import Synchronization
 /// so no wakeup is lost. `notify()` costs one atomic add while nobody waits; the lock is taken
 /// only when someone does. Both sides use sequentially consistent operations, so either the
 /// notifier sees the waiter or the waiter sees the notification.
-public final class EventCount: Sendable {
+package final class EventCount: Sendable {
     private let count = Atomic<UInt64>(0)
     private let waiting = Atomic<Int>(0)
     private let waiters = Mutex<(next: UInt64, list: [UInt64: CheckedContinuation<Void, Never>])>((0, [:]))
 
-    public init() {}
+    package init() {}
 
     /// Notifications so far.
-    public var current: UInt64 { count.load(ordering: .sequentiallyConsistent) }
+    package var current: UInt64 { count.load(ordering: .sequentiallyConsistent) }
 
-    public func notify() {
+    package func notify() {
         count.add(1, ordering: .sequentiallyConsistent)
         guard waiting.load(ordering: .sequentiallyConsistent) > 0 else { return }
         let woken = waiters.withLock { state in
@@ -31,7 +31,7 @@ public final class EventCount: Sendable {
 
     /// Returns once `condition` holds: checked now, and again after each notification (the
     /// read-check-wait sequence above, so no wakeup is lost).
-    public func wait(isolation: isolated (any Actor)? = #isolation, until condition: () -> Bool) async {
+    package func wait(isolation: isolated (any Actor)? = #isolation, until condition: () -> Bool) async {
         while true {
             let seen = current
             if condition() { return }
@@ -41,7 +41,7 @@ public final class EventCount: Sendable {
 
     /// Returns once a notification came after `seen` (at once if one already did), or when
     /// the task is cancelled.
-    public func wait(after seen: UInt64) async {
+    package func wait(after seen: UInt64) async {
         let id = waiters.withLock { state in
             defer { state.next += 1 }
             return state.next

@@ -7,7 +7,7 @@ import Foundation
 /// cooperative pool has one thread per core (two here), and a call that blocks one of them
 /// for seconds stalls every task that needs it. The caller suspends without holding a thread.
 /// Meant for occasional calls (start-up checks, restarts, shutdown), not per event.
-public func onOwnThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+package func onOwnThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
         let thread = Thread { continuation.resume(with: Result { try body() }) }
         thread.name = name
@@ -16,7 +16,7 @@ public func onOwnThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable
 }
 
 /// `onOwnThread` for a call that cannot fail.
-public func onOwnThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {
+package func onOwnThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
         let thread = Thread { continuation.resume(returning: body()) }
         thread.name = name

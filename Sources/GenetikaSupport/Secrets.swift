@@ -5,12 +5,12 @@ import Synchronization
 /// output shows them: every log line, error, `/health` body, `--summary` file and
 /// `check-config` line goes through `redact`, which replaces each registered secret with
 /// `***`, and the password of any `scheme://user:password@host` URL as well.
-public enum Secrets {
+package enum Secrets {
     private static let registered = Mutex<[String]>([])
 
     /// Registers a secret value (empty or one-character values are ignored: they would mask
     /// ordinary text).
-    public static func register(_ secret: String) {
+    package static func register(_ secret: String) {
         guard secret.count >= 2 else { return }
         registered.withLock { list in
             if !list.contains(secret) {
@@ -22,14 +22,14 @@ public enum Secrets {
 
     /// Whether a Kafka (librdkafka) property holds a secret: `*.password`, `sasl.jaas.config`,
     /// `ssl.key.*`, `*secret*` (e.g. `sasl.oauthbearer.client.secret`).
-    public static func isSecretProperty(_ key: String) -> Bool {
+    package static func isSecretProperty(_ key: String) -> Bool {
         let key = key.lowercased()
         return key.hasSuffix(".password") || key == "password" || key == "sasl.jaas.config" || key.hasPrefix("ssl.key.")
             || key.contains("secret") || key.hasSuffix(".pem") && key.contains("key")
     }
 
     /// `text` with every registered secret and every URL password replaced by `***`.
-    public static func redact(_ text: String) -> String {
+    package static func redact(_ text: String) -> String {
         var result = maskURLPasswords(text)
         for secret in registered.withLock({ $0 }) where result.contains(secret) {
             result = result.replacingOccurrences(of: secret, with: "***")
@@ -39,7 +39,7 @@ public enum Secrets {
 
     /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, wherever such a URL
     /// appears in `text`.
-    public static func maskURLPasswords(_ text: String) -> String {
+    package static func maskURLPasswords(_ text: String) -> String {
         guard text.contains("://") else { return text }
         var output = ""
         var rest = Substring(text)

@@ -3,7 +3,7 @@ import Synchronization
 /// A stop request shared by the supervisor and every stage; stages check it between
 /// batches. Whoever raises it may say why; `onRequest` handlers (the command's stop
 /// deadline) run once, on the first request, and `wait(upTo:)` ends early when it comes.
-public final class StopSignal: Sendable {
+package final class StopSignal: Sendable {
     private let flag = Atomic<Bool>(false)
     private struct State {
         var reason: String?
@@ -13,12 +13,12 @@ public final class StopSignal: Sendable {
         var next: UInt64 = 0
     }
     private let state = Mutex(State())
-    public init() {}
-    public var isRequested: Bool { flag.load(ordering: .acquiring) }
+    package init() {}
+    package var isRequested: Bool { flag.load(ordering: .acquiring) }
     /// Why the stop was requested (nil until it was, or when no reason was given).
-    public var reason: String? { state.withLock { $0.reason } }
+    package var reason: String? { state.withLock { $0.reason } }
 
-    public func request(reason: String = "stop requested") {
+    package func request(reason: String = "stop requested") {
         guard !flag.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let (handlers, waiters) = state.withLock { s in
             s.reason = reason
@@ -30,7 +30,7 @@ public final class StopSignal: Sendable {
     }
 
     /// Runs `handler` on the first request (at once if it already came).
-    public func onRequest(_ handler: @escaping @Sendable (String) -> Void) {
+    package func onRequest(_ handler: @escaping @Sendable (String) -> Void) {
         let already: String? = state.withLock { s in
             if flag.load(ordering: .acquiring) { return s.reason ?? "stop requested" }
             s.handlers.append(handler)
@@ -40,14 +40,14 @@ public final class StopSignal: Sendable {
     }
 
     /// Waits until a stop is requested and returns its reason.
-    public func requested() async -> String {
+    package func requested() async -> String {
         await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
             onRequest { continuation.resume(returning: $0) }
         }
     }
 
     /// Sleeps for `duration`, or less if a stop is requested (or the task is cancelled) first.
-    public func wait(upTo duration: Duration) async {
+    package func wait(upTo duration: Duration) async {
         let id: UInt64 = state.withLock { s in
             defer { s.next += 1 }
             return s.next

@@ -6,16 +6,16 @@ import Foundation
 /// that never starves Swift's shared cooperative pool (two threads on a two-core machine).
 /// It also lets librdkafka's rebalance callback, which runs inside `poll`, use the actor's
 /// state synchronously (`assumeIsolated`): it is on the actor's thread by construction.
-public final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
+package final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
     // @unchecked: `jobs` and `running` are only touched with `condition` locked; `thread`
     // is written once in init before any job can be enqueued.
     private let condition = NSCondition()
     private var jobs: [UnownedJob] = []
     private var running = true
     private var thread: Thread?
-    public let name: String
+    package let name: String
 
-    public init(name: String) {
+    package init(name: String) {
         self.name = name
         // The thread keeps the executor alive until `shutdown()` lets the loop end.
         let thread = Thread { [self] in self.loop() }
@@ -25,7 +25,7 @@ public final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
         thread.start()
     }
 
-    public func enqueue(_ job: consuming ExecutorJob) {
+    package func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         condition.lock()
         jobs.append(unowned)
@@ -33,16 +33,16 @@ public final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
         condition.unlock()
     }
 
-    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+    package func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
     }
 
-    public func checkIsolated() {
+    package func checkIsolated() {
         precondition(Thread.current === thread, "not on executor thread \(name)")
     }
 
     /// Ends the thread once the jobs already queued have run.
-    public func shutdown() {
+    package func shutdown() {
         condition.lock()
         running = false
         condition.signal()

@@ -1,15 +1,15 @@
 /// A calendar date and time of day read from a spreadsheet (no time zone: Excel has none),
 /// to the millisecond.
-public struct SpreadsheetDateTime: Sendable, Equatable, Hashable, CustomStringConvertible {
-    public var year: Int
-    public var month: Int
-    public var day: Int
-    public var hour: Int
-    public var minute: Int
-    public var second: Int
-    public var millisecond: Int
+package struct SpreadsheetDateTime: Sendable, Equatable, Hashable, CustomStringConvertible {
+    package var year: Int
+    package var month: Int
+    package var day: Int
+    package var hour: Int
+    package var minute: Int
+    package var second: Int
+    package var millisecond: Int
 
-    public init(year: Int, month: Int, day: Int, hour: Int = 0, minute: Int = 0, second: Int = 0, millisecond: Int = 0) {
+    package init(year: Int, month: Int, day: Int, hour: Int = 0, minute: Int = 0, second: Int = 0, millisecond: Int = 0) {
         self.year = year
         self.month = month
         self.day = day
@@ -20,26 +20,26 @@ public struct SpreadsheetDateTime: Sendable, Equatable, Hashable, CustomStringCo
     }
 
     /// `YYYY-MM-DD`.
-    public var isoDate: String {
+    package var isoDate: String {
         pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2)
     }
 
     /// `YYYY-MM-DDTHH:MM:SS`, with `.mmm` when there are milliseconds.
-    public var isoDateTime: String {
+    package var isoDateTime: String {
         var text = isoDate + "T" + pad(hour, 2) + ":" + pad(minute, 2) + ":" + pad(second, 2)
         if millisecond != 0 { text += "." + pad(millisecond, 3) }
         return text
     }
 
-    public var hasTime: Bool { hour != 0 || minute != 0 || second != 0 || millisecond != 0 }
+    package var hasTime: Bool { hour != 0 || minute != 0 || second != 0 || millisecond != 0 }
 
-    public var description: String { isoDateTime }
+    package var description: String { isoDateTime }
 
     /// Days since 1970-01-01 of the date part (proleptic Gregorian calendar).
-    public var daysSinceEpoch: Int { daysFromCivil(year, month, day) }
+    package var daysSinceEpoch: Int { daysFromCivil(year, month, day) }
 
     /// From days and milliseconds since 1970-01-01.
-    public init(daysSinceEpoch days: Int, millisecondOfDay ms: Int) {
+    package init(daysSinceEpoch days: Int, millisecondOfDay ms: Int) {
         let (y, m, d) = civilFromDays(days)
         self.init(year: y, month: m, day: d, hour: ms / 3_600_000, minute: ms / 60_000 % 60,
                   second: ms / 1000 % 60, millisecond: ms % 1000)
@@ -47,7 +47,7 @@ public struct SpreadsheetDateTime: Sendable, Equatable, Hashable, CustomStringCo
 
     /// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS[.fff]]` (a space may replace `T`; a
     /// trailing `Z` is accepted).
-    public init?(iso text: String) {
+    package init?(iso text: String) {
         let chars = Array(text.utf8)
         func number(_ from: Int, _ count: Int) -> Int? {
             guard from + count <= chars.count else { return nil }
@@ -93,7 +93,7 @@ public struct SpreadsheetDateTime: Sendable, Equatable, Hashable, CustomStringCo
 
 /// A cell's value as the reader returns it. Formulas give their cached result; the text
 /// `NA` stays text (turning it into NULL is the mapping's business).
-public enum CellValue: Sendable, Equatable, Hashable, CustomStringConvertible {
+package enum CellValue: Sendable, Equatable, Hashable, CustomStringConvertible {
     case empty
     /// A number written without a decimal point or exponent.
     case integer(Int64)
@@ -105,9 +105,9 @@ public enum CellValue: Sendable, Equatable, Hashable, CustomStringConvertible {
     /// An error value such as `#DIV/0!`.
     case error(String)
 
-    public var isEmpty: Bool { if case .empty = self { true } else { false } }
+    package var isEmpty: Bool { if case .empty = self { true } else { false } }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .empty: "(empty)"
         case .integer(let v): String(v)

@@ -1,7 +1,7 @@
 /// Why a spreadsheet could not be read: always names the file, and the part (and row) where
 /// the problem is when there is one.
-public struct XlsxError: Error, Sendable, CustomStringConvertible, Equatable {
-    public enum Kind: String, Sendable {
+package struct XlsxError: Error, Sendable, CustomStringConvertible, Equatable {
+    package enum Kind: String, Sendable {
         case unreadable          // the file cannot be opened or read
         case notAZip             // no ZIP end-of-central-directory record
         case truncated           // data ends before what the ZIP directory promises
@@ -17,13 +17,13 @@ public struct XlsxError: Error, Sendable, CustomStringConvertible, Equatable {
         case invalidCell         // a cell reference or value that cannot be understood
     }
 
-    public var kind: Kind
-    public var file: String
-    public var part: String?
-    public var row: Int?
-    public var message: String
+    package var kind: Kind
+    package var file: String
+    package var part: String?
+    package var row: Int?
+    package var message: String
 
-    public init(_ kind: Kind, file: String, part: String? = nil, row: Int? = nil, _ message: String) {
+    package init(_ kind: Kind, file: String, part: String? = nil, row: Int? = nil, _ message: String) {
         self.kind = kind
         self.file = file
         self.part = part
@@ -31,7 +31,7 @@ public struct XlsxError: Error, Sendable, CustomStringConvertible, Equatable {
         self.message = message
     }
 
-    public var description: String {
+    package var description: String {
         var where_ = file
         if let part { where_ += ": \(part)" }
         if let row { where_ += ": row \(row)" }
@@ -40,15 +40,15 @@ public struct XlsxError: Error, Sendable, CustomStringConvertible, Equatable {
 }
 
 /// Limits that keep a hostile spreadsheet from exhausting memory or time.
-public struct XlsxLimits: Sendable, Equatable {
+package struct XlsxLimits: Sendable, Equatable {
     /// Largest uncompressed size of any one part.
-    public var maxPartBytes: Int
+    package var maxPartBytes: Int
     /// Largest uncompressed/compressed ratio of a part bigger than `ratioFloorBytes`.
-    public var maxCompressionRatio: Double
+    package var maxCompressionRatio: Double
     /// Parts smaller than this are never refused for their ratio.
-    public var ratioFloorBytes: Int
+    package var ratioFloorBytes: Int
 
-    public init(maxPartBytes: Int = 1 << 30, maxCompressionRatio: Double = 200, ratioFloorBytes: Int = 1 << 20) {
+    package init(maxPartBytes: Int = 1 << 30, maxCompressionRatio: Double = 200, ratioFloorBytes: Int = 1 << 20) {
         self.maxPartBytes = maxPartBytes
         self.maxCompressionRatio = maxCompressionRatio
         self.ratioFloorBytes = ratioFloorBytes

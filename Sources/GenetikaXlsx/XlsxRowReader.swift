@@ -2,9 +2,9 @@ import CLibXML2
 
 /// One row of a sheet: its 1-based number and its cells from column A up to the last cell
 /// the sheet defines in that row (missing cells are `.empty`).
-public struct XlsxRow: Sendable, Equatable {
-    public var number: Int
-    public var cells: [CellValue]
+package struct XlsxRow: Sendable, Equatable {
+    package var number: Int
+    package var cells: [CellValue]
 
     /// A row made elsewhere (a dead letter's kept cells, tests).
     package init(number: Int, cells: [CellValue]) {
@@ -12,13 +12,13 @@ public struct XlsxRow: Sendable, Equatable {
         self.cells = cells
     }
 
-    public subscript(column: Int) -> CellValue { column < cells.count ? cells[column] : .empty }
-    public var isEmpty: Bool { cells.allSatisfy(\.isEmpty) }
+    package subscript(column: Int) -> CellValue { column < cells.count ? cells[column] : .empty }
+    package var isEmpty: Bool { cells.allSatisfy(\.isEmpty) }
 }
 
 /// Streams a worksheet's rows: decompresses the part chunk by chunk and parses it with
 /// libxml2's SAX2 push parser, so memory holds one chunk's rows at a time, never the sheet.
-public final class XlsxRowReader {
+package final class XlsxRowReader {
     /// Excel's largest sheet: 16,384 columns and 1,048,576 rows.
     static let maxColumns = 16_384
     static let maxRows = 1_048_576
@@ -32,8 +32,8 @@ public final class XlsxRowReader {
     private var pendingIndex = 0
     private var finished = false
 
-    public var file: String { workbook.file }
-    public let part: String
+    package var file: String { workbook.file }
+    package let part: String
 
     init(workbook: XlsxWorkbook, entry: ZipEntry) throws(XlsxError) {
         self.workbook = workbook
@@ -49,7 +49,7 @@ public final class XlsxRowReader {
     }
 
     /// The next row that has at least one cell element, or nil at the end of the sheet.
-    public func next() throws(XlsxError) -> XlsxRow? {
+    package func next() throws(XlsxError) -> XlsxRow? {
         while pendingIndex >= pending.count {
             if finished { return nil }
             pending.removeAll(keepingCapacity: true)
@@ -69,7 +69,7 @@ public final class XlsxRowReader {
     }
 
     /// Every remaining row (for small sheets and tests).
-    public func readAll() throws(XlsxError) -> [XlsxRow] {
+    package func readAll() throws(XlsxError) -> [XlsxRow] {
         var rows: [XlsxRow] = []
         while let row = try next() { rows.append(row) }
         return rows

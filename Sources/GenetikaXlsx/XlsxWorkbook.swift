@@ -1,27 +1,27 @@
 /// An `.xlsx` workbook opened for reading: its sheets, shared strings and date formats.
 /// Rows are streamed with `rows(sheet:)`; memory stays at one row plus the shared strings.
-public final class XlsxWorkbook {
+package final class XlsxWorkbook {
     /// A worksheet as the workbook lists it.
-    public struct Sheet: Sendable, Equatable {
-        public var name: String
+    package struct Sheet: Sendable, Equatable {
+        package var name: String
         /// The worksheet part inside the archive, e.g. `xl/worksheets/sheet1.xml`.
-        public var part: String
+        package var part: String
     }
 
-    public let path: String
-    public let limits: XlsxLimits
+    package let path: String
+    package let limits: XlsxLimits
     /// Sheets in workbook order.
-    public private(set) var sheets: [Sheet] = []
+    package private(set) var sheets: [Sheet] = []
     /// True for workbooks using the 1904 date system.
-    public private(set) var date1904 = false
+    package private(set) var date1904 = false
     let archive: ZipArchive
     private(set) var sharedStrings: [String] = []
     /// For each cell style index (`s`), whether its number format is a date format.
     private(set) var dateStyles: [Bool] = []
 
-    public var file: String { archive.file }
+    package var file: String { archive.file }
 
-    public init(path: String, limits: XlsxLimits = XlsxLimits()) throws(XlsxError) {
+    package init(path: String, limits: XlsxLimits = XlsxLimits()) throws(XlsxError) {
         self.path = path
         self.limits = limits
         archive = try ZipArchive(path: path)
@@ -39,7 +39,7 @@ public final class XlsxWorkbook {
     }
 
     /// The sheet with this name, or the first sheet when `name` is nil.
-    public func sheet(named name: String?) throws(XlsxError) -> Sheet {
+    package func sheet(named name: String?) throws(XlsxError) -> Sheet {
         guard let first = sheets.first else { throw XlsxError(.missingSheet, file: file, "the workbook lists no sheets") }
         guard let name else { return first }
         guard let sheet = sheets.first(where: { $0.name == name }) else {
@@ -50,7 +50,7 @@ public final class XlsxWorkbook {
     }
 
     /// Streams the rows of a sheet (the first one when `sheet` is nil).
-    public func rows(sheet name: String? = nil) throws(XlsxError) -> XlsxRowReader {
+    package func rows(sheet name: String? = nil) throws(XlsxError) -> XlsxRowReader {
         let sheet = try sheet(named: name)
         guard let entry = archive.entry(named: sheet.part) else {
             throw XlsxError(.missingPart, file: file, part: sheet.part, "the worksheet part of sheet \"\(sheet.name)\" is missing")

@@ -5,13 +5,13 @@ import Foundation
 /// process holds. `stop()` closes it, and so does the kernel if this process dies; the guard
 /// then kills the server with SIGKILL (the servers here keep nothing worth a clean stop:
 /// Tansu ignores SIGTERM, and test databases are thrown away).
-public final class GuardedProcess: Sendable {
+package final class GuardedProcess: Sendable {
     private let pid: Int32
     private let control: Int32
-    public let logFile: String
+    package let logFile: String
 
     /// Starts `arguments` (optionally as another user through runuser), logging to a temp file.
-    public init(_ arguments: [String], user: String? = nil, name: String) throws {
+    package init(_ arguments: [String], user: String? = nil, name: String) throws {
         ignoreBrokenPipes()
         let guardScript = """
             "$@" < /dev/null & child=$!
@@ -42,7 +42,7 @@ public final class GuardedProcess: Sendable {
     }
 
     /// Stops the server and waits (up to 5 s) for the guard to exit.
-    public func stop() {
+    package func stop() {
         close(control)
         // Foundation's Process reaps the guard itself, so probe with kill(pid, 0).
         for _ in 0..<100 where kill(pid, 0) == 0 {
@@ -50,7 +50,7 @@ public final class GuardedProcess: Sendable {
         }
     }
 
-    public func logTail(lines: Int = 20) -> String {
+    package func logTail(lines: Int = 20) -> String {
         guard let text = try? String(contentsOfFile: logFile, encoding: .utf8) else { return "" }
         return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
     }
@@ -58,7 +58,7 @@ public final class GuardedProcess: Sendable {
 
 /// Runs a command to completion; throws with its output if it fails.
 @discardableResult
-public func runCommand(_ arguments: [String], user: String? = nil) throws -> String {
+package func runCommand(_ arguments: [String], user: String? = nil) throws -> String {
     ignoreBrokenPipes()
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -84,7 +84,7 @@ func chownPath(_ path: String, user: String) -> Bool {
 /// The test process talks to brokers, databases and children over sockets and pipes; one
 /// whose other end went away must fail the test with EPIPE, not kill the whole run with
 /// SIGPIPE (as a daemon, `genetika run` ignores it too).
-public func ignoreBrokenPipes() {
+package func ignoreBrokenPipes() {
     _ = brokenPipesIgnored
 }
 

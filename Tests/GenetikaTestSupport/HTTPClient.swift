@@ -1,7 +1,7 @@
 import Foundation
 
 /// A plain HTTP/1.1 GET over a TCP socket to 127.0.0.1:`port` (tests of `/metrics`, `/health`).
-public func httpGet(port: Int, path: String) throws -> (status: Int, body: String) {
+package func httpGet(port: Int, path: String) throws -> (status: Int, body: String) {
     ignoreBrokenPipes()
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestSetupError("socket() failed") }

@@ -5,20 +5,20 @@ import GenetikaKafka
 import GenetikaSupport
 
 /// The database a testbed's DB stage writes to.
-public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertible {
+package enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertible {
     case sqlite, postgres
-    public var description: String { rawValue }
+    package var description: String { rawValue }
 }
 
 /// A broker of its own, a temporary state directory, a database (SQLite, or a throwaway
 /// PostgreSQL cluster) and the checked-in configuration pointed at them, for stage tests.
-public final class PipelineTestbed: Sendable {
-    public let broker: TestBroker
-    public let postgres: TestPostgres?
-    public let directory: URL
-    public let configuration: GenetikaConfiguration
+package final class PipelineTestbed: Sendable {
+    package let broker: TestBroker
+    package let postgres: TestPostgres?
+    package let directory: URL
+    package let configuration: GenetikaConfiguration
 
-    public static func start(database: TestDatabase = .sqlite,
+    package static func start(database: TestDatabase = .sqlite,
                              _ change: (inout GenetikaConfiguration) throws -> Void = { _ in }) async throws -> PipelineTestbed {
         ignoreBrokenPipes()
         let broker = try await TestBroker.start()
@@ -51,21 +51,21 @@ public final class PipelineTestbed: Sendable {
         self.configuration = configuration
     }
 
-    public func stop() {
+    package func stop() {
         broker.stop()
         postgres?.stop()
         try? FileManager.default.removeItem(at: directory)
     }
 
     /// Every message of `topic` as it stands now.
-    public func messages(_ topic: String) throws -> [KafkaMessage] {
+    package func messages(_ topic: String) throws -> [KafkaMessage] {
         var messages: [KafkaMessage] = []
         try TopicSnapshot(configuration: KafkaClientConfiguration(configuration.kafka)).read([topic]) { messages.append($0) }
         return messages
     }
 
     /// Runs a query on the DB stage's database (SQLite or PostgreSQL); values as text.
-    public func rows(_ sql: String) throws -> [[String?]] {
+    package func rows(_ sql: String) throws -> [[String?]] {
         if configuration.database.url.hasPrefix("sqlite://") {
             let connection = try SQLiteConnection(path: String(configuration.database.url.dropFirst("sqlite://".count)))
             defer { connection.close() }
@@ -85,13 +85,13 @@ public final class PipelineTestbed: Sendable {
         return try connection.execute(sql)
     }
 
-    public func count(_ table: String) throws -> Int {
+    package func count(_ table: String) throws -> Int {
         Int(try rows("SELECT count(*) FROM \(table)").first?.first.flatMap { $0 } ?? "") ?? -1
     }
 
     /// Produces `value` to `topic` with `key`, waiting for delivery.
     /// One event per key to `topic`, through one producer.
-    public func produce(_ topic: String, keys: [String], _ value: String) async throws {
+    package func produce(_ topic: String, keys: [String], _ value: String) async throws {
         let producer = try KafkaProducer(configuration: KafkaClientConfiguration(configuration.kafka)
             .with(defaults: ["partitioner": "murmur2_random"]), name: "test-producer")
         defer { producer.close() }
@@ -99,7 +99,7 @@ public final class PipelineTestbed: Sendable {
         if let error = reports.compactMap(\.error).first { throw error }
     }
 
-    public func produce(_ topic: String, key: String?, _ value: String, partition: Int32? = nil) async throws {
+    package func produce(_ topic: String, key: String?, _ value: String, partition: Int32? = nil) async throws {
         let producer = try KafkaProducer(configuration: KafkaClientConfiguration(configuration.kafka)
             .with(defaults: ["partitioner": "murmur2_random"]), name: "test-producer")
         defer { producer.close() }
@@ -108,7 +108,7 @@ public final class PipelineTestbed: Sendable {
 }
 
 /// Waits until `condition` holds, checking every 100 ms; throws after `timeout`.
-public func eventually(_ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool) async throws {
+package func eventually(_ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool) async throws {
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while try !condition() {
         guard ContinuousClock.now < deadline else { throw TestSetupError("timed out after \(timeout) waiting for \(what)") }

@@ -3,24 +3,24 @@ import GenetikaKafka
 import GenetikaSupport
 
 /// The repository root, found from this file's location.
-public let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+package let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// A test could not set up what it needs (no broker binary, broker did not start, …).
-public struct TestSetupError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct TestSetupError: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// A real Kafka-protocol broker for one test: Tansu (from `make deps`) started on a free
 /// port, or the broker named by `GENETIKA_TEST_BOOTSTRAP_SERVERS`. Never skips: if no broker
 /// can be had, `start()` throws and the test fails saying why.
-public final class TestBroker: Sendable {
-    public let bootstrapServers: String
+package final class TestBroker: Sendable {
+    package let bootstrapServers: String
     /// Tansu under its guard, or nil for an external broker.
     private let process: GuardedProcess?
 
-    public static func start(timeout: Duration = .seconds(30)) async throws -> TestBroker {
+    package static func start(timeout: Duration = .seconds(30)) async throws -> TestBroker {
         ignoreBrokenPipes()
         if let external = ProcessInfo.processInfo.environment["GENETIKA_TEST_BOOTSTRAP_SERVERS"], !external.isEmpty {
             let broker = TestBroker(bootstrapServers: external, process: nil)
@@ -66,7 +66,7 @@ public final class TestBroker: Sendable {
     }
 
     /// Client settings for this broker, with test-friendly group timings.
-    public func clientConfiguration(_ extra: [String: String] = [:]) -> KafkaClientConfiguration {
+    package func clientConfiguration(_ extra: [String: String] = [:]) -> KafkaClientConfiguration {
         var configuration = KafkaClientConfiguration(bootstrapServers: bootstrapServers, properties: [
             "session.timeout.ms": "6000",
             "heartbeat.interval.ms": "500",
@@ -77,23 +77,23 @@ public final class TestBroker: Sendable {
     }
 
     /// Creates topics with `partitions` partitions each and waits until they are visible.
-    public func createTopics(_ names: [String], partitions: Int = 3) async throws {
+    package func createTopics(_ names: [String], partitions: Int = 3) async throws {
         let admin = try KafkaAdmin(configuration: clientConfiguration(), name: "test-admin")
         defer { admin.close() }
         try await admin.ensureTopics(names.map { TopicSpecification(name: $0, partitions: partitions) }, create: true)
     }
 
     /// A name no other test uses, for topics and groups.
-    public static func uniqueName(_ prefix: String) -> String {
+    package static func uniqueName(_ prefix: String) -> String {
         "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
     }
 
-    public func logTail(lines: Int = 20) -> String {
+    package func logTail(lines: Int = 20) -> String {
         process?.logTail(lines: lines) ?? ""
     }
 
     /// Stops the broker (and waits for it to exit). A no-op for an external broker.
-    public func stop() {
+    package func stop() {
         guard let process else { return }
         process.stop()
         try? FileManager.default.removeItem(atPath: process.logFile)
@@ -101,7 +101,7 @@ public final class TestBroker: Sendable {
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
-public func freePort() throws -> Int {
+package func freePort() throws -> Int {
     ignoreBrokenPipes()
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestSetupError("socket() failed: errno \(errno)") }

@@ -6,12 +6,12 @@ import GenetikaSupport
 /// server on a free port on 127.0.0.1, started as the `postgres` user when the tests run as
 /// root (initdb refuses root), stopped with the test. `GENETIKA_TEST_POSTGRES_URL` names an
 /// existing database to use instead. Never skips: without PostgreSQL, `start()` throws.
-public final class TestPostgres: Sendable {
-    public let url: String
+package final class TestPostgres: Sendable {
+    package let url: String
     private let process: GuardedProcess?
     private let directory: String?
 
-    public static func start() async throws -> TestPostgres {
+    package static func start() async throws -> TestPostgres {
         if let external = ProcessInfo.processInfo.environment["GENETIKA_TEST_POSTGRES_URL"], !external.isEmpty {
             return TestPostgres(url: external, process: nil, directory: nil)
         }
@@ -59,7 +59,7 @@ public final class TestPostgres: Sendable {
     }
 
     /// A new empty database on this server, as a URL.
-    public func createDatabase() throws -> String {
+    package func createDatabase() throws -> String {
         let name = "genetika_\(UUID().uuidString.prefix(8).lowercased())"
         let connection = try PostgresConnection(url: url)
         defer { connection.close() }
@@ -68,7 +68,7 @@ public final class TestPostgres: Sendable {
         return String(url[...slash]) + name
     }
 
-    public func stop() {
+    package func stop() {
         process?.stop()
         if let directory { try? FileManager.default.removeItem(atPath: directory) }
     }

@@ -4,13 +4,13 @@ import GenetikaXlsx
 
 /// Builds small `.xlsx` archives part by part, for tests that need a particular structure
 /// or a particular defect.
-public struct XlsxParts {
-    public var parts: [(name: String, bytes: [UInt8], options: ZipWriter.EntryOptions)] = []
+package struct XlsxParts {
+    package var parts: [(name: String, bytes: [UInt8], options: ZipWriter.EntryOptions)] = []
 
-    public init() {}
+    package init() {}
 
     /// A minimal valid workbook with one sheet named `sheetName` whose sheetData is `rowsXML`.
-    public static func minimal(rowsXML: String, sheetName: String = "data", sharedStrings: [String] = []) -> XlsxParts {
+    package static func minimal(rowsXML: String, sheetName: String = "data", sharedStrings: [String] = []) -> XlsxParts {
         var parts = XlsxParts()
         parts.set("_rels/.rels", """
             <?xml version="1.0" encoding="UTF-8"?>
@@ -35,21 +35,21 @@ public struct XlsxParts {
         return parts
     }
 
-    public mutating func set(_ name: String, _ text: String, options: ZipWriter.EntryOptions = .init()) {
+    package mutating func set(_ name: String, _ text: String, options: ZipWriter.EntryOptions = .init()) {
         set(name, Array(text.utf8), options: options)
     }
 
-    public mutating func set(_ name: String, _ bytes: [UInt8], options: ZipWriter.EntryOptions = .init()) {
+    package mutating func set(_ name: String, _ bytes: [UInt8], options: ZipWriter.EntryOptions = .init()) {
         remove(name)
         parts.append((name, bytes, options))
     }
 
-    public mutating func remove(_ name: String) {
+    package mutating func remove(_ name: String) {
         parts.removeAll { $0.name == name }
     }
 
     /// Writes the archive to a new temporary file and returns its path.
-    public func write(named: String = "test.xlsx", zip64Directory: Bool = false) throws -> String {
+    package func write(named: String = "test.xlsx", zip64Directory: Bool = false) throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genetika-xlsx-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent(named).path
@@ -61,10 +61,10 @@ public struct XlsxParts {
 }
 
 /// A deterministic pseudo-random generator (SplitMix64) for seeded tests.
-public struct SeededGenerator: RandomNumberGenerator {
+package struct SeededGenerator: RandomNumberGenerator {
     private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
+    package init(seed: UInt64) { state = seed }
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

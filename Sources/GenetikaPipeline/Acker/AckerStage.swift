@@ -15,10 +15,10 @@ import GenetikaStorage
 /// finds as acked. An ack is therefore never lost (the batch is redone) and never produced
 /// twice (the read-back finds it). Acks go to the same partition number as their id's
 /// source events, so the member owning source partition p owns ack partition p.
-public actor AckerStage: ConsumingStage {
-    public nonisolated let name = "acker"
+package actor AckerStage: ConsumingStage {
+    package nonisolated let name = "acker"
     private let executor = ThreadExecutor(name: "genetika-acker")
-    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+    package nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     nonisolated let context: StageContext
     private let afterAcks: (@Sendable (Int) throws -> Void)?
@@ -66,7 +66,7 @@ public actor AckerStage: ConsumingStage {
 
     /// `afterAcks` runs after a batch's acks (at least one) were delivered and before its
     /// state is committed, with the batch number (tests inject crashes there).
-    public init(context: StageContext, afterAcks: (@Sendable (Int) throws -> Void)? = nil) {
+    package init(context: StageContext, afterAcks: (@Sendable (Int) throws -> Void)? = nil) {
         self.init(context: context, afterAcks: afterAcks, waitingCapacity: Self.defaultWaitingCapacity, pendingSlack: Self.defaultPendingSlack)
     }
 
@@ -88,17 +88,17 @@ public actor AckerStage: ConsumingStage {
         executor.shutdown()
     }
 
-    public static func statePath(_ configuration: GenetikaConfiguration) -> String {
+    package static func statePath(_ configuration: GenetikaConfiguration) -> String {
         configuration.resolve(configuration.stateDirectory) + "/acker.db"
     }
 
     /// Opens (creating) the acker's state for `configuration`.
-    public static func openStore(_ configuration: GenetikaConfiguration) throws -> AckerStore {
+    package static func openStore(_ configuration: GenetikaConfiguration) throws -> AckerStore {
         try AckerStore(path: statePath(configuration), topicCount: configuration.sources.count,
                        integerIds: configuration.sources.allSatisfy { $0.keyColumn?.type == .integer })
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let shared = TableSinks.sqlitePath(url: configuration.database.url, configuration: configuration) == nil
         let store: any AckerStateStore = shared
             ? try PostgresAckerStore(url: configuration.database.url, group: configuration.acker.groupId, topicCount: configuration.sources.count)

@@ -6,28 +6,28 @@ import GenetikaStorage
 /// `genetika init`: a configuration written from spreadsheets. Reads each file's header and
 /// rows (all of them, streaming, or the first `sample`), infers each column's type from the
 /// cells it holds and whether it may be empty, and describes one source per file.
-public enum ConfigInference {
+package enum ConfigInference {
     /// What was learned of one column.
-    public struct Column: Sendable, Equatable {
-        public var header: String
-        public var name: String
-        public var type: ColumnType
-        public var nullable: Bool
+    package struct Column: Sendable, Equatable {
+        package var header: String
+        package var name: String
+        package var type: ColumnType
+        package var nullable: Bool
     }
 
     /// One spreadsheet's source.
-    public struct Source: Sendable, Equatable {
-        public var file: String
-        public var sheet: String
-        public var topic: String
-        public var table: String
-        public var key: String
-        public var columns: [Column]
-        public var rows: Int
+    package struct Source: Sendable, Equatable {
+        package var file: String
+        package var sheet: String
+        package var topic: String
+        package var table: String
+        package var key: String
+        package var columns: [Column]
+        package var rows: Int
     }
 
-    public struct InferenceError: Error, CustomStringConvertible {
-        public var description: String
+    package struct InferenceError: Error, CustomStringConvertible {
+        package var description: String
     }
 
     /// The cells seen in one column.
@@ -81,7 +81,7 @@ public enum ConfigInference {
 
     /// Infers one source per file. `key`: the key column's header (default `id`, which must
     /// then be present); `sample`: rows to read per file (nil: all).
-    public static func infer(files: [String], sheet: String? = nil, key: String? = nil, sample: Int? = nil,
+    package static func infer(files: [String], sheet: String? = nil, key: String? = nil, sample: Int? = nil,
                              limits: XlsxLimits = XlsxLimits()) throws -> [Source] {
         var sources: [Source] = []
         for path in files {
@@ -133,7 +133,7 @@ public enum ConfigInference {
     }
 
     /// A whole configuration for `sources`, as `config.json` text (two-space indented).
-    public static func configuration(_ sources: [Source], bootstrapServers: String, database: String) -> String {
+    package static func configuration(_ sources: [Source], bootstrapServers: String, database: String) -> String {
         let sourceValues: [JSONValue] = sources.map { source in
             .object(JSONObject([
                 ("file", .string(source.file)), ("sheet", .string(source.sheet)), ("topic", .string(source.topic)),

@@ -1,17 +1,17 @@
 import GenetikaJSON
 /// One problem found in a configuration file, at a key path such as
 /// `sources[1].columns[3].type`.
-public struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
-    public var path: String
-    public var message: String
-    public var description: String { path.isEmpty ? message : "\(path): \(message)" }
+package struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
+    package var path: String
+    package var message: String
+    package var description: String { path.isEmpty ? message : "\(path): \(message)" }
 }
 
 /// A configuration that cannot be used; lists every problem found, each with its key path.
-public struct ConfigError: Error, Sendable, CustomStringConvertible {
-    public var file: String
-    public var issues: [ConfigIssue]
-    public var description: String {
+package struct ConfigError: Error, Sendable, CustomStringConvertible {
+    package var file: String
+    package var issues: [ConfigIssue]
+    package var description: String {
         "invalid configuration \(file):\n" + issues.map { "  - \($0)" }.joined(separator: "\n")
     }
 }

@@ -6,101 +6,101 @@ import GenetikaKafka
 import GenetikaStorage
 
 /// One column of a source: its name in the sheet's header row, in events and in the table.
-public struct ColumnConfiguration: Sendable, Equatable {
-    public var name: String
+package struct ColumnConfiguration: Sendable, Equatable {
+    package var name: String
     /// The header text in the sheet when it differs from `name`.
-    public var header: String
-    public var type: ColumnType
-    public var nullable: Bool
+    package var header: String
+    package var type: ColumnType
+    package var nullable: Bool
 }
 
 /// Spreadsheets whose rows become events on one topic and rows of one table: one `file`,
 /// sent once per run, and/or an `inbox` folder watched for files matching `pattern`.
-public struct SourceConfiguration: Sendable, Equatable {
+package struct SourceConfiguration: Sendable, Equatable {
     /// A spreadsheet sent once per run (nil: inbox only).
-    public var file: String?
+    package var file: String?
     /// A folder whose matching files are each sent once, then moved to `done/` (or `failed/`).
-    public var inbox: String? = nil
+    package var inbox: String? = nil
     /// Which inbox files are taken (`fnmatch` syntax).
-    public var pattern: String = "*.xlsx"
+    package var pattern: String = "*.xlsx"
     /// How the source is named in logs and file records: its file, else its inbox.
-    public var label: String { file ?? inbox.map { $0 + "/" + pattern } ?? topic }
+    package var label: String { file ?? inbox.map { $0 + "/" + pattern } ?? topic }
     /// The sheet to read by name; the workbook's first sheet when nil.
-    public var sheet: String?
-    public var topic: String
-    public var table: String
+    package var sheet: String?
+    package var topic: String
+    package var table: String
     /// The column whose value is the event id (Kafka key, primary key).
-    public var key: String
-    public var columns: [ColumnConfiguration]
+    package var key: String
+    package var columns: [ColumnConfiguration]
 
-    public var keyColumn: ColumnConfiguration? { columns.first { $0.name == key } }
+    package var keyColumn: ColumnConfiguration? { columns.first { $0.name == key } }
 }
 
 /// Kafka client settings shared by every stage.
-public struct KafkaConfiguration: Sendable, Equatable {
-    public var bootstrapServers: String
+package struct KafkaConfiguration: Sendable, Equatable {
+    package var bootstrapServers: String
     /// Any librdkafka property (`security.protocol`, `sasl.*`, …), passed through unchanged.
-    public var properties: [String: String]
+    package var properties: [String: String]
     /// How long start-up waits for the broker before failing.
-    public var connectTimeoutMs: Int
+    package var connectTimeoutMs: Int
 }
 
-public struct TopicsConfiguration: Sendable, Equatable {
-    public var ack: String
-    public var deadLetter: String
+package struct TopicsConfiguration: Sendable, Equatable {
+    package var ack: String
+    package var deadLetter: String
     /// Where the acker reports ids that stayed incomplete (`stages.acker.incompleteAfterSeconds`).
-    public var incomplete: String = "incomplete"
+    package var incomplete: String = "incomplete"
     /// Partitions of every topic Genetika creates; the source topics must share one count.
-    public var partitions: Int
+    package var partitions: Int
     /// Create missing topics at start-up.
-    public var create: Bool
+    package var create: Bool
 }
 
-public struct DatabaseConfiguration: Sendable, Equatable {
+package struct DatabaseConfiguration: Sendable, Equatable {
     /// `sqlite://path` (relative to the configuration file) or `postgres://user:pass@host:port/db`.
-    public var url: String
+    package var url: String
     /// How long start-up waits for a PostgreSQL server that refuses connections (still
     /// starting, e.g. in Docker Compose) before giving up.
-    public var connectTimeoutMs: Int = 30_000
+    package var connectTimeoutMs: Int = 30_000
     /// A file holding the PostgreSQL password (as Docker secrets provide it), relative to the
     /// configuration file; its content (less a trailing newline) becomes the URL's password.
-    public var passwordFile: String?
+    package var passwordFile: String?
 }
 
-public struct ProducerStageConfiguration: Sendable, Equatable {
+package struct ProducerStageConfiguration: Sendable, Equatable {
     /// Upper bound of a random pause between rows, in milliseconds (0: none).
-    public var maxDelayMs: Int
+    package var maxDelayMs: Int
     /// Events per second sent from each source, evenly spaced (0: as fast as possible).
     /// Takes precedence over `maxDelayMs`.
-    public var ratePerSecond: Double = 0
+    package var ratePerSecond: Double = 0
     /// An inbox file is taken once its size and modification time have stayed still this long
     /// (a file renamed into the inbox, with an older modification time, at once).
-    public var settleMs: Int = 1000
+    package var settleMs: Int = 1000
     /// How often inboxes are looked at.
-    public var inboxPollMs: Int = 500
+    package var inboxPollMs: Int = 500
     /// Most events per topic the producer may be ahead of the slowest consuming stage running
     /// in the same process (0: no limit). See `ConsumerLead`.
-    public var maxLead: Int = 20_000
+    package var maxLead: Int = 20_000
 }
 
-public struct ConsumerStageConfiguration: Sendable, Equatable {
-    public var groupId: String
+package struct ConsumerStageConfiguration: Sendable, Equatable {
+    package var groupId: String
     /// Most events written in one transaction.
-    public var batchSize: Int
+    package var batchSize: Int
     /// How long a batch may wait to fill up, in milliseconds.
-    public var lingerMs: Int
+    package var lingerMs: Int
     /// Acker only: an id that reached some but not all source topics this many seconds ago
     /// (its earliest event's timestamp), while the acker has read everything there is, is
     /// reported once as incomplete (0: never).
-    public var incompleteAfterSeconds: Int = 300
+    package var incompleteAfterSeconds: Int = 300
 }
 
-public struct SupervisorConfiguration: Sendable, Equatable {
-    public var initialBackoffMs: Int
-    public var maxBackoffMs: Int
+package struct SupervisorConfiguration: Sendable, Equatable {
+    package var initialBackoffMs: Int
+    package var maxBackoffMs: Int
     /// More restarts than this within `windowSeconds` stops the process.
-    public var maxRestarts: Int
-    public var windowSeconds: Int
+    package var maxRestarts: Int
+    package var windowSeconds: Int
 }
 
 extension DatabaseConfiguration {
@@ -129,39 +129,39 @@ extension DatabaseConfiguration {
 }
 
 /// Safety limits for reading spreadsheets.
-public struct XlsxConfiguration: Sendable, Equatable {
-    public var maxPartBytes: Int
-    public var maxCompressionRatio: Double
+package struct XlsxConfiguration: Sendable, Equatable {
+    package var maxPartBytes: Int
+    package var maxCompressionRatio: Double
 }
 
 /// Where `/metrics` and `/health` are served.
-public struct ObservabilityConfiguration: Sendable, Equatable {
-    public var host: String
+package struct ObservabilityConfiguration: Sendable, Equatable {
+    package var host: String
     /// 0 turns the endpoint off.
-    public var port: Int
+    package var port: Int
     /// A running stage that has lag but commits nothing, or spends longer in one step (a
     /// batch, a read-back), for this many seconds is reported stuck by `/health`.
-    public var stuckAfterSeconds: Int = 60
+    package var stuckAfterSeconds: Int = 60
 }
 
 /// Everything `genetika` reads from `config.json`.
-public struct GenetikaConfiguration: Sendable, Equatable {
-    public var kafka: KafkaConfiguration
-    public var topics: TopicsConfiguration
-    public var sources: [SourceConfiguration]
-    public var database: DatabaseConfiguration
-    public var stateDirectory: String
-    public var producer: ProducerStageConfiguration
-    public var db: ConsumerStageConfiguration
-    public var acker: ConsumerStageConfiguration
-    public var supervisor: SupervisorConfiguration
-    public var xlsx: XlsxConfiguration
-    public var observability: ObservabilityConfiguration
+package struct GenetikaConfiguration: Sendable, Equatable {
+    package var kafka: KafkaConfiguration
+    package var topics: TopicsConfiguration
+    package var sources: [SourceConfiguration]
+    package var database: DatabaseConfiguration
+    package var stateDirectory: String
+    package var producer: ProducerStageConfiguration
+    package var db: ConsumerStageConfiguration
+    package var acker: ConsumerStageConfiguration
+    package var supervisor: SupervisorConfiguration
+    package var xlsx: XlsxConfiguration
+    package var observability: ObservabilityConfiguration
     /// The directory relative paths are resolved against (the configuration file's).
-    public var baseDirectory: String
+    package var baseDirectory: String
 
     /// Resolves a path from the configuration against the configuration file's directory.
-    public func resolve(_ path: String) -> String {
+    package func resolve(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
         return URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).standardizedFileURL.path
     }
@@ -170,7 +170,7 @@ public struct GenetikaConfiguration: Sendable, Equatable {
     /// `GENETIKA_BOOTSTRAP_SERVERS`, `GENETIKA_DATABASE_URL`, `GENETIKA_OBSERVABILITY_HOST`,
     /// `GENETIKA_OBSERVABILITY_PORT` and `GENETIKA_TOPIC_PARTITIONS` override those settings (a
     /// bad value is an error naming it).
-    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GenetikaConfiguration {
+    package static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GenetikaConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(file: path, issues: [ConfigIssue(path: "", message: "cannot read the file")])
         }
@@ -220,7 +220,7 @@ public struct GenetikaConfiguration: Sendable, Equatable {
     }
 
     /// Parses and validates configuration text; `file` names it in errors.
-    public static func parse(_ bytes: [UInt8], file: String, baseDirectory: String) throws -> GenetikaConfiguration {
+    package static func parse(_ bytes: [UInt8], file: String, baseDirectory: String) throws -> GenetikaConfiguration {
         let root: JSONValue
         do {
             root = try JSONParser.parse(bytes)

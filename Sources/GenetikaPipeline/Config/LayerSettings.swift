@@ -4,13 +4,13 @@ import GenetikaXlsx
 // The lower layers take their own settings types; these build them from the configuration.
 
 extension XlsxLimits {
-    public init(_ configuration: XlsxConfiguration) {
+    package init(_ configuration: XlsxConfiguration) {
         self.init(maxPartBytes: configuration.maxPartBytes, maxCompressionRatio: configuration.maxCompressionRatio)
     }
 }
 
 extension KafkaClientConfiguration {
-    public init(_ kafka: KafkaConfiguration) {
+    package init(_ kafka: KafkaConfiguration) {
         self.init(bootstrapServers: kafka.bootstrapServers, properties: kafka.properties)
     }
 }

@@ -10,12 +10,12 @@ import GenetikaSupport
 /// owns of (producer's next delivered offset − stage's position). Partitions a stage does not
 /// own (another member's, in a scale-out) do not count, and a stage that is not running has
 /// no positions: nothing can hold the producer back for good.
-public final class ConsumerLead: Sendable {
+package final class ConsumerLead: Sendable {
     private let positions = Mutex<[String: [TopicPartition: Int64]]>([:])
     /// Notified whenever a stage publishes (every poll, at least every few hundred ms).
     let moved = EventCount()
 
-    public init() {}
+    package init() {}
 
     func update(_ stage: String, _ next: [TopicPartition: Int64]) {
         positions.withLock { $0[stage] = next }

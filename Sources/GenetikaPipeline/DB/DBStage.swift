@@ -8,10 +8,10 @@ import GenetikaStorage
 /// transaction; on partition assignment the stage seeks to the offsets stored there. So
 /// every event lands exactly once whatever crashes, and re-sent events upsert by id.
 /// Events that cannot be written go to the dead-letter topic and the stage keeps going.
-public actor DBStage: ConsumingStage {
-    public nonisolated let name = "db"
+package actor DBStage: ConsumingStage {
+    package nonisolated let name = "db"
     private let executor = ThreadExecutor(name: "genetika-db")
-    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+    package nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     nonisolated let context: StageContext
     private let afterBatch: (@Sendable (Int) throws -> Void)?
@@ -28,7 +28,7 @@ public actor DBStage: ConsumingStage {
     private var fenced: Set<TopicPartition> = []
 
     /// `afterBatch` runs after each committed batch with its number (tests inject failures there).
-    public init(context: StageContext, afterBatch: (@Sendable (Int) throws -> Void)? = nil) {
+    package init(context: StageContext, afterBatch: (@Sendable (Int) throws -> Void)? = nil) {
         self.context = context
         self.afterBatch = afterBatch
         var decoders: [String: (Int, EventDecoder)] = [:]
@@ -40,7 +40,7 @@ public actor DBStage: ConsumingStage {
         executor.shutdown()
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let sink = try TableSinks.open(url: configuration.database.url, configuration: configuration)
         defer { sink.close(); self.sink = nil }
         try sink.prepare()

@@ -12,24 +12,24 @@ import GenetikaXlsx
 /// each one against the current configuration (the row's cells through the source's columns,
 /// or the event through its table's decoder) and sends those that now pass to their topic,
 /// recording each in the ledger; one already recorded is not sent again.
-public enum DeadLetters {
+package enum DeadLetters {
     /// One dead letter.
-    public struct Entry: Sendable {
-        public var place: String
-        public var partition: Int32
-        public var offset: Int64
-        public var stage: String
-        public var file: String?
-        public var row: Int?
-        public var topic: String?
-        public var reason: String
-        public var timestampMs: Int64?
-        public var message: KafkaMessage
-        public var replayed: Bool
+    package struct Entry: Sendable {
+        package var place: String
+        package var partition: Int32
+        package var offset: Int64
+        package var stage: String
+        package var file: String?
+        package var row: Int?
+        package var topic: String?
+        package var reason: String
+        package var timestampMs: Int64?
+        package var message: KafkaMessage
+        package var replayed: Bool
     }
 
     /// A cell as the dead letter keeps it.
-    public static func json(_ cell: CellValue) -> JSONValue {
+    package static func json(_ cell: CellValue) -> JSONValue {
         switch cell {
         case .empty: .null
         case .integer(let v): .int(v)
@@ -58,7 +58,7 @@ public enum DeadLetters {
     }
 
     /// Every dead letter in the topic, oldest first.
-    public static func list(_ configuration: GenetikaConfiguration, ledgerPath: String) throws -> [Entry] {
+    package static func list(_ configuration: GenetikaConfiguration, ledgerPath: String) throws -> [Entry] {
         let ledger = try DeadLetterLedger(path: ledgerPath)
         defer { ledger.close() }
         let replayed = try ledger.replayed()
@@ -81,7 +81,7 @@ public enum DeadLetters {
     }
 
     /// What a replay did with one dead letter.
-    public enum Outcome: Sendable {
+    package enum Outcome: Sendable {
         case sent(to: String)
         case stillFailing(String)
         case alreadyReplayed
@@ -128,7 +128,7 @@ public enum DeadLetters {
     }
 
     /// Replays every dead letter not replayed yet: sends those that pass now and records them.
-    public static func replay(_ entries: [Entry], configuration: GenetikaConfiguration, ledgerPath: String,
+    package static func replay(_ entries: [Entry], configuration: GenetikaConfiguration, ledgerPath: String,
                               producer: KafkaProducer) async throws -> [(Entry, Outcome)] {
         let ledger = try DeadLetterLedger(path: ledgerPath)
         defer { ledger.close() }

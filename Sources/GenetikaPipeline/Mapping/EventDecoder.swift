@@ -2,24 +2,24 @@ import GenetikaJSON
 import GenetikaXlsx
 import GenetikaStorage
 /// Why an event cannot be written to its table.
-public struct EventRejection: Error, Sendable, Equatable, CustomStringConvertible {
-    public var reason: String
-    public var description: String { reason }
+package struct EventRejection: Error, Sendable, Equatable, CustomStringConvertible {
+    package var reason: String
+    package var description: String { reason }
 }
 
 /// Validates a JSON event against its source's table schema and returns the row to write:
 /// every configured column, typed (absent nullable columns are null); unknown keys, wrong
 /// types, a missing or null key column are rejected.
-public struct EventDecoder: Sendable {
-    public let source: SourceConfiguration
+package struct EventDecoder: Sendable {
+    package let source: SourceConfiguration
     private let keys: JSONKeys
 
-    public init(source: SourceConfiguration) {
+    package init(source: SourceConfiguration) {
         self.source = source
         keys = JSONKeys(source.columns.map(\.name))
     }
 
-    public func decode(_ bytes: [UInt8]) throws(EventRejection) -> [FieldValue] {
+    package func decode(_ bytes: [UInt8]) throws(EventRejection) -> [FieldValue] {
         let document: JSONObjectMembers
         do {
             document = try JSONParser.parseObject(bytes, keys: keys)

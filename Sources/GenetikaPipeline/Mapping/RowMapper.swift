@@ -4,14 +4,14 @@ import GenetikaXlsx
 import GenetikaKafka
 import GenetikaStorage
 /// A row that cannot become an event, and why.
-public struct RowRejection: Error, Sendable, Equatable, CustomStringConvertible {
-    public var row: Int
-    public var reason: String
+package struct RowRejection: Error, Sendable, Equatable, CustomStringConvertible {
+    package var row: Int
+    package var reason: String
     /// The cell at fault (`B17`), when one is.
-    public var cell: String?
-    public var description: String { "row \(row): \(reason)" }
+    package var cell: String?
+    package var description: String { "row \(row): \(reason)" }
 
-    public init(row: Int, reason: String, cell: String? = nil) {
+    package init(row: Int, reason: String, cell: String? = nil) {
         self.row = row
         self.reason = reason
         self.cell = cell
@@ -21,19 +21,19 @@ public struct RowRejection: Error, Sendable, Equatable, CustomStringConvertible 
 /// Turns spreadsheet rows of one source into typed events: finds the configured columns in
 /// the header row, converts each cell to its column's type (`NA` and empty cells become
 /// null) and serializes the event as JSON keyed by the source's key column.
-public struct RowMapper: Sendable {
-    public let source: SourceConfiguration
+package struct RowMapper: Sendable {
+    package let source: SourceConfiguration
     /// For each configured column, its position in the sheet.
     private let positions: [Int]
     private let keyIndex: Int
     /// The header row's names by position ("" where a cell is not text).
-    public let headers: [String]
+    package let headers: [String]
     /// `{"name":` for the first column, `,"name":` for the others.
     private let memberPrefixes: [[UInt8]]
 
     /// Matches the header row against the configured columns; throws naming the file and
     /// the missing columns.
-    public init(source: SourceConfiguration, header: XlsxRow, file: String) throws(XlsxError) {
+    package init(source: SourceConfiguration, header: XlsxRow, file: String) throws(XlsxError) {
         self.source = source
         var byName: [String: Int] = [:]
         for (index, cell) in header.cells.enumerated() {
@@ -63,7 +63,7 @@ public struct RowMapper: Sendable {
     }
 
     /// The typed values of a data row, in configuration column order.
-    public func values(of row: XlsxRow) throws(RowRejection) -> [FieldValue] {
+    package func values(of row: XlsxRow) throws(RowRejection) -> [FieldValue] {
         var values: [FieldValue] = []
         values.reserveCapacity(positions.count)
         for (column, position) in zip(source.columns, positions) {
@@ -83,7 +83,7 @@ public struct RowMapper: Sendable {
     }
 
     /// The Kafka key: the key column's value as text.
-    public func key(of values: [FieldValue]) -> String {
+    package func key(of values: [FieldValue]) -> String {
         switch values[keyIndex] {
         case .integer(let v): String(v)
         case .text(let v): v
@@ -92,7 +92,7 @@ public struct RowMapper: Sendable {
     }
 
     /// The event's JSON: `{"column": value, …}` in configuration order.
-    public func event(of values: [FieldValue]) -> [UInt8] {
+    package func event(of values: [FieldValue]) -> [UInt8] {
         var writer = JSONWriter(reservingCapacity: 32 * values.count)
         for (index, value) in values.enumerated() {
             // `{"name":` or `,"name":`, serialized once per column.

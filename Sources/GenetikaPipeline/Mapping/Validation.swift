@@ -2,33 +2,33 @@ import GenetikaXlsx
 
 /// `genetika validate`: a dry run of the producer's reading and typing of every row, which
 /// sends nothing and writes nothing.
-public enum Validation {
+package enum Validation {
     /// One row (or file) that would not go through, with where and why.
-    public struct Problem: Sendable, Equatable, CustomStringConvertible {
-        public var file: String
-        public var sheet: String
+    package struct Problem: Sendable, Equatable, CustomStringConvertible {
+        package var file: String
+        package var sheet: String
         /// `B17`, or `row 17` when no one cell is at fault, or empty for the file as a whole.
-        public var place: String
-        public var reason: String
-        public var description: String { "\(file)\(sheet.isEmpty ? "" : " [\(sheet)]") \(place.isEmpty ? "" : place + ": ")\(reason)" }
+        package var place: String
+        package var reason: String
+        package var description: String { "\(file)\(sheet.isEmpty ? "" : " [\(sheet)]") \(place.isEmpty ? "" : place + ": ")\(reason)" }
     }
 
     /// What one file gave.
-    public struct FileResult: Sendable, Equatable {
-        public var file: String
-        public var source: String
-        public var rows: Int
-        public var rejected: Int
-        public var problems: [Problem]
+    package struct FileResult: Sendable, Equatable {
+        package var file: String
+        package var source: String
+        package var rows: Int
+        package var rejected: Int
+        package var problems: [Problem]
         /// The file could not be read to its end (not xlsx, no such sheet, a header without a
         /// configured column, corrupt part-way): every row after the problem is unchecked.
-        public var unreadable: Bool
+        package var unreadable: Bool
     }
 
     /// The files to check: `files` (each matched to the source whose configured file has its
     /// name, else to the first source whose sheet it has with every configured column) or, when
     /// none are given, every source's configured file.
-    public static func run(_ configuration: GenetikaConfiguration, files: [String]) -> [FileResult] {
+    package static func run(_ configuration: GenetikaConfiguration, files: [String]) -> [FileResult] {
         if files.isEmpty {
             return configuration.sources.compactMap { source in
                 source.file.map { check(configuration.resolve($0), source: source, configuration: configuration) }

@@ -7,62 +7,62 @@ import GenetikaStorage
 
 /// A counter shared across threads, also exported as a swift-metrics counter when the
 /// pipeline has a metrics factory.
-public final class Counter: Sendable {
+package final class Counter: Sendable {
     private let atomic = Atomic<Int>(0)
     private let metric: CoreMetrics.Counter?
 
-    public init() { metric = nil }
+    package init() { metric = nil }
 
     init(_ label: String, _ dimensions: [(String, String)] = [], factory: (any MetricsFactory)?) {
         metric = factory.map { CoreMetrics.Counter(label: label, dimensions: dimensions, factory: $0) }
     }
 
-    public func add(_ amount: Int = 1) {
+    package func add(_ amount: Int = 1) {
         atomic.add(amount, ordering: .relaxed)
         metric?.increment(by: Int64(amount))
     }
 
-    public var value: Int { atomic.load(ordering: .relaxed) }
+    package var value: Int { atomic.load(ordering: .relaxed) }
 }
 
 /// A level shared across threads (set, not added to), also exported as a swift-metrics
 /// gauge when the pipeline has a metrics factory.
-public final class Level: Sendable {
+package final class Level: Sendable {
     private let atomic = Atomic<Int>(0)
     private let metric: CoreMetrics.Gauge?
 
-    public init() { metric = nil }
+    package init() { metric = nil }
 
     init(_ label: String, factory: (any MetricsFactory)?) {
         metric = factory.map { CoreMetrics.Gauge(label: label, dimensions: [], factory: $0) }
         metric?.record(0)
     }
 
-    public func set(_ value: Int) {
+    package func set(_ value: Int) {
         atomic.store(value, ordering: .relaxed)
         metric?.record(value)
     }
 
-    public var value: Int { atomic.load(ordering: .relaxed) }
+    package var value: Int { atomic.load(ordering: .relaxed) }
 }
 
 /// When a stage first took work in and last finished some (epoch milliseconds), for the
 /// run summary's throughput figures: the producer from its first row read to its last
 /// delivery report, the DB stage from its first batch to its last commit, the acker from its
 /// first batch to its last acks delivered and recorded.
-public final class ActivitySpan: Sendable {
+package final class ActivitySpan: Sendable {
     private let firstMs = Atomic<Int64>(0)
     private let lastMs = Atomic<Int64>(0)
 
-    public init() {}
+    package init() {}
 
     /// Work came in at `time`: the span starts here if it has not started yet.
-    public func started(at time: Int64 = nowMilliseconds()) {
+    package func started(at time: Int64 = nowMilliseconds()) {
         _ = firstMs.compareExchange(expected: 0, desired: time, ordering: .relaxed)
     }
 
     /// Work was finished at `time`.
-    public func finished(at time: Int64 = nowMilliseconds()) {
+    package func finished(at time: Int64 = nowMilliseconds()) {
         var current = lastMs.load(ordering: .relaxed)
         while time > current {
             let (exchanged, original) = lastMs.compareExchange(expected: current, desired: time, ordering: .relaxed)
@@ -71,24 +71,24 @@ public final class ActivitySpan: Sendable {
         }
     }
 
-    public var first: Int64? { let v = firstMs.load(ordering: .relaxed); return v == 0 ? nil : v }
-    public var last: Int64? { let v = lastMs.load(ordering: .relaxed); return v == 0 ? nil : v }
+    package var first: Int64? { let v = firstMs.load(ordering: .relaxed); return v == 0 ? nil : v }
+    package var last: Int64? { let v = lastMs.load(ordering: .relaxed); return v == 0 ? nil : v }
 }
 
 /// A bounded sample of durations (milliseconds) for percentiles: every value while fewer
 /// than `capacity` were recorded, then a uniform reservoir sample of them all.
-public final class DurationSample: Sendable {
+package final class DurationSample: Sendable {
     private struct State {
         var values: [Double] = []
         var seen = 0
         var random: UInt64 = 0x5EED
     }
     private let state = Mutex(State())
-    public let capacity: Int
+    package let capacity: Int
 
-    public init(capacity: Int = 100_000) { self.capacity = capacity }
+    package init(capacity: Int = 100_000) { self.capacity = capacity }
 
-    public func record(_ milliseconds: Double) {
+    package func record(_ milliseconds: Double) {
         state.withLock { s in
             s.seen += 1
             if s.values.count < capacity {
@@ -104,62 +104,62 @@ public final class DurationSample: Sendable {
         }
     }
 
-    public var statistics: DelayStatistics? { DelayStatistics(state.withLock { $0.values }) }
+    package var statistics: DelayStatistics? { DelayStatistics(state.withLock { $0.values }) }
 }
 
 /// Counters shared by the stages (for logs, progress, tests, and `/metrics`).
-public final class PipelineCounters: Sendable {
-    public let rowsRead: Counter
-    public let eventsProduced: Counter
+package final class PipelineCounters: Sendable {
+    package let rowsRead: Counter
+    package let eventsProduced: Counter
     /// Events whose delivery failed for good: the producer stage was not restarted to send them again.
-    public let deliveryFailures: Counter
+    package let deliveryFailures: Counter
     /// Events whose delivery failed in a producer stage that the supervisor then restarted,
     /// which sends their source again.
-    public let deliveriesResent: Counter
+    package let deliveriesResent: Counter
     /// Rows the producer could not map to their columns' types (each also a dead letter).
-    public let rowsRejected: Counter
-    public let eventsConsumed: Counter
-    public let rowsWritten: Counter
+    package let rowsRejected: Counter
+    package let eventsConsumed: Counter
+    package let rowsWritten: Counter
     /// Dead letters sent by any stage (the sum of `deadLetteredPerStage`).
-    public let deadLettered: Counter
+    package let deadLettered: Counter
     /// Dead letters per stage (`producer`: rejected rows; `db`, `acker`: unusable events).
-    public let deadLetteredPerStage: [String: Counter]
-    public let acks: Counter
+    package let deadLetteredPerStage: [String: Counter]
+    package let acks: Counter
     /// Partitions found reset by the broker (topic recreated, or a stored offset beyond the
     /// partition's end) and read again from the beginning.
-    public let partitionResets: Counter
+    package let partitionResets: Counter
     /// Writes refused because another member had claimed their partitions (a zombie's writes),
     /// per stage (`genetika_fenced_writes_total{stage}`), counted per partition.
-    public let fencedWritesPerStage: [String: Counter]
+    package let fencedWritesPerStage: [String: Counter]
     /// Ids reported incomplete (each once).
-    public let incompleteReported: Counter
+    package let incompleteReported: Counter
     /// Ids reported incomplete that still have no ack (in the partitions this process owns).
-    public let incompleteIds: Level
+    package let incompleteIds: Level
     /// Inbox files that reached each status in this process, per source topic
     /// (`genetika_files_total{source,status}`).
-    public let files: [String: [FileStatus: Counter]]
+    package let files: [String: [FileStatus: Counter]]
     /// What `/health` reports: each stage's state, progress and problems.
-    public let health: StageHealth
-    public let stageRestarts: Counter
+    package let health: StageHealth
+    package let stageRestarts: Counter
     /// Per source topic: events delivered to it.
-    public let producedPerTopic: [String: Counter]
+    package let producedPerTopic: [String: Counter]
     /// Per table: rows written to it.
-    public let writtenPerTable: [String: Counter]
+    package let writtenPerTable: [String: Counter]
     /// Ack delay (ack time − latest topic time), in milliseconds, as a histogram.
-    public let ackDelay: Recorder?
+    package let ackDelay: Recorder?
     /// The ack delay split in two (for `genetika run --summary`): from the latest event's
     /// creation until the acker had it in hand (producer, broker, fetch), and from then until
     /// its ack was created (the acker's own share), in milliseconds.
-    public let ackTransit = DurationSample()
-    public let ackProcessing = DurationSample()
+    package let ackTransit = DurationSample()
+    package let ackProcessing = DurationSample()
     /// When each stage worked (for `genetika run --summary`).
-    public let producing = ActivitySpan()
-    public let writing = ActivitySpan()
-    public let acking = ActivitySpan()
+    package let producing = ActivitySpan()
+    package let writing = ActivitySpan()
+    package let acking = ActivitySpan()
     let factory: (any MetricsFactory)?
 
     /// Counters for `sources`, exported through `factory` when given.
-    public init(sources: [SourceConfiguration] = [], factory: (any MetricsFactory)? = nil, health: StageHealth = StageHealth()) {
+    package init(sources: [SourceConfiguration] = [], factory: (any MetricsFactory)? = nil, health: StageHealth = StageHealth()) {
         self.factory = factory
         self.health = health
         rowsRead = Counter("genetika_rows_read_total", factory: factory)
@@ -211,7 +211,7 @@ public final class PipelineCounters: Sendable {
     }
 
     /// "N (producer a, db b, acker c)", for the totals line.
-    public var deadLetteredSummary: String {
+    package var deadLetteredSummary: String {
         let parts = StageKind.allCases.map { "\($0.rawValue) \(deadLetteredPerStage[$0.rawValue]?.value ?? 0)" }
         return "\(deadLettered.value) (\(parts.joined(separator: ", ")))"
     }

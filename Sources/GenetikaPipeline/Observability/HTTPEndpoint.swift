@@ -5,27 +5,27 @@ import Synchronization
 /// A minimal HTTP/1.1 server for `/metrics` and `/health`: one thread accepts connections
 /// and answers `GET` requests one at a time (`Connection: close`). Enough for scrapes and
 /// probes, with no dependency beyond POSIX sockets.
-public final class HTTPEndpoint: Sendable {
-    public struct Response: Sendable {
-        public var status: Int
-        public var contentType: String
-        public var body: [UInt8]
+package final class HTTPEndpoint: Sendable {
+    package struct Response: Sendable {
+        package var status: Int
+        package var contentType: String
+        package var body: [UInt8]
 
-        public init(status: Int, contentType: String, body: [UInt8]) {
+        package init(status: Int, contentType: String, body: [UInt8]) {
             self.status = status
             self.contentType = contentType
             self.body = body
         }
     }
 
-    public let host: String
-    public let port: Int
+    package let host: String
+    package let port: Int
     private let listener: Int32
     private let running = Atomic<Bool>(true)
     private let finished = DispatchSemaphore(value: 0)
 
     /// Binds `host:port` and starts answering with `respond(path)`.
-    public init(host: String, port: Int, respond: @escaping @Sendable (String) -> Response) throws {
+    package init(host: String, port: Int, respond: @escaping @Sendable (String) -> Response) throws {
         self.host = host
         self.port = port
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -65,7 +65,7 @@ public final class HTTPEndpoint: Sendable {
     }
 
     /// Stops accepting and closes the socket.
-    public func stop() {
+    package func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
@@ -105,7 +105,7 @@ public final class HTTPEndpoint: Sendable {
     }
 }
 
-public struct HTTPEndpointError: Error, CustomStringConvertible {
-    public var description: String
+package struct HTTPEndpointError: Error, CustomStringConvertible {
+    package var description: String
     init(_ description: String) { self.description = description }
 }

@@ -1,19 +1,19 @@
 import Synchronization
 /// Decides which progress lines to log: a line whose counts changed since the last logged one
 /// (`progress: …`), else one heartbeat (`idle: …`) once `heartbeat` has passed without one.
-public final class QuietLog: Sendable {
+package final class QuietLog: Sendable {
     private struct State {
         var last: String?
         var loggedAt: ContinuousClock.Instant?
     }
 
     private let state = Mutex(State())
-    public let heartbeat: Duration
+    package let heartbeat: Duration
 
-    public init(heartbeat: Duration) { self.heartbeat = heartbeat }
+    package init(heartbeat: Duration) { self.heartbeat = heartbeat }
 
     /// The text to log for `line` at `now`, or nil to stay quiet.
-    public func next(_ line: String, now: ContinuousClock.Instant) -> String? {
+    package func next(_ line: String, now: ContinuousClock.Instant) -> String? {
         state.withLock { state in
             if line != state.last {
                 state.last = line

@@ -8,7 +8,7 @@ import GenetikaKafka
 /// thread. A stage is stuck when it has lag but committed nothing for `stuckAfter`, or when
 /// one step (a read-back) has taken longer than that; a client whose brokers are all down
 /// for more than `brokerGrace` makes the run unhealthy until a broker answers again.
-public final class StageHealth: Sendable, KafkaConnectivityObserver {
+package final class StageHealth: Sendable, KafkaConnectivityObserver {
     struct Entry {
         var stage: String
         var state: Supervisor.StageState
@@ -21,12 +21,12 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
 
     private let entries = Mutex<[Entry]>([])
     private let brokersDown = Mutex<[String: (since: ContinuousClock.Instant, reason: String)]>([:])
-    public let stuckAfter: Duration
-    public let brokerGrace: Duration
+    package let stuckAfter: Duration
+    package let brokerGrace: Duration
     /// The clock every age is measured on; tests pass one they move by hand.
     private let now: @Sendable () -> ContinuousClock.Instant
 
-    public init(stages: [String] = [], stuckAfter: Duration = .seconds(60), brokerGrace: Duration = .seconds(2),
+    package init(stages: [String] = [], stuckAfter: Duration = .seconds(60), brokerGrace: Duration = .seconds(2),
                 now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
         self.stuckAfter = stuckAfter
         self.brokerGrace = brokerGrace
@@ -47,7 +47,7 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
         }
     }
 
-    public func set(_ stage: String, _ state: Supervisor.StageState) {
+    package func set(_ stage: String, _ state: Supervisor.StageState) {
         update(stage) { entry in
             if state == .running && entry.state != .running {
                 entry.lastProgress = now()
@@ -58,7 +58,7 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
     }
 
     /// The stage committed work; `lag` is what it still has to read (events).
-    public func progressed(_ stage: String, lag: Int64? = nil) {
+    package func progressed(_ stage: String, lag: Int64? = nil) {
         update(stage) { entry in
             entry.lastProgress = now()
             if let lag { entry.lag = lag }
@@ -66,43 +66,43 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
     }
 
     /// The stage's current lag (events it has still to read on the partitions it owns).
-    public func lag(_ stage: String, _ lag: Int64) {
+    package func lag(_ stage: String, _ lag: Int64) {
         update(stage) { $0.lag = lag }
     }
 
     /// The stage is in one long step (`what`), until `idle`.
-    public func busy(_ stage: String, _ what: String) {
+    package func busy(_ stage: String, _ what: String) {
         let at = now()
         update(stage) { $0.busy = (what, at) }
     }
 
-    public func idle(_ stage: String) {
+    package func idle(_ stage: String) {
         update(stage) { $0.busy = nil }
     }
 
     /// Something the operator should know about, shown with the stage (the latest only).
-    public func note(_ stage: String, _ text: String) {
+    package func note(_ stage: String, _ text: String) {
         update(stage) { $0.note = text }
     }
 
     /// The error a stage last failed with.
-    public func failed(_ stage: String, _ error: String) {
+    package func failed(_ stage: String, _ error: String) {
         update(stage) { $0.lastError = error }
     }
 
-    public func brokersDown(client: String, reason: String) {
+    package func brokersDown(client: String, reason: String) {
         let at = now()
         brokersDown.withLock { map in
             if map[client] == nil { map[client] = (at, reason) }
         }
     }
 
-    public func brokersUp(client: String) {
+    package func brokersUp(client: String) {
         _ = brokersDown.withLock { $0.removeValue(forKey: client) }
     }
 
     /// Why the run is not healthy, one sentence each (empty when it is).
-    public var problems: [String] {
+    package var problems: [String] {
         var problems = list.isEmpty ? ["no stages"] : []
         problems += entries.withLock { $0 }.compactMap(problem)
         let now = self.now()
@@ -134,16 +134,16 @@ public final class StageHealth: Sendable, KafkaConnectivityObserver {
 
     /// Healthy when every stage is running (and not stuck) or has finished its work (the
     /// producer), and the Kafka clients reach their brokers.
-    public var isHealthy: Bool { problems.isEmpty }
+    package var isHealthy: Bool { problems.isEmpty }
 
     /// Whether one stage is healthy (for the `genetika_stage_healthy` gauge).
-    public func isHealthy(_ stage: String) -> Bool {
+    package func isHealthy(_ stage: String) -> Bool {
         !list.contains { $0.stage == stage && problem($0) != nil }
     }
 
     /// `/health`: 200 when healthy, 503 otherwise; the stages' states, the problems, and per
     /// stage its lag, seconds since its last progress and its latest note.
-    public func response() -> HTTPEndpoint.Response {
+    package func response() -> HTTPEndpoint.Response {
         let now = self.now()
         let list = entries.withLock { $0 }
         let problems = problems

@@ -1,10 +1,10 @@
 /// Header names Genetika puts on the records it produces.
-public enum GenetikaHeader {
-    public static let sourceFile = "genetika-source-file"
-    public static let sourceRow = "genetika-source-row"
-    public static let error = "genetika-error"
-    public static let sourceTopic = "genetika-source-topic"
-    public static let sourcePartition = "genetika-source-partition"
-    public static let sourceOffset = "genetika-source-offset"
-    public static let stage = "genetika-stage"
+package enum GenetikaHeader {
+    package static let sourceFile = "genetika-source-file"
+    package static let sourceRow = "genetika-source-row"
+    package static let error = "genetika-error"
+    package static let sourceTopic = "genetika-source-topic"
+    package static let sourcePartition = "genetika-source-partition"
+    package static let sourceOffset = "genetika-source-offset"
+    package static let stage = "genetika-stage"
 }

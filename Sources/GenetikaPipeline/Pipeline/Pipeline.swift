@@ -9,35 +9,35 @@ import GenetikaKafka
 import GenetikaStorage
 
 /// The stages a run can include.
-public enum StageKind: String, Sendable, CaseIterable {
+package enum StageKind: String, Sendable, CaseIterable {
     case producer, db, acker
 }
 
 /// One `genetika run`: start-up checks, then the selected stages under a supervisor.
-public final class Pipeline: Sendable {
-    public let configuration: GenetikaConfiguration
-    public let stages: [StageKind]
-    public let exitWhenDone: Bool
+package final class Pipeline: Sendable {
+    package let configuration: GenetikaConfiguration
+    package let stages: [StageKind]
+    package let exitWhenDone: Bool
     /// Inbox files whose content was sent before are sent again.
-    public let resend: Bool
-    public let counters: PipelineCounters
-    public let progress = PipelineProgress()
+    package let resend: Bool
+    package let counters: PipelineCounters
+    package let progress = PipelineProgress()
     /// This run's metrics, in the Prometheus text format at `/metrics`.
-    public let registry = PrometheusCollectorRegistry()
-    public let health: StageHealth
+    package let registry = PrometheusCollectorRegistry()
+    package let health: StageHealth
     /// `genetika_stage_healthy{stage}`: 1 while `/health` finds nothing wrong with the stage.
     private let stageHealthGauges: [(String, CoreMetrics.Gauge)]
-    public let stop = StopSignal()
-    public let logger: Logger
+    package let stop = StopSignal()
+    package let logger: Logger
     /// Test hooks: run after each DB batch and after each acker batch's acks went out.
     let dbAfterBatch: (@Sendable (Int) throws -> Void)?
     let ackerAfterAcks: (@Sendable (Int) throws -> Void)?
     /// What the producer sent completely, across restarts of its stage.
-    public let ledger = ProducerLedger()
+    package let ledger = ProducerLedger()
     /// The sources the start-up check opened, handed to the first producer stage.
     private let checkedSources = Mutex<[ProducerStage.OpenSource]?>(nil)
 
-    public init(configuration: GenetikaConfiguration, stages: [StageKind] = StageKind.allCases, exitWhenDone: Bool = false,
+    package init(configuration: GenetikaConfiguration, stages: [StageKind] = StageKind.allCases, exitWhenDone: Bool = false,
                 resend: Bool = false, logger: Logger = Logger(label: "genetika"),
                 dbAfterBatch: (@Sendable (Int) throws -> Void)? = nil,
                 ackerAfterAcks: (@Sendable (Int) throws -> Void)? = nil) {
@@ -58,17 +58,17 @@ public final class Pipeline: Sendable {
     }
 
     /// A start-up check that failed, saying what and where.
-    public struct StartupError: Error, CustomStringConvertible {
-        public var what: String
-        public var cause: String
-        public var description: String { "\(what): \(cause)" }
+    package struct StartupError: Error, CustomStringConvertible {
+        package var what: String
+        package var cause: String
+        package var description: String { "\(what): \(cause)" }
     }
 
     /// Checks what the stages need before starting any: the broker answers, the topics exist
     /// (created if `topics.create`), the source files open with the expected columns, the
     /// database and the state directory open. Each failure names what and where. The checks
     /// block (file I/O, SQLite, libpq, metadata requests): each runs on a thread of its own.
-    public func checkStartup() async throws {
+    package func checkStartup() async throws {
         do {
             try await KafkaAdmin.withAdmin(configuration: clientConfiguration(configuration, counters), name: "startup",
                                            logger: logger) { [self] admin in
@@ -147,7 +147,7 @@ public final class Pipeline: Sendable {
     /// `--exit-when-done`). `stopTimeout` is the group's graceful-shutdown deadline, after which
     /// it cancels the services. The state this run writes is locked first (`lockState`), so a
     /// second instance is refused before it binds a port or touches a broker.
-    public func run(gracefulShutdownSignals: [UnixSignal] = [], stopTimeout: Duration? = nil) async throws {
+    package func run(gracefulShutdownSignals: [UnixSignal] = [], stopTimeout: Duration? = nil) async throws {
         let locks = try lockState()
         defer { for lock in locks { lock.release() } }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []

@@ -3,34 +3,34 @@ import GenetikaSupport
 
 /// Where the run stands: whether the producer finished (and the source topics' high
 /// watermarks at that moment), and which consuming stages have caught up with them.
-public actor PipelineProgress {
-    public private(set) var producerFinished = false
+package actor PipelineProgress {
+    package private(set) var producerFinished = false
     /// The consuming stages' positions, for the producer's lead limit.
-    public nonisolated let lead = ConsumerLead()
+    package nonisolated let lead = ConsumerLead()
     /// Source partitions' high watermarks once the producer finished.
-    public private(set) var targets: [TopicPartition: Int64]?
+    package private(set) var targets: [TopicPartition: Int64]?
     private var caughtUp: Set<String> = []
     private var ready: Set<String> = []
     /// Consuming stages the producer waits for before sending (those run by this process).
-    public private(set) var awaitedConsumers: Set<String> = []
+    package private(set) var awaitedConsumers: Set<String> = []
 
     /// Tasks waiting for the progress to change (`waitUntil`).
     private var waiters: [CheckedContinuation<Void, Never>] = []
 
-    public func expectConsumers(_ names: [String]) {
+    package func expectConsumers(_ names: [String]) {
         awaitedConsumers = Set(names)
         changed()
     }
 
     /// A consuming stage has its partitions and is reading.
-    public func markReady(_ name: String) {
+    package func markReady(_ name: String) {
         ready.insert(name)
         changed()
     }
 
     /// Waits until every awaited consuming stage is ready, or `timeout` passed; returns
     /// whether they all were.
-    public func waitForConsumers(timeout: Duration) async -> Bool {
+    package func waitForConsumers(timeout: Duration) async -> Bool {
         let timer = Task { [weak self] in
             try? await Task.sleep(for: timeout)
             await self?.changed()
@@ -44,7 +44,7 @@ public actor PipelineProgress {
     /// Waits until the producer (when `needsProducer`) finished and every stage in
     /// `consuming` caught up with it (or, in a consume-only run, with the partitions' ends).
     /// Returns early when the task is cancelled.
-    public func waitUntilDone(consuming: [String], needsProducer: Bool) async {
+    package func waitUntilDone(consuming: [String], needsProducer: Bool) async {
         await waitUntil { progress in
             if needsProducer && !progress.producerFinished { return false }
             guard progress.targets != nil || progress.untilEnd else { return false }
@@ -70,9 +70,9 @@ public actor PipelineProgress {
         for waiter in woken { waiter.resume() }
     }
 
-    public init() {}
+    package init() {}
 
-    public func producerDone(targets: [TopicPartition: Int64]) {
+    package func producerDone(targets: [TopicPartition: Int64]) {
         producerFinished = true
         self.targets = targets
         changed()
@@ -80,9 +80,9 @@ public actor PipelineProgress {
 
     /// True for runs without a producer that end once every source partition is read to
     /// its end (partition EOF).
-    public private(set) var untilEnd = false
+    package private(set) var untilEnd = false
 
-    public func consumeToEnd() {
+    package func consumeToEnd() {
         untilEnd = true
         changed()
     }
@@ -97,12 +97,12 @@ public actor PipelineProgress {
         }
     }
 
-    public func stage(_ name: String, caughtUp: Bool) {
+    package func stage(_ name: String, caughtUp: Bool) {
         if caughtUp { self.caughtUp.insert(name) } else { self.caughtUp.remove(name) }
         changed()
     }
 
-    public func hasCaughtUp(_ stages: [String]) -> Bool {
+    package func hasCaughtUp(_ stages: [String]) -> Bool {
         stages.allSatisfy(caughtUp.contains)
     }
 }

@@ -3,21 +3,21 @@ import GenetikaSupport
 /// A stage of the pipeline. `run()` returns when the stage has finished its work (the
 /// producer) or when asked to stop; it throws when the stage fails, and the supervisor then
 /// starts a fresh instance.
-public protocol PipelineStage: Actor {
+package protocol PipelineStage: Actor {
     nonisolated var name: String { get }
     func run() async throws
 }
 
 /// What every stage is given: the configuration, the counters it reports to, the progress it
 /// shares with the other stages, the run's stop signal and its logger.
-public struct StageContext: Sendable {
-    public let configuration: GenetikaConfiguration
-    public let counters: PipelineCounters
-    public let progress: PipelineProgress
-    public let stop: StopSignal
-    public let logger: Logger
+package struct StageContext: Sendable {
+    package let configuration: GenetikaConfiguration
+    package let counters: PipelineCounters
+    package let progress: PipelineProgress
+    package let stop: StopSignal
+    package let logger: Logger
 
-    public init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
+    package init(configuration: GenetikaConfiguration, counters: PipelineCounters, progress: PipelineProgress,
                 stop: StopSignal, logger: Logger) {
         self.configuration = configuration
         self.counters = counters

@@ -24,7 +24,7 @@ final class FileRecords: Sendable {
 
 extension ProducerStage {
     /// Where the file records live.
-    public static func fileRecordsPath(_ configuration: GenetikaConfiguration) -> String {
+    package static func fileRecordsPath(_ configuration: GenetikaConfiguration) -> String {
         configuration.resolve(configuration.stateDirectory) + "/files.db"
     }
 

@@ -13,8 +13,8 @@ import GenetikaStorage
 /// idempotent producer; a delivery that fails after librdkafka's retries is logged with
 /// its file and row and counted, never dropped silently. Rows that fail validation go to the
 /// dead-letter topic with the reason, file and row.
-public actor ProducerStage: ContextStage {
-    public nonisolated let name = "producer"
+package actor ProducerStage: ContextStage {
+    package nonisolated let name = "producer"
     nonisolated let context: StageContext
     let ledger: ProducerLedger
     /// Sources already opened (and checked) by the start-up checks, used instead of opening
@@ -27,7 +27,7 @@ public actor ProducerStage: ContextStage {
     let drainInboxes: Bool
 
     /// `ledger` remembers, across restarts of the stage, which sources were sent completely.
-    public init(context: StageContext, ledger: ProducerLedger = ProducerLedger(), resend: Bool = false,
+    package init(context: StageContext, ledger: ProducerLedger = ProducerLedger(), resend: Bool = false,
                 drainInboxes: Bool = false) {
         self.init(context: context, ledger: ledger, opened: nil, resend: resend, drainInboxes: drainInboxes)
     }
@@ -42,18 +42,18 @@ public actor ProducerStage: ContextStage {
     }
 
     /// Deliveries that failed for good in this run of the stage.
-    public struct DeliveryFailures: Error, CustomStringConvertible, UndeliveredEvents {
-        public var count: Int
-        public var first: String
-        public var description: String { "\(count) event(s) were not delivered; first: \(first)" }
-        public var undelivered: Int { count }
+    package struct DeliveryFailures: Error, CustomStringConvertible, UndeliveredEvents {
+        package var count: Int
+        package var first: String
+        package var description: String { "\(count) event(s) were not delivered; first: \(first)" }
+        package var undelivered: Int { count }
     }
 
     /// The stage failed (`cause`) with events handed to Kafka and not delivered.
-    public struct FailedWithUndelivered: Error, CustomStringConvertible, UndeliveredEvents {
-        public var cause: any Error
-        public var undelivered: Int
-        public var description: String { "\(cause)" }
+    package struct FailedWithUndelivered: Error, CustomStringConvertible, UndeliveredEvents {
+        package var cause: any Error
+        package var undelivered: Int
+        package var description: String { "\(cause)" }
     }
 
     /// librdkafka's `linger.ms` for the producer unless `kafka.properties` sets it: 20 ms when
@@ -64,7 +64,7 @@ public actor ProducerStage: ContextStage {
         producer.ratePerSecond > 0 || producer.maxDelayMs > 0 ? "5" : "20"
     }
 
-    public func run() async throws {
+    package func run() async throws {
         if opened == nil {
             // A restart: the topics may be gone (a broker restarted without its data).
             try await KafkaAdmin.withAdmin(configuration: clientConfiguration(configuration, counters), name: "producer-admin",
@@ -349,12 +349,12 @@ struct Pacer {
 /// What the producer has done across restarts of its stage: the sources whose every row
 /// was delivered (a restart does not send them again), the next offset after the last
 /// delivered event of each partition, and whether deliveries are failing right now.
-public final class ProducerLedger: Sendable {
+package final class ProducerLedger: Sendable {
     /// Complete sources with the id their topic had then (nil: unknown).
     private let state = Mutex<(complete: [Int: String?], offsets: [TopicPartition: Int64])>(([:], [:]))
     let outage = DeliveryOutage()
 
-    public init() {}
+    package init() {}
 
     func isComplete(_ source: Int) -> Bool { state.withLock { $0.complete[source] != nil } }
 

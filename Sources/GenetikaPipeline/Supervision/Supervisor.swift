@@ -2,27 +2,27 @@ import Logging
 import GenetikaSupport
 
 /// When and how often the supervisor restarts failed stages.
-public struct RestartPolicy: Sendable {
-    public var initialBackoff: Duration
-    public var maxBackoff: Duration
+package struct RestartPolicy: Sendable {
+    package var initialBackoff: Duration
+    package var maxBackoff: Duration
     /// More than this many restarts of one stage within `window` ends the run.
-    public var maxRestarts: Int
-    public var window: Duration
+    package var maxRestarts: Int
+    package var window: Duration
 
-    public init(initialBackoff: Duration, maxBackoff: Duration, maxRestarts: Int, window: Duration) {
+    package init(initialBackoff: Duration, maxBackoff: Duration, maxRestarts: Int, window: Duration) {
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
         self.maxRestarts = maxRestarts
         self.window = window
     }
 
-    public init(_ configuration: SupervisorConfiguration) {
+    package init(_ configuration: SupervisorConfiguration) {
         self.init(initialBackoff: .milliseconds(configuration.initialBackoffMs), maxBackoff: .milliseconds(configuration.maxBackoffMs),
                   maxRestarts: configuration.maxRestarts, window: .seconds(configuration.windowSeconds))
     }
 
     /// The pause before the n-th restart within the window (n ≥ 1): doubling, capped.
-    public func backoff(restart n: Int) -> Duration {
+    package func backoff(restart n: Int) -> Duration {
         var delay = initialBackoff
         for _ in 1..<max(n, 1) {
             delay = delay * 2
@@ -34,32 +34,32 @@ public struct RestartPolicy: Sendable {
 
 /// An error by which a stage asks to be started again at once, as part of its normal work
 /// (not a failure: no backoff, and it does not count against the restart policy).
-public protocol RestartRequest: Error {}
+package protocol RestartRequest: Error {}
 
 /// A failure that left events handed to Kafka but not delivered (the producer's).
-public protocol UndeliveredEvents: Error {
+package protocol UndeliveredEvents: Error {
     var undelivered: Int { get }
 }
 
 /// A stage gave up: it failed more often than the policy allows.
-public struct TooManyRestarts: Error, CustomStringConvertible {
-    public var stage: String
-    public var restarts: Int
-    public var window: Duration
-    public var lastError: String
-    public var description: String {
+package struct TooManyRestarts: Error, CustomStringConvertible {
+    package var stage: String
+    package var restarts: Int
+    package var window: Duration
+    package var lastError: String
+    package var description: String {
         "stage \(stage) failed \(restarts + 1) times within \(window); giving up. Last error: \(lastError)"
     }
 }
 
 /// How a supervised stage is made: a fresh instance for every (re)start.
-public struct StageSpec: Sendable {
-    public var name: String
+package struct StageSpec: Sendable {
+    package var name: String
     /// True for stages that finish their work and end (the producer); others run until stopped.
-    public var finishes: Bool
-    public var make: @Sendable () throws -> any PipelineStage
+    package var finishes: Bool
+    package var make: @Sendable () throws -> any PipelineStage
 
-    public init(name: String, finishes: Bool = false, make: @escaping @Sendable () throws -> any PipelineStage) {
+    package init(name: String, finishes: Bool = false, make: @escaping @Sendable () throws -> any PipelineStage) {
         self.name = name
         self.finishes = finishes
         self.make = make
@@ -69,8 +69,8 @@ public struct StageSpec: Sendable {
 /// Runs the stages concurrently, restarts one that throws with exponential backoff (logging
 /// each restart with its cause), and ends the run with `TooManyRestarts` when a stage fails
 /// too often within the policy's window. A stage whose `run()` returns normally is done.
-public actor Supervisor {
-    public enum StageState: String, Sendable {
+package actor Supervisor {
+    package enum StageState: String, Sendable {
         case starting, running, restarting, finished, stopped, failed
     }
 
@@ -80,9 +80,9 @@ public actor Supervisor {
     private let counters: PipelineCounters
     private let logger: Logger
     private let health: StageHealth?
-    public private(set) var states: [String: StageState] = [:]
+    package private(set) var states: [String: StageState] = [:]
 
-    public init(stages: [StageSpec], policy: RestartPolicy, stop: StopSignal, counters: PipelineCounters, logger: Logger,
+    package init(stages: [StageSpec], policy: RestartPolicy, stop: StopSignal, counters: PipelineCounters, logger: Logger,
                 health: StageHealth? = nil) {
         self.stages = stages
         self.policy = policy
@@ -104,7 +104,7 @@ public actor Supervisor {
     /// Runs every stage until each has finished or the stop signal ends it. `until`, when
     /// given, returns once the run's work is done (it must return when cancelled); the stop
     /// signal is then raised, with `reason`.
-    public func run(until done: (@Sendable () async -> Void)? = nil, reason: String = "done") async throws {
+    package func run(until done: (@Sendable () async -> Void)? = nil, reason: String = "done") async throws {
         try await withThrowingTaskGroup(of: Bool.self) { group in
             for spec in stages {
                 group.addTask {
