@@ -23,7 +23,8 @@ them) widens the window that a SIGSTOP or a cut has to hit for a zombie write.
 The checker, after every fault healed and the stream ended: each table equals the last
 version of every id in the files (no lost, stale or duplicated row); exactly one ack per id
 that reached all three topics and none for any other, each on its id's partition and after
-its id's events; the DB stage's stored offsets never moved backwards (sampled all along).
+its id's events; no id reported incomplete that was complete long before the report; the
+stored offsets never moved backwards (sampled all along).
 One line per check; the schedule and every violation go to CHAOS_OUT (chaos-result.json).
 Exit 0 when every check passed, 1 otherwise.
 """
@@ -547,6 +548,15 @@ def main():
                      {"never_complete": len(expected_incomplete), "unacked_incomplete": len(incomplete_ids)},
                      [{"id": i, "problem": "acked without all three"} for i in sorted(expected_incomplete - incomplete_ids)]
                      + [{"id": i, "problem": "reported incomplete, expected complete"} for i in sorted(incomplete_ids - expected_incomplete)])
+        # An id reported incomplete that reached all three topics after all is fine when its last
+        # topic came late; wrong when that topic's event was created long before the report (more
+        # than the longest delivery a fault here causes: 60 s).
+        later = summary.get("reported_incomplete_then_complete", [])
+        wrong_reports = [r for r in later if r["complete_ms"] < r["reported_ms"] - 60_000]
+        report_check("no id reported incomplete that was complete", not wrong_reports,
+                     {"reported_then_complete": len(later), "complete_long_before_report": len(wrong_reports)},
+                     [{"id": r["id"], "problem": "reported incomplete although complete",
+                       "reported_ms": r["reported_ms"], "complete_ms": r["complete_ms"]} for r in wrong_reports])
         wrong = summary["acks_on_wrong_partition"]
         early = summary["acks_before_latest_event"]
         unmatched = summary["acks_not_matching_topics"]

@@ -62,6 +62,8 @@ package struct AckDelayReport: Sendable {
     package private(set) var firstEventTime: Int64?
     /// Ids the acker reported incomplete (keys of the incomplete topic).
     package private(set) var reportedIncomplete: Set<String> = []
+    /// When each id was first reported incomplete (the report's timestamp), where known.
+    package private(set) var reportTimes: [String: Int64] = [:]
 
     package init(sourceTopics: [String]) {
         self.sourceTopics = sourceTopics
@@ -89,8 +91,28 @@ package struct AckDelayReport: Sendable {
     }
 
     /// An id the acker reported incomplete (a message on the incomplete topic).
-    package mutating func recordIncompleteReport(id: String) {
+    package mutating func recordIncompleteReport(id: String, timestamp: Int64? = nil) {
         reportedIncomplete.insert(id)
+        if let timestamp { reportTimes[id] = reportTimes[id].map { Swift.min($0, timestamp) } ?? timestamp }
+    }
+
+    /// An id the acker reported incomplete that reached every source topic after all:
+    /// legitimate when its last topic came late (`completeMs`, the creation time of the first
+    /// event of the topic it reached last, after `reportedMs` − the acker's
+    /// `incompleteAfterSeconds`), a wrong report when all its topics were there long before.
+    package struct ReportedThenComplete: Sendable, Equatable {
+        package var id: String
+        package var reportedMs: Int64
+        package var completeMs: Int64
+    }
+
+    /// Ids reported incomplete (with a known report time) that have an event on every source topic, by id.
+    package var reportedThenComplete: [ReportedThenComplete] {
+        reportTimes.compactMap { id, reported -> ReportedThenComplete? in
+            guard let arrivals = ids[id], arrivals.topics.count == sourceTopics.count,
+                  let complete = arrivals.topics.values.max() else { return nil }
+            return ReportedThenComplete(id: id, reportedMs: reported, completeMs: complete)
+        }.sorted { idOrder($0.id, $1.id) }
     }
 
     /// One id that reached some source topics but not all, and has no ack.
@@ -201,6 +223,10 @@ package struct AckDelayReport: Sendable {
                 ]))
             })),
         ]))
+        object["reported_incomplete_then_complete"] = .array(reportedThenComplete.map { entry in
+            .object(JSONObject([("id", .string(entry.id)), ("reported_ms", .int(entry.reportedMs)),
+                                ("complete_ms", .int(entry.completeMs))]))
+        })
         return .object(object)
     }
 }

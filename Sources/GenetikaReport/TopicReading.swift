@@ -18,7 +18,7 @@ extension AckDelayReport {
         let reportsRead: Bool
         do {
             try TopicSnapshot(configuration: kafka).read([incompleteTopic]) { message in
-                if let id = message.keyText { report.recordIncompleteReport(id: id) }
+                if let id = message.keyText { report.recordIncompleteReport(id: id, timestamp: message.timestamp) }
             }
             reportsRead = true
         } catch {

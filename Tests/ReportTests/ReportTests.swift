@@ -60,6 +60,23 @@ struct ReportStatisticsTests {
     }
 }
 
+@Suite("Report of incomplete ids")
+struct IncompleteReportTests {
+    @Test("an id reported incomplete that reached every topic later is listed with both times; others are not")
+    func reportedThenComplete() {
+        var report = AckDelayReport(sourceTopics: ["topic1", "topic2", "topic3"])
+        report.record(id: "1", topic: "topic1", timestamp: 1_000, isAck: false)
+        report.record(id: "1", topic: "topic2", timestamp: 1_500, isAck: false)
+        report.recordIncompleteReport(id: "1", timestamp: 40_000)
+        report.record(id: "1", topic: "topic3", timestamp: 45_000, isAck: false)
+        report.record(id: "1", topic: "topic3", timestamp: 90_000, isAck: false)   // sent again later
+        report.record(id: "2", topic: "topic1", timestamp: 1_000, isAck: false)
+        report.recordIncompleteReport(id: "2", timestamp: 40_000)                  // never completes
+        report.recordIncompleteReport(id: "1", timestamp: 50_000)                  // a second report
+        #expect(report.reportedThenComplete == [.init(id: "1", reportedMs: 40_000, completeMs: 45_000)])
+    }
+}
+
 @Suite("Report plots")
 struct ReportPlotTests {
     /// Counts `<circle class="mark">` and `<rect class="bar">` with Genetika's own XML parser
