@@ -348,28 +348,12 @@ package final class KafkaConsumer {
 
     /// Destroys the handle without leaving the group (no LeaveGroup, no revoke callback): the
     /// coordinator drops the member when its session times out, as if it had crashed. For a
-    /// member that may be its group's leader in the middle of a join, which Tansu 0.6 cannot
-    /// take a LeaveGroup from (see `settleBeforeClose`); a session timeout it handles.
+    /// stage that fails: its member may be its group's leader in the middle of a join, and
+    /// Tansu 0.6 cannot take a LeaveGroup from such a member (it keeps it as the leader and
+    /// the group never forms again); a session timeout it handles.
     package func abandon() {
         guard handle.beginClose() else { return }
         handle.destroy(leavingNoTrace: true)
-    }
-
-    /// Polls (dropping what arrives) until the member's next assignment arrives (a join
-    /// completed, even with no partitions), at most `timeout`: for a member about to close
-    /// while it may be in the middle of a join. Tansu 0.6 removes a member that leaves a
-    /// group whose rebalance has not completed but keeps it recorded as the leader if it was
-    /// one, so the group never forms again (every later member waits for that leader's
-    /// SyncGroup); a member that first completes its join leaves a formed group, which Tansu
-    /// handles. Returns whether the join completed.
-    @discardableResult
-    package func settleBeforeClose(timeout: Duration) -> Bool {
-        let before = state.assignments
-        let deadline = ContinuousClock.now + timeout
-        while state.assignments == before && ContinuousClock.now < deadline {
-            _ = try? poll(timeout: .milliseconds(100))
-        }
-        return state.assignments != before
     }
 
     private func checkFatal() throws(KafkaError) {
