@@ -529,7 +529,10 @@ def signals_and_stop_timeout(genetika, work):
             holder.execute("BEGIN EXCLUSIVE")
             # The producer resends the files: the DB stage's next batch waits for the lock.
             port = json.load(open(path))["observability"]["port"]
-            wait_for(lambda: '"busy":"handling a batch' in http_get(port, "/health")[1], 30, "the DB stage blocked in a batch")
+            # Busy for a second or more: a batch blocked on the lock, not one that was finishing
+            # when the lock was taken (seen on a loaded machine: the stop then had nothing to wait for).
+            wait_for(lambda: re.search(r'"busy":"handling a batch of \d+ events for [1-9]', http_get(port, "/health")[1]),
+                     30, "the DB stage blocked in a batch")
             return run, holder
 
         run, holder = blocked_run("second.log")
