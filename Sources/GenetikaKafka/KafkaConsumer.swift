@@ -1,5 +1,4 @@
 import CRdkafka
-import Glibc
 import Logging
 import GenetikaSupport
 
@@ -312,7 +311,7 @@ package final class KafkaConsumer {
                                    recheck: Duration = .seconds(6)) -> Int64? {
         guard endBefore(offset, in: partition) != nil,
               probeEndBefore(offset, in: partition, timeout: timeout) != nil else { return nil }
-        usleep(UInt32(clamping: recheck.milliseconds * 1000))
+        blockThread(for: recheck)
         return probeEndBefore(offset, in: partition, timeout: timeout)
     }
 

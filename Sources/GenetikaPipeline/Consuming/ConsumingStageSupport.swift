@@ -58,7 +58,6 @@ extension ConsumingStage {
         let topics = identifiedTopics
         let consumer = try KafkaConsumer(configuration: clientConfiguration(configuration, counters), groupId: settings.groupId,
                                          name: name, logger: logger, contents: messageContents) { [unowned self, logger, name] event in
-            if box.closing { return [:] }
             if case .assigned(let partitions) = event, let consumer = box.consumer {
                 // Every assignment (a broker restart makes the group assign again) checks
                 // whether a topic was recreated since the stored offsets were written.
@@ -85,7 +84,6 @@ extension ConsumingStage {
             // leaves at once.
             let abandon = !stop.isRequested
             if abandon {
-                box.closing = true
                 logger.info("\(name): this member is abandoned without leaving the group (the broker expires it after session.timeout.ms)")
             }
             box.consumer = nil
@@ -172,8 +170,6 @@ struct TopicsRecreated: Error, CustomStringConvertible, RestartRequest {
 final class ConsumerBox: @unchecked Sendable {
     var consumer: KafkaConsumer?
     var assignedIds: [String: String]?
-    /// The stage is done with the consumer and only lets it finish a join before closing.
-    var closing = false
 }
 
 /// Finds assigned partitions whose next offset lies beyond the high watermark that fetch
