@@ -8,14 +8,24 @@ import GenetikaSupport
 /// *p* of every topic from the beginning).
 ///
 /// ```sql
+/// genetika_acker_log (consumer_group, partition, id, seen, times BIGINT[])   -- append-only
 /// genetika_acker_ids (consumer_group, id, partition, seen, times BIGINT[], acked, reported, aside)
 /// genetika_offsets   (consumer_group, topic, partition, next_offset)    -- the acker's group
 /// genetika_topic_ids (consumer_group, topic, topic_id)
 /// ```
-/// One row per id: `aside` marks an id the acker keeps out of memory (reported incomplete,
-/// evicted), the others not acked are the partition's waiting ids. A batch's changes are
-/// written in one multi-row upsert when its transaction commits, after the fencing check.
-/// Lookups are batched: `prefetch` reads the rows of a batch's unknown ids in one query.
+/// Laid out like the SQLite store, for the same reason (an id changes up to once per topic, in
+/// different batches): a waiting id's changes are *appended* to `genetika_acker_log` with
+/// `COPY` (no key, no upsert: an id's state only grows — topics seen are OR-ed, each topic's
+/// time is the latest — so its rows merge in any order on load), and an id gets a row in
+/// `genetika_acker_ids` once, when it is acked or set aside (`aside`: reported incomplete, or
+/// evicted from memory); there it is described and its log rows are superseded. The log of the
+/// partitions a member owns is rewritten with their live rows once it holds four times as many
+/// (`clearPending`). A batch's changes are written when its transaction commits, after the
+/// fencing check; lookups are batched (`prefetch` reads the `acker_ids` rows of a batch's
+/// unknown ids in one query). Commits do not wait for the server's disk (`synchronous_commit
+/// = off`, as the SQLite store's `synchronous = NORMAL`): state and offsets commit together and
+/// the ack topic is read back on assignment, so a commit lost to a server crash is redone
+/// without a second ack.
 package final class PostgresAckerStore: AckerStateStore {
     let connection: PostgresConnection
     let owners: PartitionOwners
@@ -27,7 +37,9 @@ package final class PostgresAckerStore: AckerStateStore {
     private var changes: [String: (entry: AckerEntry, aside: Bool)] = [:]
     private var changeOrder: [String] = []
     private var depth = 0
-    package var pendingRows: Int { 0 }
+    /// Log rows of each partition this member loaded (owns), counted on load and on append.
+    private var logRows: [Int32: Int] = [:]
+    package var pendingRows: Int { logRows.values.reduce(0, +) }
     package var shared: Bool { true }
 
     package init(url: String, group: String, topicCount: Int) throws {
@@ -39,13 +51,21 @@ package final class PostgresAckerStore: AckerStateStore {
             try connection.execute("SELECT pg_advisory_xact_lock(7413)")
             try connection.execute("""
                 CREATE TABLE IF NOT EXISTS genetika_acker_ids (
-                    consumer_group TEXT NOT NULL, id TEXT NOT NULL, partition INTEGER NOT NULL, seen BIGINT NOT NULL,
-                    times BIGINT[] NOT NULL, acked BOOLEAN NOT NULL, reported BOOLEAN NOT NULL DEFAULT false,
+                    consumer_group TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL, partition INTEGER NOT NULL,
+                    seen BIGINT NOT NULL, times BIGINT[] NOT NULL, acked BOOLEAN NOT NULL, reported BOOLEAN NOT NULL DEFAULT false,
                     aside BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (consumer_group, id))
                 """)
             try connection.execute("""
                 CREATE INDEX IF NOT EXISTS genetika_acker_waiting ON genetika_acker_ids (consumer_group, partition) WHERE NOT acked
                 """)
+            try connection.execute("""
+                CREATE TABLE IF NOT EXISTS genetika_acker_log (
+                    consumer_group TEXT COLLATE "C" NOT NULL, partition INTEGER NOT NULL, id TEXT COLLATE "C" NOT NULL,
+                    seen BIGINT NOT NULL, times BIGINT[] NOT NULL)
+                """)
+            // By partition alone: an integer key is far cheaper to maintain per appended row than
+            // one led by the group's text (groups sharing one database are few; the query filters them).
+            try connection.execute("CREATE INDEX IF NOT EXISTS genetika_acker_log_partition ON genetika_acker_log (partition)")
             try connection.execute("""
                 CREATE TABLE IF NOT EXISTS genetika_offsets (
                     consumer_group TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
@@ -57,6 +77,7 @@ package final class PostgresAckerStore: AckerStateStore {
                 """)
             try connection.execute(PartitionOwners.createSQL)
         }
+        try connection.execute("SET synchronous_commit = off")
         // This session's staging table for a batch's changes (see `flush`), emptied at each commit.
         try connection.execute("""
             CREATE TEMPORARY TABLE IF NOT EXISTS genetika_acker_stage (
@@ -69,12 +90,14 @@ package final class PostgresAckerStore: AckerStateStore {
     package func transaction<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 { return try body() }
         depth += 1
-        defer { depth -= 1; changes = [:]; changeOrder = [] }
-        return try connection.transaction {
+        defer { depth -= 1; changes = [:]; changeOrder = []; pendingAppends = [:] }
+        let value = try connection.transaction {
             let value = try body()
             try flush()
             return value
         }
+        for (partition, count) in pendingAppends where logRows[partition] != nil { logRows[partition, default: 0] += count }
+        return value
     }
 
     package func fence(_ epochs: [TopicPartition: Int64]) throws {
@@ -116,49 +139,122 @@ package final class PostgresAckerStore: AckerStateStore {
 
     package func appendPending(_ entry: AckerEntry) throws { record(entry, aside: false) }
 
-    package func clearPending() throws {}
-
     package func mergeAcked(_ ids: [String: Int32]) throws {}
 
-    /// Writes the open transaction's changes: `COPY` into the session's staging table, then
-    /// one upsert from it (as the DB stage's PostgreSQL sink does, and for the same reason: the
-    /// server parses COPY's rows far faster than a statement's parameters).
+    /// Writes the open transaction's changes: a waiting id's to the log (`COPY` straight into
+    /// the table), an acked or set-aside id's by `COPY` into the session's staging table and one
+    /// upsert from it into `genetika_acker_ids` (the server parses COPY's rows far faster than
+    /// a statement's parameters).
     private func flush() throws {
         guard !changeOrder.isEmpty else { return }
-        var data: [UInt8] = []
-        data.reserveCapacity(changeOrder.count * 48)
+        var log: [UInt8] = [], ids: [UInt8] = []
+        log.reserveCapacity(changeOrder.count * 48)
+        var appended: [Int32: Int] = [:]
+        var groupText: [UInt8] = []
+        FieldValue.text(group).appendCopyText(to: &groupText)
         for id in changeOrder {
             guard let (entry, aside) = changes[id] else { continue }
-            FieldValue.text(entry.id).appendCopyText(to: &data)
-            data.append(0x09)
-            data.append(contentsOf: String(entry.partition).utf8)
-            data.append(0x09)
-            data.append(contentsOf: String(entry.seen).utf8)
-            data.append(0x09)
-            data.append(contentsOf: Self.timesArray(entry.timestamps).utf8)
-            data.append(0x09)
-            data.append(entry.acked ? 0x74 : 0x66)
-            data.append(0x09)
-            data.append(aside ? 0x74 : 0x66)
-            data.append(0x0A)
+            if entry.acked || aside {
+                FieldValue.text(entry.id).appendCopyText(to: &ids)
+                ids.append(0x09)
+                ids.append(contentsOf: String(entry.partition).utf8)
+                ids.append(0x09)
+                ids.append(contentsOf: String(entry.seen).utf8)
+                ids.append(0x09)
+                ids.append(contentsOf: Self.timesArray(entry.timestamps).utf8)
+                ids.append(0x09)
+                ids.append(entry.acked ? 0x74 : 0x66)
+                ids.append(0x09)
+                ids.append(aside ? 0x74 : 0x66)
+                ids.append(0x0A)
+            } else {
+                log.append(contentsOf: groupText)
+                log.append(0x09)
+                log.append(contentsOf: String(entry.partition).utf8)
+                log.append(0x09)
+                FieldValue.text(entry.id).appendCopyText(to: &log)
+                log.append(0x09)
+                log.append(contentsOf: String(entry.seen).utf8)
+                log.append(0x09)
+                log.append(contentsOf: Self.timesArray(entry.timestamps).utf8)
+                log.append(0x0A)
+                appended[entry.partition, default: 0] += 1
+            }
         }
-        try connection.copy("COPY pg_temp.genetika_acker_stage (id, partition, seen, times, acked, aside) FROM STDIN", data: data)
-        try connection.query("""
-            INSERT INTO genetika_acker_ids (consumer_group, id, partition, seen, times, acked, aside)
-            SELECT $1, id, partition, seen, times, acked, aside FROM pg_temp.genetika_acker_stage
-            ON CONFLICT (consumer_group, id) DO UPDATE SET partition = EXCLUDED.partition, seen = EXCLUDED.seen,
-                times = EXCLUDED.times, acked = genetika_acker_ids.acked OR EXCLUDED.acked, aside = EXCLUDED.aside
-            """, [group])
+        if !log.isEmpty {
+            try connection.copy("COPY genetika_acker_log (consumer_group, partition, id, seen, times) FROM STDIN", data: log)
+        }
+        if !ids.isEmpty {
+            try connection.copy("COPY pg_temp.genetika_acker_stage (id, partition, seen, times, acked, aside) FROM STDIN", data: ids)
+            try connection.query("""
+                INSERT INTO genetika_acker_ids (consumer_group, id, partition, seen, times, acked, aside)
+                SELECT $1, id, partition, seen, times, acked, aside FROM pg_temp.genetika_acker_stage
+                ON CONFLICT (consumer_group, id) DO UPDATE SET partition = EXCLUDED.partition, seen = EXCLUDED.seen,
+                    times = EXCLUDED.times, acked = genetika_acker_ids.acked OR EXCLUDED.acked, aside = EXCLUDED.aside
+                """, [group])
+        }
+        pendingAppends = appended
     }
 
+    /// Log rows the open transaction appended, by partition: counted once it commits.
+    private var pendingAppends: [Int32: Int] = [:]
+
+    /// The waiting ids of `partitions`: their log rows merged (an id's rows in any order give
+    /// its state), less the ids `genetika_acker_ids` describes as acked or set aside; plus, from
+    /// a store written before the log existed, `genetika_acker_ids`' own waiting rows.
     package func loadPending(partitions: Set<Int32>, _ body: (AckerEntry) throws -> Void) throws {
         guard !partitions.isEmpty else { return }
+        let numbers = "{" + partitions.sorted().map(String.init).joined(separator: ",") + "}"
+        var merged: [String: AckerEntry] = [:]
+        var order: [String] = []
+        func merge(_ entry: AckerEntry) {
+            guard var known = merged[entry.id] else {
+                merged[entry.id] = entry
+                order.append(entry.id)
+                return
+            }
+            known.seen |= entry.seen
+            for index in known.timestamps.indices {
+                if let time = entry.timestamps[index] { known.timestamps[index] = max(known.timestamps[index] ?? time, time) }
+            }
+            merged[entry.id] = known
+        }
+        for partition in partitions { logRows[partition] = 0 }
+        for row in try connection.query("""
+            SELECT l.id, l.partition, l.seen, l.times, false FROM genetika_acker_log l
+            WHERE l.consumer_group = $1 AND l.partition = ANY($2::int[])
+              AND NOT EXISTS (SELECT 1 FROM genetika_acker_ids a
+                              WHERE a.consumer_group = $1 AND a.id = l.id AND (a.acked OR a.aside))
+            """, [group, numbers]) {
+            guard let entry = entry(row) else { continue }
+            logRows[entry.partition, default: 0] += 1
+            merge(entry)
+        }
         for row in try connection.query("""
             SELECT id, partition, seen, times, acked FROM genetika_acker_ids
             WHERE consumer_group = $1 AND partition = ANY($2::int[]) AND NOT acked AND NOT aside
-            """, [group, "{" + partitions.sorted().map(String.init).joined(separator: ",") + "}"]) {
-            if let entry = entry(row) { try body(entry) }
+            """, [group, numbers]) {
+            if let entry = entry(row) { merge(entry) }
         }
+        for id in order { try body(merged[id]!) }
+    }
+
+    /// Rewrites the log of the partitions this member owns (inside a transaction, before it
+    /// appends their live rows again): their rows, and any waiting rows a store written before
+    /// the log left in `genetika_acker_ids`, are deleted.
+    package func clearPending() throws {
+        guard !logRows.isEmpty else { return }
+        let numbers = "{" + logRows.keys.sorted().map(String.init).joined(separator: ",") + "}"
+        try connection.query("DELETE FROM genetika_acker_log WHERE consumer_group = $1 AND partition = ANY($2::int[])", [group, numbers])
+        try connection.query("""
+            DELETE FROM genetika_acker_ids WHERE consumer_group = $1 AND partition = ANY($2::int[]) AND NOT acked AND NOT aside
+            """, [group, numbers])
+        for partition in logRows.keys { logRows[partition] = 0 }
+    }
+
+    /// This member no longer owns `partitions`: their log rows are no longer its to count or rewrite.
+    package func release(partitions: Set<Int32>) {
+        for partition in partitions { logRows[partition] = nil }
     }
 
     package func markAcked(_ id: String, partition: Int32) throws {
@@ -223,6 +319,8 @@ package final class PostgresAckerStore: AckerStateStore {
         try connection.transaction {
             if forgetAll {
                 try connection.query("DELETE FROM genetika_acker_ids WHERE consumer_group = $1", [group])
+                try connection.query("DELETE FROM genetika_acker_log WHERE consumer_group = $1", [group])
+                for partition in logRows.keys { logRows[partition] = 0 }
                 try connection.query("DELETE FROM genetika_offsets WHERE consumer_group = $1", [group])
             }
             for (topic, id) in ids {
@@ -237,6 +335,8 @@ package final class PostgresAckerStore: AckerStateStore {
     package func forget(partition: Int32) throws {
         try connection.transaction {
             try connection.query("DELETE FROM genetika_acker_ids WHERE consumer_group = $1 AND partition = $2::INTEGER", [group, String(partition)])
+            try connection.query("DELETE FROM genetika_acker_log WHERE consumer_group = $1 AND partition = $2::INTEGER", [group, String(partition)])
+            if logRows[partition] != nil { logRows[partition] = 0 }
             try connection.query("DELETE FROM genetika_offsets WHERE consumer_group = $1 AND partition = $2::INTEGER", [group, String(partition)])
         }
     }
@@ -287,6 +387,8 @@ package protocol AckerStateStore: AnyObject {
     func save(_ entry: AckerEntry) throws
     func appendPending(_ entry: AckerEntry) throws
     func clearPending() throws
+    /// This member no longer owns `partitions` (a shared store; a local one owns them all).
+    func release(partitions: Set<Int32>)
     /// The waiting ids of `partitions` (SQLite: of every partition).
     func loadPending(partitions: Set<Int32>, _ body: (AckerEntry) throws -> Void) throws
     func markAcked(_ id: String, partition: Int32) throws
@@ -305,6 +407,7 @@ extension AckerStore: AckerStateStore {
     /// One process owns the file (`InstanceLock`): nothing to fence.
     package func fence(_ epochs: [TopicPartition: Int64]) throws {}
     package func prefetch(_ ids: [String]) throws {}
+    package func release(partitions: Set<Int32>) {}
     package func loadPending(partitions: Set<Int32>, _ body: (AckerEntry) throws -> Void) throws {
         try forEachPending(body)
     }

@@ -163,4 +163,54 @@ struct PostgresAckerStoreTests {
         try second.forget(partition: 1)
         #expect(try second.offsets([p1, TopicPartition("ack", 1)]).isEmpty)
     }
+
+    @Test("a waiting id's changes are appended to the log and merged on load; an acked id leaves it; a rewrite keeps only the live rows")
+    func logMergesAndRewrites() async throws {
+        let pg = try await TestPostgres.start()
+        defer { pg.stop() }
+        let store = try PostgresAckerStore(url: pg.url, group: "acker", topicCount: 3)
+        defer { store.close() }
+        let sql = try PostgresConnection(url: pg.url)
+        func logRows() throws -> Int { Int(try sql.execute("SELECT count(*) FROM genetika_acker_log")[0][0] ?? "") ?? -1 }
+        func loaded(_ partitions: Set<Int32>) throws -> [String: AckerEntry] {
+            let other = try PostgresAckerStore(url: pg.url, group: "acker", topicCount: 3)
+            defer { other.close() }
+            var found: [String: AckerEntry] = [:]
+            try other.loadPending(partitions: partitions) { found[$0.id] = $0 }
+            return found
+        }
+        // A store written before the log: a waiting id's row in genetika_acker_ids.
+        try sql.execute("INSERT INTO genetika_acker_ids (consumer_group, id, partition, seen, times, acked) VALUES ('acker', 'old', 1, 1, '{3,NULL,NULL}', false)")
+        try store.loadPending(partitions: [1]) { _ in }
+        #expect(store.pendingRows == 0)
+        try store.transaction { try store.appendPending(Self.entry("7", 1, seen: 0b001, times: [10, nil, nil])) }
+        try store.transaction {
+            try store.appendPending(Self.entry("7", 1, seen: 0b010, times: [nil, 20, nil]))   // rows merge, in any order
+            try store.appendPending(Self.entry("8", 1, seen: 0b001, times: [1, nil, nil]))
+            try store.appendPending(Self.entry("old", 1, seen: 0b011, times: [3, 4, nil]))
+        }
+        try store.transaction { try store.appendPending(Self.entry("8", 1, seen: 0b111, times: [1, 2, 3], acked: true)) }
+        #expect(store.pendingRows == 4)
+        #expect(try logRows() == 4)
+        let expected = ["7": Self.entry("7", 1, seen: 0b011, times: [10, 20, nil]), "old": Self.entry("old", 1, seen: 0b011, times: [3, 4, nil])]
+        #expect(try loaded([1]) == expected)
+        try store.prefetch(["8"])
+        #expect(try store.entry("8")?.acked == true)
+        // The rewrite: the live rows only (as the acker does it, from what it holds in memory).
+        try store.transaction {
+            try store.clearPending()
+            for entry in expected.values { try store.appendPending(entry) }
+        }
+        #expect(store.pendingRows == 2)
+        #expect(try logRows() == 2)
+        #expect(try loaded([1]) == expected)
+        // A released partition is no longer this member's to count or rewrite.
+        store.release(partitions: [1])
+        #expect(store.pendingRows == 0)
+        try store.transaction { try store.clearPending() }
+        #expect(try logRows() == 2)
+        try store.forget(partition: 1)
+        #expect(try logRows() == 0)
+        #expect(try loaded([1]).isEmpty)
+    }
 }

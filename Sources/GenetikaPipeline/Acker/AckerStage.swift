@@ -322,6 +322,7 @@ package actor AckerStage: ConsumingStage {
                 let numbers = Set(partitions.map(\.partition))
                 waiting.removeAll(inPartitions: numbers)
                 recentlyAcked = recentlyAcked.filter { !numbers.contains($0.value) }
+                store.release(partitions: numbers)
             }
             // Their waiting ids stay in memory and in the pending log, in step with the stored
             // offsets: if the partitions come back, reading resumes from those offsets (and the
@@ -511,21 +512,31 @@ package actor AckerStage: ConsumingStage {
     /// Each rewrite writes as many rows as it keeps, and comes after at least three times as
     /// many appends: a constant cost per event on average.
     private func compactState(store: any AckerStateStore) throws {
+        // A shared store's rows of these partitions are this member's only while it owns them.
+        let epochs = fence?.epochs ?? [:]
         if waiting.count > waitingCapacity {
             let evict = waiting.count - waitingCapacity / 2
             try store.transaction {
+                try store.fence(epochs)
                 try waiting.evict(evict) { try store.save($0) }
             }
             logger.info("acker: \(evict) waiting ids moved from memory to the store (more than \(waitingCapacity) waited)")
         }
         let rewrite = store.pendingRows > Self.pendingRewriteFactor * waiting.count + pendingSlack
         guard rewrite || recentlyAcked.count >= Self.mergeEvery else { return }
-        try store.transaction {
-            try store.mergeAcked(recentlyAcked)
-            if rewrite {
-                try store.clearPending()
-                try waiting.forEach { try store.appendPending($0) }
+        do {
+            try store.transaction {
+                try store.fence(epochs)
+                try store.mergeAcked(recentlyAcked)
+                if rewrite {
+                    try store.clearPending()
+                    try waiting.forEach { try store.appendPending($0) }
+                }
             }
+        } catch let refused as FencedPartitions {
+            // Claimed by another member meanwhile: the next batch's commit finds it too.
+            logger.warning("acker: state rewrite \(refused)")
+            return
         }
         recentlyAcked = [:]
     }
