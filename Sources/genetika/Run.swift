@@ -155,11 +155,11 @@ struct RunSummary {
     }
 }
 
-/// How `genetika run` ended. The pipeline is a `ServiceGroup` (SIGINT/SIGTERM start its
-/// graceful shutdown, `--stop-timeout` is its deadline); around it, `race` enforces what the
-/// group cannot: a second signal ends the process at once (130), and stages that are still
-/// not stopped `stopTimeout` after whatever raised the stop (a signal, a stage the supervisor
-/// gave up on, `--exit-when-done`) end it with status 1, even if blocked in a C call.
+/// How `genetika run` ended. The command owns the signals and the deadline: the first
+/// SIGINT or SIGTERM requests the pipeline's stop (the one way every stop goes, see
+/// `Pipeline.run`), a second one ends the process at once (130), and stages still not stopped
+/// `stopTimeout` after whatever requested the stop (a signal, a stage the supervisor gave up
+/// on, `--exit-when-done`) end it with status 1, even if blocked in a C call.
 enum RunEnding: Sendable {
     case finished((any Error)?)
     case stopTimedOut(String)
@@ -173,7 +173,7 @@ enum RunEnding: Sendable {
             let once = Once(continuation)
             Task {
                 do {
-                    try await pipeline.run(gracefulShutdownSignals: [.sigterm, .sigint], stopTimeout: stopTimeout)
+                    try await pipeline.run()
                     once.resume(.finished(nil))
                 } catch {
                     once.resume(.finished(error))

@@ -9,8 +9,8 @@ import GenetikaStorage
 
 /// Runs an acker stage on `bed` until `condition` holds, waits a second more (an ack that
 /// should not come would come then), and stops it.
-func runAcker(_ bed: PipelineTestbed, logger: Logger, waitingCapacity: Int = AckerStage.defaultWaitingCapacity,
-              pendingSlack: Int = AckerStage.defaultPendingSlack, counters: PipelineCounters = PipelineCounters(), until condition: @escaping () throws -> Bool) async throws {
+func runAcker(_ bed: PipelineTestbed, logger: Logger, waitingCapacity: Int = AckerState.defaultWaitingCapacity,
+              pendingSlack: Int = AckerState.defaultPendingSlack, counters: PipelineCounters = PipelineCounters(), until condition: @escaping () throws -> Bool) async throws {
     let stop = StopSignal()
     let stage = AckerStage(context: StageContext(configuration: bed.configuration, counters: counters, progress: PipelineProgress(), stop: stop, logger: logger), afterAcks: nil, waitingCapacity: waitingCapacity, pendingSlack: pendingSlack)
     let run = Task { try await stage.run() }
@@ -63,7 +63,7 @@ struct AckerBehaviourTests {
         // 60 ids wait: the log never holds more than `pendingRewriteFactor` rows per live one
         // after a batch (240 of the 300 appended), so it was rewritten.
         let rows = try pendingRows()
-        #expect(rows >= 60 && rows <= AckerStage.pendingRewriteFactor * 60, "pending rows: \(rows)")
+        #expect(rows >= 60 && rows <= AckerState.pendingRewriteFactor * 60, "pending rows: \(rows)")
         try await bed.produce("topic3", keys: keys, "{}")
         try await runAcker(bed, logger: logger, pendingSlack: 0) { try bed.messages("ack").count >= 60 }
         let acks = try bed.messages("ack")

@@ -17,42 +17,16 @@ import GenetikaStorage
 /// source events, so the member owning source partition p owns ack partition p.
 package actor AckerStage: ConsumingStage {
     package nonisolated let name = "acker"
-    private let executor = ThreadExecutor(name: "genetika-acker")
-    package nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
-
     nonisolated let context: StageContext
+    /// The stage's own thread (see `ConsumingStage.executor`).
+    nonisolated let executor = ThreadExecutor(name: "genetika-acker")
     private let afterAcks: (@Sendable (Int) throws -> Void)?
     private let topicIndex: [String: Int]
-    private let allSeen: Int64
     private let numericIds: Bool
     private(set) var tracker = CatchUpTracker()
     private var pendingReadBack: Set<Int32> = []
-    /// Committed state of the ids in the store's pending log (waiting for a topic): loaded
-    /// when the stage starts, then kept in step with each commit, so that their later events
-    /// need no database read and their changes are appended to the log rather than written
-    /// in place. Acked ids and ids set aside (reported incomplete, evicted) leave it for the
-    /// store's `acker_ids`. With the source files in different orders about three quarters of
-    /// all ids wait at mid-run, compactly (`WaitingIds`): 21–27 bytes an integer id, about 90
-    /// otherwise.
-    private var waiting: WaitingIds
-    /// Most ids `waiting` holds (about 24 MB of integer ids); beyond it, half are evicted: written to the
-    /// store's `acker_ids`, and their events are answered from there.
-    static let defaultWaitingCapacity = 1_000_000
-    let waitingCapacity: Int
-    /// The pending log is rewritten once it holds more than `pendingRewriteFactor` rows per
-    /// live one plus `pendingSlack`: each rewrite writes the live rows and comes after at least
-    /// `pendingRewriteFactor − 1` times as many appends, so rewriting adds at most a third of a
-    /// row per append on average (why 4 and not 2: docs/benchmarks.md, "Tuning decisions").
-    static let pendingRewriteFactor = 4
-    /// Superseded rows the pending log may hold beyond `pendingRewriteFactor` per live one
-    /// before it is rewritten (tests make it small).
-    static let defaultPendingSlack = 100_000
-    let pendingSlack: Int
-    /// Ids acked since the last merge (by id, with their partition): recorded in the pending
-    /// log, not yet in `acker_ids`. Merged once there are `mergeEvery`, and whenever the log is
-    /// rewritten.
-    private var recentlyAcked: [String: Int32] = [:]
-    static let mergeEvery = 65_536
+    /// The ids' states and the rules of their tiers (memory, the pending log, `acker_ids`).
+    private var state: AckerState
     // Set while `run()` runs.
     private var store: (any AckerStateStore)?
     private var producer: KafkaProducer?
@@ -67,20 +41,18 @@ package actor AckerStage: ConsumingStage {
     /// `afterAcks` runs after a batch's acks (at least one) were delivered and before its
     /// state is committed, with the batch number (tests inject crashes there).
     package init(context: StageContext, afterAcks: (@Sendable (Int) throws -> Void)? = nil) {
-        self.init(context: context, afterAcks: afterAcks, waitingCapacity: Self.defaultWaitingCapacity, pendingSlack: Self.defaultPendingSlack)
+        self.init(context: context, afterAcks: afterAcks, waitingCapacity: AckerState.defaultWaitingCapacity,
+                  pendingSlack: AckerState.defaultPendingSlack)
     }
 
     /// `waitingCapacity`: how many waiting ids stay in memory; `pendingSlack`: see
-    /// `defaultPendingSlack` (tests make both small).
+    /// `AckerState.defaultPendingSlack` (tests make both small).
     init(context: StageContext, afterAcks: (@Sendable (Int) throws -> Void)?, waitingCapacity: Int, pendingSlack: Int) {
         let configuration = context.configuration
-        self.waitingCapacity = waitingCapacity
-        self.pendingSlack = pendingSlack
-        waiting = WaitingIds(topicCount: configuration.sources.count)
+        state = AckerState(topicCount: configuration.sources.count, waitingCapacity: waitingCapacity, pendingSlack: pendingSlack)
         self.context = context
         self.afterAcks = afterAcks
         topicIndex = Dictionary(uniqueKeysWithValues: configuration.sources.enumerated().map { ($1.topic, $0) })
-        allSeen = (Int64(1) << Int64(configuration.sources.count)) - 1
         numericIds = configuration.sources.allSatisfy { $0.keyColumn?.type == .integer }
     }
 
@@ -107,9 +79,8 @@ package actor AckerStage: ConsumingStage {
         self.store = store
         // What a failed run held in memory may be ahead of its store: start from the store.
         // (A shared store is loaded partition by partition, as the group assigns them.)
-        waiting = WaitingIds(topicCount: configuration.sources.count)
-        recentlyAcked = [:]
-        if !store.shared { try load(store, partitions: []) }
+        state.clear()
+        if !store.shared { try state.load(from: store, partitions: []) }
         let clientConfiguration = GenetikaPipeline.clientConfiguration(configuration, counters)
         if shared {
             fence = try AckerFence(url: configuration.database.url, group: configuration.acker.groupId)
@@ -126,18 +97,6 @@ package actor AckerStage: ConsumingStage {
         defer { readBack.close(); self.readBack = nil }
         self.readBack = readBack
         try await consume(configuration.acker)
-    }
-
-    /// Puts the stored waiting ids of `partitions` (a local store: of all) in memory.
-    private func load(_ store: any AckerStateStore, partitions: Set<Int32>) throws {
-        try store.loadPending(partitions: partitions) { entry in
-            if entry.acked {
-                waiting[entry.id] = nil
-                recentlyAcked[entry.id] = entry.partition
-            } else {
-                waiting[entry.id] = entry
-            }
-        }
     }
 
     func beforeBatch(_ consumer: KafkaConsumer) async throws {
@@ -190,7 +149,7 @@ package actor AckerStage: ConsumingStage {
         let numbers = Set(owned.map(\.partition))
         let cutoff = now - Int64(after) * 1000
         let (reported, overdueStored) = try store.incomplete(in: numbers, olderThan: cutoff)
-        let overdueWaiting = waiting.overdue(in: numbers, olderThan: cutoff)
+        let overdueWaiting = state.overdue(in: numbers, olderThan: cutoff)
         let overdue = overdueStored + overdueWaiting
         guard !overdue.isEmpty else {
             counters.incompleteIds.set(reported)
@@ -204,7 +163,7 @@ package actor AckerStage: ConsumingStage {
             for entry in overdue { try store.markReported(entry.id, partition: entry.partition) }
             try store.setOffsets(offsets)
         }
-        for entry in overdueWaiting { waiting[entry.id] = nil }
+        for entry in overdueWaiting { state.stopWaiting(entry.id) }
         for entry in overdue.prefix(10) {
             let (seen, missing) = topics(of: entry)
             let first = entry.timestamps.compactMap { $0 }.min() ?? now
@@ -250,8 +209,7 @@ package actor AckerStage: ConsumingStage {
         let recreated = comparison.recreated
         if !recreated.isEmpty {
             reportReset("topics \(recreated.joined(separator: ", ")) were recreated: the acker state describes logs that are gone; forgetting it and reading every topic again from the beginning")
-            waiting.removeAll()
-            recentlyAcked = [:]
+            state.clear()
         }
         try store.recordTopicIds(ids, forgetAll: !recreated.isEmpty)
         if !recreated.isEmpty { throw TopicsRecreated(topics: recreated) }
@@ -263,8 +221,7 @@ package actor AckerStage: ConsumingStage {
     func partitionsReset(_ partitions: [TopicPartition], assignment: Set<TopicPartition>) throws -> [TopicPartition: Int64] {
         let numbers = Set(partitions.map(\.partition))
         for number in numbers.sorted() { try store?.forget(partition: number) }
-        waiting.removeAll(inPartitions: numbers)
-        recentlyAcked = recentlyAcked.filter { !numbers.contains($0.value) }
+        state.forget(partitions: numbers)
         pendingReadBack.formUnion(numbers)
         let sources = Set(configuration.sources.map(\.topic))
         let restart = assignment.filter { numbers.contains($0.partition) && sources.contains($0.topic) }
@@ -302,9 +259,8 @@ package actor AckerStage: ConsumingStage {
                 // What another member left of these partitions: their waiting ids, from the
                 // shared state (in proportion to the waiting ids, not to the history).
                 let numbers = Set(partitions.map(\.partition))
-                waiting.removeAll(inPartitions: numbers)
-                recentlyAcked = recentlyAcked.filter { !numbers.contains($0.value) }
-                try load(store, partitions: numbers)
+                state.forget(partitions: numbers)
+                try state.load(from: store, partitions: numbers)
             }
             let stored = try store?.offsets(partitions) ?? [:]
             tracker.assigned(Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? 0) }))
@@ -320,8 +276,7 @@ package actor AckerStage: ConsumingStage {
             if let store, store.shared {
                 // The next owner continues from the shared state; what this member holds goes stale.
                 let numbers = Set(partitions.map(\.partition))
-                waiting.removeAll(inPartitions: numbers)
-                recentlyAcked = recentlyAcked.filter { !numbers.contains($0.value) }
+                state.forget(partitions: numbers)
                 store.release(partitions: numbers)
             }
             // Their waiting ids stay in memory and in the pending log, in step with the stored
@@ -359,7 +314,7 @@ package actor AckerStage: ConsumingStage {
                         try store.markAcked(id, partition: partition.partition)
                     } else {
                         // A waiting id reported incomplete is set aside with what is known of it.
-                        if let entry = waiting[id] { try store.save(entry) }
+                        if let entry = state.waitingEntry(id) { try store.save(entry) }
                         try store.markReported(id, partition: partition.partition)
                     }
                 }
@@ -367,7 +322,7 @@ package actor AckerStage: ConsumingStage {
             try store.setOffsets(next)
         }
         for ids in found.values {
-            for id in ids { waiting[id] = nil }
+            for id in ids { state.stopWaiting(id) }
         }
         for (partition, ids) in found.sorted(by: { $0.key < $1.key }) where partition.topic == ack {
             logger.info("acker read back \(partition) from offset \(starts[partition] ?? 0): \(ids.count) acks were sent but not recorded")
@@ -378,77 +333,24 @@ package actor AckerStage: ConsumingStage {
     private func process(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64], store: any AckerStateStore, producer: KafkaProducer,
                          deadLetters: DeadLetterWriter, batch number: Int) async throws {
         let received = nowMillisecondsPrecise()
-        // Each id the batch touches, and whether it has a row in the store's `acker_ids`
-        // (otherwise it is new or in the pending log).
-        var entries: [String: (entry: AckerEntry, stored: Bool)] = [:]
-        entries.reserveCapacity(batch.count)
-        var due: [AckerEntry] = []
         // One read transaction for the batch's lookups rather than one per lookup.
         try store.beginRead()
         defer { store.endRead() }
-        if store.shared {
-            // One query for what is stored of the ids that are neither waiting nor just acked.
-            var unknown = Set<String>()
-            for message in batch {
-                if let id = message.keyText, !id.isEmpty, waiting[id] == nil, recentlyAcked[id] == nil { unknown.insert(id) }
-            }
-            try store.prefetch(Array(unknown))
-        }
-        // The waiting-id lookup of message i + `prefetchDistance` starts while message i is handled.
-        for message in batch.prefix(Self.prefetchDistance) { if let key = message.key { waiting.prefetch(key: key) } }
-        for (position, message) in batch.enumerated() {
-            if position + Self.prefetchDistance < batch.count, let key = batch[position + Self.prefetchDistance].key {
-                waiting.prefetch(key: key)
-            }
-            guard let id = message.keyText, !id.isEmpty else {
-                try await deadLetters.send(message, reason: "event without a key (the id)")
-                continue
-            }
-            // The consumer subscribes to exactly the source topics and only batches of partitions
-            // it owns get here: an event of another topic cannot occur.
-            guard let index = topicIndex[message.topic] else { preconditionFailure("acker: event of unsubscribed topic \(message.topic)") }
-            var (entry, stored): (AckerEntry, Bool)
-            if let known = entries[id] {
-                (entry, stored) = known
-            } else if let pending = waiting[id] {
-                (entry, stored) = (pending, false)
-            } else if let partition = recentlyAcked[id] {
-                // Acked already (a duplicate event): any change goes to its row in `acker_ids`.
-                (entry, stored) = (AckerEntry(id: id, partition: partition, seen: allSeen,
-                                              timestamps: Array(repeating: nil, count: topicIndex.count), acked: true), true)
-            } else if let row = try store.entry(id) {
-                (entry, stored) = (row, true)
-            } else {
-                (entry, stored) = (AckerEntry(id: id, partition: message.partition, seen: 0,
-                                              timestamps: Array(repeating: nil, count: topicIndex.count), acked: false), false)
-            }
-            entry.seen |= Int64(1) << Int64(index)
-            let timestamp = message.timestamp ?? nowMilliseconds()
-            entry.timestamps[index] = max(entry.timestamps[index] ?? timestamp, timestamp)
-            if entry.seen == allSeen && !entry.acked {
-                entry.acked = true
-                due.append(entry)
-            }
-            entries[id] = (entry, stored)
-        }
+        // A shared store: one query for what is stored of the ids that are neither waiting nor just acked.
+        if store.shared { try store.prefetch(state.unknownIds(in: batch)) }
+        let changes = try state.apply(batch, topicIndex: topicIndex, store: store)
+        let due = changes.due
         store.endRead()
-        if let fence, !due.isEmpty {
-            let refused = try fence.refused(Set(offsets.keys))
-            TestPausePoint.beforeCommit()
-            let stillRefused = refused.isEmpty && !fence.leaseHeld ? try fence.refused(Set(offsets.keys)) : refused
-            if !stillRefused.isEmpty {
-                // Another member owns these now: their events in hand, and the acks they made due, are its.
-                fenced.formUnion(stillRefused)
-                counters.fencedWrites(stage: name, count: stillRefused.count)
-                logger.warning("acker: \(FencedPartitions(partitions: stillRefused)); their acks in hand are left to the new owner, and this member stops handling them until the group assigns them again")
-                store.endRead()
-                let keep = batch.filter { !fenced.contains($0.topicPartition) }
-                let keepOffsets = offsets.filter { !fenced.contains($0.key) }
-                guard !keepOffsets.isEmpty else { return }
-                return try await process(keep, offsets: keepOffsets, store: store, producer: producer, deadLetters: deadLetters, batch: number)
-            }
-        } else if !due.isEmpty {
-            TestPausePoint.beforeCommit()
+        for message in changes.keyless { try await deadLetters.send(message, reason: "event without a key (the id)") }
+        if !due.isEmpty, let refused = try leaseRefused(offsets), !refused.isEmpty {
+            // Another member owns these now: their events in hand, and the acks they made due, are its.
+            fenced.formUnion(refused)
+            counters.fencedWrites(stage: name, count: refused.count)
+            logger.warning("acker: \(FencedPartitions(partitions: refused)); their acks in hand are left to the new owner, and this member stops handling them until the group assigns them again")
+            let keep = batch.filter { !fenced.contains($0.topicPartition) }
+            let keepOffsets = offsets.filter { !fenced.contains($0.key) }
+            guard !keepOffsets.isEmpty else { return }
+            return try await process(keep, offsets: keepOffsets, store: store, producer: producer, deadLetters: deadLetters, batch: number)
         }
         let acks = due.map { ackMessage($0, received: received) }
         let reports = try await producer.sendAll(acks)
@@ -463,33 +365,9 @@ package actor AckerStage: ConsumingStage {
         }
         let ackOffsets = try Self.nextOffsets(delivered: reports)
         if !acks.isEmpty { try afterAcks?(number) }
-        // Ids stored in `acker_ids` are updated in place; the others (waiting, or acked by
-        // this batch) are appended to the pending log.
-        do {
-            try store.transaction {
-                try store.fence(fence?.epochs.filter { offsets[$0.key] != nil } ?? [:])
-                for (entry, stored) in entries.values {
-                    if stored { try store.save(entry) } else { try store.appendPending(entry) }
-                }
-                try store.setOffsets(offsets)
-                try store.setOffsets(ackOffsets)
-            }
-        } catch let refused as FencedPartitions {
-            // Claimed between the lease check and here: the new owner read back what was sent.
-            fenced.formUnion(refused.partitions)
-            counters.fencedWrites(stage: name, count: refused.partitions.count)
-            logger.warning("acker: state commit \(refused)")
-            return
-        }
-        // The keys, not the values: no entry (and its timestamps) is copied for a hint.
-        var ahead = entries.keys.makeIterator()
-        for _ in 0..<Self.prefetchDistance { if let next = ahead.next() { waiting.prefetch(next) } }
-        for (entry, stored) in entries.values {
-            if let next = ahead.next() { waiting.prefetch(next) }
-            if stored || entry.acked { waiting[entry.id] = nil } else { waiting[entry.id] = entry }
-            if entry.acked && !stored { recentlyAcked[entry.id] = entry.partition }
-        }
-        try compactState(store: store)
+        guard try commit(changes, offsets: offsets, ackOffsets: ackOffsets, store: store) else { return }
+        state.committed(changes)
+        try state.compact(store: store, epochs: fence?.epochs ?? [:], logger: logger)
         if !acks.isEmpty { counters.acking.finished() }
         tracker.processed(offsets)
         // The delay histogram first: whoever sees the ack count sees these delays too.
@@ -501,44 +379,38 @@ package actor AckerStage: ConsumingStage {
         counters.acks.add(acks.count)
     }
 
-    /// How many messages ahead the waiting-id lookups are prefetched: far enough for a load from
-    /// memory to arrive before it is needed, near enough to stay in the CPU cache meanwhile.
-    static let prefetchDistance = 8
-
-    /// Keeps memory and the pending log bounded: beyond `waitingCapacity` waiting ids, half
-    /// are evicted to `acker_ids`; every `mergeEvery` acks, the acked ids are merged into
-    /// `acker_ids` in id order; once the log holds more than `pendingRewriteFactor` rows per
-    /// live one (plus `pendingSlack`), it is rewritten with the live ones only (after a merge).
-    /// Each rewrite writes as many rows as it keeps, and comes after at least three times as
-    /// many appends: a constant cost per event on average.
-    private func compactState(store: any AckerStateStore) throws {
-        // A shared store's rows of these partitions are this member's only while it owns them.
-        let epochs = fence?.epochs ?? [:]
-        if waiting.count > waitingCapacity {
-            let evict = waiting.count - waitingCapacity / 2
-            try store.transaction {
-                try store.fence(epochs)
-                try waiting.evict(evict) { try store.save($0) }
-            }
-            logger.info("acker: \(evict) waiting ids moved from memory to the store (more than \(waitingCapacity) waited)")
+    /// Before a batch's acks go out (with a shared PostgreSQL): the partitions of `offsets`
+    /// this member's lease no longer covers (claimed by another member), or nil with SQLite.
+    /// The test-only pause point sits here, between the lease check and the hand-over.
+    private func leaseRefused(_ offsets: [TopicPartition: Int64]) throws -> [TopicPartition]? {
+        guard let fence else {
+            TestPausePoint.beforeCommit()
+            return nil
         }
-        let rewrite = store.pendingRows > Self.pendingRewriteFactor * waiting.count + pendingSlack
-        guard rewrite || recentlyAcked.count >= Self.mergeEvery else { return }
+        let refused = try fence.refused(Set(offsets.keys))
+        TestPausePoint.beforeCommit()
+        return refused.isEmpty && !fence.leaseHeld ? try fence.refused(Set(offsets.keys)) : refused
+    }
+
+    /// Commits a batch's state changes with the consumed offsets and the ack topic's offsets;
+    /// returns false when another member claimed one of the partitions meanwhile (nothing is
+    /// written, and the new owner reads back what was sent).
+    private func commit(_ changes: AckerState.BatchChanges, offsets: [TopicPartition: Int64], ackOffsets: [TopicPartition: Int64],
+                        store: any AckerStateStore) throws -> Bool {
         do {
             try store.transaction {
-                try store.fence(epochs)
-                try store.mergeAcked(recentlyAcked)
-                if rewrite {
-                    try store.clearPending()
-                    try waiting.forEach { try store.appendPending($0) }
-                }
+                try store.fence(fence?.epochs.filter { offsets[$0.key] != nil } ?? [:])
+                try state.record(changes, in: store)
+                try store.setOffsets(offsets)
+                try store.setOffsets(ackOffsets)
             }
+            return true
         } catch let refused as FencedPartitions {
-            // Claimed by another member meanwhile: the next batch's commit finds it too.
-            logger.warning("acker: state rewrite \(refused)")
-            return
+            fenced.formUnion(refused.partitions)
+            counters.fencedWrites(stage: name, count: refused.partitions.count)
+            logger.warning("acker: state commit \(refused)")
+            return false
         }
-        recentlyAcked = [:]
     }
 
     /// The next offset after the last delivered message of each partition the acker's own

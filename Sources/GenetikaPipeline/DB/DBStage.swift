@@ -10,10 +10,9 @@ import GenetikaStorage
 /// Events that cannot be written go to the dead-letter topic and the stage keeps going.
 package actor DBStage: ConsumingStage {
     package nonisolated let name = "db"
-    private let executor = ThreadExecutor(name: "genetika-db")
-    package nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
-
     nonisolated let context: StageContext
+    /// The stage's own thread (see `ConsumingStage.executor`).
+    nonisolated let executor = ThreadExecutor(name: "genetika-db")
     private let afterBatch: (@Sendable (Int) throws -> Void)?
     private let decoders: [String: (index: Int, decoder: EventDecoder)]
     private(set) var tracker = CatchUpTracker()

@@ -2,7 +2,6 @@ import CoreMetrics
 import Logging
 import Prometheus
 import ServiceLifecycle
-import UnixSignals
 import Synchronization
 import GenetikaSupport
 import GenetikaKafka
@@ -141,13 +140,14 @@ package final class Pipeline: Sendable {
     /// Runs the pipeline as a swift-service-lifecycle `ServiceGroup` of two services: the
     /// observability endpoint (`/metrics`, `/health`) and the stages under their supervisor.
     ///
-    /// `gracefulShutdownSignals` (SIGTERM and SIGINT for `genetika run`) start a graceful
-    /// shutdown: the stages finish the batch in hand, commit and close their handles. So does
-    /// any stop the pipeline raises itself (a stage the supervisor gave up on,
-    /// `--exit-when-done`). `stopTimeout` is the group's graceful-shutdown deadline, after which
-    /// it cancels the services. The state this run writes is locked first (`lockState`), so a
-    /// second instance is refused before it binds a port or touches a broker.
-    package func run(gracefulShutdownSignals: [UnixSignal] = [], stopTimeout: Duration? = nil) async throws {
+    /// Every stop goes one way: `stop.request(reason:)` — from the command's signal handler,
+    /// a stage the supervisor gave up on, or `--exit-when-done` — starts the group's graceful
+    /// shutdown; the stages finish the batch in hand, commit and close their handles, then the
+    /// endpoint closes. The group traps no signal and keeps no deadline of its own: the command
+    /// (`RunEnding`) owns both (docs/architecture.md, "Lifecycle"). The state this run writes is
+    /// locked first (`lockState`), so a second instance is refused before it binds a port or
+    /// touches a broker.
+    package func run() async throws {
         let locks = try lockState()
         defer { for lock in locks { lock.release() } }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -158,11 +158,8 @@ package final class Pipeline: Sendable {
         // Last in the list, so shut down first: the endpoint answers until the stages stopped.
         services.append(.init(service: StagesService(pipeline: self), successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "stages"))
-        var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: gracefulShutdownSignals,
-                                              cancellationSignals: [], logger: logger)
-        group.maximumGracefulShutdownDuration = stopTimeout
+        let group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
         let serviceGroup = ServiceGroup(configuration: group)
-        // A stop raised inside the pipeline shuts the whole group down, under the same deadline.
         stop.onRequest { _ in Task { await serviceGroup.triggerGracefulShutdown() } }
         try await serviceGroup.run()
     }

@@ -88,8 +88,7 @@ extension ProducerStage {
     /// `sending`, and the file is sent again by the restarted stage (or the next run).
     private func take(_ file: InboxFolder.Candidate, index: Int, inbox: InboxFolder, records: FileRecords,
                       producer: KafkaProducer, abort: AbortSignal, events: EventCount) async throws {
-        let source = configuration.sources[index]
-        let topic = source.topic
+        let topic = configuration.sources[index].topic
         let sha256: String
         do {
             sha256 = try await onOwnThread("genetika-inbox") { try InboxFolder.sha256(of: file.path) }
@@ -98,18 +97,45 @@ extension ProducerStage {
             logger.warning("producer: \(file.path): \(error); trying again later")
             return
         }
-        if !resend, let earlier = try await records.with({ try $0.done(source: topic, sha256: sha256) }) {
-            let moved = try await onOwnThread("genetika-inbox") { try InboxFolder.move(file.path, into: inbox.doneFolder) }
-            let note = "same content as file #\(earlier.id) (\((earlier.path as NSString).lastPathComponent)), sent before; not sent again"
-            _ = try await records.with { store in
-                let record = try store.add(source: topic, path: file.path, size: file.size, sha256: sha256, status: .done, note: note)
-                try store.update(record.id, status: .done, movedTo: moved)
-            }
-            counters.files[topic]?[.done]?.add()
-            logger.notice("producer: \(file.path): \(note); moved to \(moved)")
+        if !resend, try await setAsideIfSent(file, sha256: sha256, topic: topic, inbox: inbox, records: records) { return }
+        let record = try await sendingRecord(file, sha256: sha256, topic: topic, records: records)
+        let tracker = DeliveryTracker(outage: ledger.outage, drained: events, logger: logger)
+        let readError = try await send(file, index: index, producer: producer, abort: abort, tracker: tracker)
+        // Every delivery report is in before the file's outcome is judged.
+        await events.wait { tracker.inFlight == 0 || stop.isRequested || abort.error != nil }
+        if let error = abort.error { throw FailedWithUndelivered(cause: error, undelivered: tracker.inFlight) }
+        if let failures = tracker.failures { throw failures }
+        if stop.isRequested && tracker.inFlight > 0 { return }
+        ledger.delivered(tracker.nextOffsets)
+        if let readError {
+            try await fail(file, record: record, reason: "\(readError)", sent: tracker.handedOver, rejected: tracker.rowsRejected,
+                           topic: topic, inbox: inbox, records: records)
             return
         }
-        // A record left `queued` or `sending` by a crash or a failed stage is taken up again.
+        if stop.isRequested { return }
+        try await finish(file, record: record, sent: tracker.handedOver, rejected: tracker.rowsRejected, topic: topic,
+                         inbox: inbox, records: records)
+    }
+
+    /// A file whose content this source sent before: recorded and moved to `done/` unsent.
+    /// Returns whether it was one.
+    private func setAsideIfSent(_ file: InboxFolder.Candidate, sha256: String, topic: String, inbox: InboxFolder,
+                                records: FileRecords) async throws -> Bool {
+        guard let earlier = try await records.with({ try $0.done(source: topic, sha256: sha256) }) else { return false }
+        let moved = try await onOwnThread("genetika-inbox") { try InboxFolder.move(file.path, into: inbox.doneFolder) }
+        let note = "same content as file #\(earlier.id) (\((earlier.path as NSString).lastPathComponent)), sent before; not sent again"
+        _ = try await records.with { store in
+            let record = try store.add(source: topic, path: file.path, size: file.size, sha256: sha256, status: .done, note: note)
+            try store.update(record.id, status: .done, movedTo: moved)
+        }
+        counters.files[topic]?[.done]?.add()
+        logger.notice("producer: \(file.path): \(note); moved to \(moved)")
+        return true
+    }
+
+    /// The file's record, now `sending`: a record left `queued` or `sending` by a crash or a
+    /// failed stage is taken up again, otherwise a new one.
+    private func sendingRecord(_ file: InboxFolder.Candidate, sha256: String, topic: String, records: FileRecords) async throws -> FileRecord {
         let record: FileRecord
         if let open = try await records.with({ try $0.latest(source: topic, sha256: sha256) }),
            open.status == .queued || open.status == .sending {
@@ -121,56 +147,57 @@ extension ProducerStage {
         }
         _ = try await records.with { try $0.update(record.id, status: .sending) }
         counters.files[topic]?[.sending]?.add()
+        return record
+    }
 
-        let tracker = DeliveryTracker(outage: ledger.outage, drained: events, logger: logger)
-        var readError: (any Error)?
+    /// Opens and sends the file's rows; returns the error that stopped reading it (the file's
+    /// fault), and throws one that fails the stage.
+    private func send(_ file: InboxFolder.Candidate, index: Int, producer: KafkaProducer, abort: AbortSignal,
+                      tracker: DeliveryTracker) async throws -> (any Error)? {
         do {
             let open = try await onOwnThread("genetika-inbox") { [configuration] in
-                try Self.openSource(index: index, source: source, path: file.path, configuration: configuration)
+                try Self.openSource(index: index, source: configuration.sources[index], path: file.path, configuration: configuration)
             }
-            _ = try await Self.send(open, configuration: configuration, producer: producer, counters: counters, stop: stop,
-                                    abort: abort, tracker: tracker, lead: progress.lead, logger: logger)
+            _ = try await sender(producer, abort: abort).send(open, tracker: tracker)
+            return nil
         } catch {
             if Self.failsTheStage(error) || abort.error != nil {
                 throw FailedWithUndelivered(cause: error, undelivered: tracker.inFlight)
             }
-            readError = error
+            return error
         }
-        // Every delivery report is in before the file's outcome is judged.
-        await events.wait { tracker.inFlight == 0 || stop.isRequested || abort.error != nil }
-        if let error = abort.error { throw FailedWithUndelivered(cause: error, undelivered: tracker.inFlight) }
-        if let failures = tracker.failures { throw failures }
-        if stop.isRequested && tracker.inFlight > 0 { return }
-        ledger.delivered(tracker.nextOffsets)
-        let sent = tracker.handedOver
-        let rejected = tracker.rowsRejected
-        if let readError {
-            let reason = "\(readError)"
-            // A writer that paused longer than settleMs and then went on: the file changed
-            // since it was taken. It is not failed; it is taken again once it settles.
-            if sent == 0, let now = InboxFolder.look(file.path), now != file {
-                _ = try await records.with {
-                    try $0.update(record.id, status: .failed, rowsSent: 0, rowsDeadLettered: 0,
-                                  note: "changed while it was read (still being written): \(reason); taken again once it settles")
-                }
-                logger.warning("producer: \(file.path) changed while it was read (still being written); taken again once its size and time stay still for \(configuration.producer.settleMs) ms")
-                return
+    }
+
+    /// A file that cannot be read: moved to `failed/` with the reason beside it. A writer that
+    /// paused longer than settleMs and then went on changed the file since it was taken: that
+    /// one is not failed but taken again once it settles.
+    private func fail(_ file: InboxFolder.Candidate, record: FileRecord, reason: String, sent: Int, rejected: Int, topic: String,
+                      inbox: InboxFolder, records: FileRecords) async throws {
+        if sent == 0, let now = InboxFolder.look(file.path), now != file {
+            _ = try await records.with {
+                try $0.update(record.id, status: .failed, rowsSent: 0, rowsDeadLettered: 0,
+                              note: "changed while it was read (still being written): \(reason); taken again once it settles")
             }
-            let moved = try await onOwnThread("genetika-inbox") { () throws -> String in
-                let moved = try InboxFolder.move(file.path, into: inbox.failedFolder)
-                let text = "\(reason)\n\nrows sent before the failure: \(sent) (\(rejected) of them dead-lettered)\n"
-                try Data(text.utf8).write(to: URL(fileURLWithPath: moved + ".error.txt"))
-                return moved
-            }
-            _ = try await records.with { try $0.update(record.id, status: .failed, rowsSent: sent, rowsDeadLettered: rejected, movedTo: moved, note: reason) }
-            counters.files[topic]?[.failed]?.add()
-            logger.error("producer: \(file.path) cannot be read: \(reason); moved to \(moved) (reason in \((moved as NSString).lastPathComponent).error.txt)\(sent > 0 ? "; \(sent) rows sent before that are kept" : "")")
-            counters.health.note(name, "last failed file: \(moved): \(reason) (at \(nowMilliseconds()) ms since the epoch)")
+            logger.warning("producer: \(file.path) changed while it was read (still being written); taken again once its size and time stay still for \(configuration.producer.settleMs) ms")
             return
         }
-        if stop.isRequested { return }
-        // The record first: a crash before the move leaves a done file in the inbox, which the
-        // next look moves as a duplicate; the other order could leave a moved file `sending`.
+        let moved = try await onOwnThread("genetika-inbox") { () throws -> String in
+            let moved = try InboxFolder.move(file.path, into: inbox.failedFolder)
+            let text = "\(reason)\n\nrows sent before the failure: \(sent) (\(rejected) of them dead-lettered)\n"
+            try Data(text.utf8).write(to: URL(fileURLWithPath: moved + ".error.txt"))
+            return moved
+        }
+        _ = try await records.with { try $0.update(record.id, status: .failed, rowsSent: sent, rowsDeadLettered: rejected, movedTo: moved, note: reason) }
+        counters.files[topic]?[.failed]?.add()
+        logger.error("producer: \(file.path) cannot be read: \(reason); moved to \(moved) (reason in \((moved as NSString).lastPathComponent).error.txt)\(sent > 0 ? "; \(sent) rows sent before that are kept" : "")")
+        counters.health.note(name, "last failed file: \(moved): \(reason) (at \(nowMilliseconds()) ms since the epoch)")
+    }
+
+    /// A file sent completely: recorded `done`, then moved to `done/`. The record first: a
+    /// crash before the move leaves a done file in the inbox, which the next look moves as a
+    /// duplicate; the other order could leave a moved file `sending`.
+    private func finish(_ file: InboxFolder.Candidate, record: FileRecord, sent: Int, rejected: Int, topic: String,
+                        inbox: InboxFolder, records: FileRecords) async throws {
         _ = try await records.with { try $0.update(record.id, status: .done, rowsSent: sent, rowsDeadLettered: rejected) }
         let moved = try await onOwnThread("genetika-inbox") { try InboxFolder.move(file.path, into: inbox.doneFolder) }
         _ = try await records.with { try $0.update(record.id, status: .done, movedTo: moved) }
