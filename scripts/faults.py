@@ -531,7 +531,10 @@ def signals_and_stop_timeout(genetika, work):
             port = json.load(open(path))["observability"]["port"]
             # Busy for a second or more: a batch blocked on the lock, not one that was finishing
             # when the lock was taken (seen on a loaded machine: the stop then had nothing to wait for).
-            wait_for(lambda: re.search(r'"busy":"handling a batch of \d+ events for [1-9]', http_get(port, "/health")[1]),
+            # The write runs beside the stage (write-behind): the stage waits for it in its next
+            # batch, or, with no events left, on its own.
+            wait_for(lambda: re.search(r'"busy":"(handling a batch of \d+ events|waiting for the database to commit a batch) for [1-9]',
+                                       http_get(port, "/health")[1]),
                      30, "the DB stage blocked in a batch")
             return run, holder
 
