@@ -18,7 +18,7 @@ import GenetikaStorage
 ///    without a read): acked ids, and ids set aside — reported incomplete, or evicted from
 ///    memory when more than `waitingCapacity` wait.
 /// With the source files in different orders about three quarters of all ids wait at
-/// mid-run, compactly (`WaitingIds`): 21–27 bytes an integer id, about 90 otherwise.
+/// mid-run, compactly (`WaitingIds`; its size per id: docs/architecture.md, "Stages").
 struct AckerState {
     private(set) var waiting: WaitingIds
     private var recentlyAcked: [String: Int32] = [:]
@@ -28,7 +28,7 @@ struct AckerState {
     let waitingCapacity: Int
     let pendingSlack: Int
 
-    /// Most ids `waiting` holds (about 24 MB of integer ids); beyond it, half are evicted:
+    /// Most ids `waiting` holds; beyond it, half are evicted:
     /// written to the store's `acker_ids`, and their events are answered from there.
     static let defaultWaitingCapacity = 1_000_000
     /// The pending log is rewritten once it holds more than `pendingRewriteFactor` rows per
