@@ -22,10 +22,9 @@ import GenetikaSupport
 /// partitions a member owns is rewritten with their live rows once it holds four times as many
 /// (`clearPending`). A batch's changes are written when its transaction commits, after the
 /// fencing check; lookups are batched (`prefetch` reads the `acker_ids` rows of a batch's
-/// unknown ids in one query). Commits do not wait for the server's disk (`synchronous_commit
-/// = off`, as the SQLite store's `synchronous = NORMAL`): state and offsets commit together and
-/// the ack topic is read back on assignment, so a commit lost to a server crash is redone
-/// without a second ack.
+/// unknown ids in one query). Commits wait for the server's disk (the server's default): a
+/// commit the server acknowledged survives its crash, so a partition's stored offsets never
+/// move back (why not `synchronous_commit = off`: docs/architecture.md, "Databases").
 package final class PostgresAckerStore: AckerStateStore {
     let connection: PostgresConnection
     let owners: PartitionOwners
@@ -77,7 +76,6 @@ package final class PostgresAckerStore: AckerStateStore {
                 """)
             try connection.execute(PartitionOwners.createSQL)
         }
-        try connection.execute("SET synchronous_commit = off")
         // This session's staging table for a batch's changes (see `flush`), emptied at each commit.
         try connection.execute("""
             CREATE TEMPORARY TABLE IF NOT EXISTS genetika_acker_stage (
