@@ -27,9 +27,6 @@ protocol ConsumingStage: ContextStage {
     /// Handles one batch, all from partitions this member owns; `offsets` are the batch's
     /// next offsets per partition.
     func handle(_ batch: [KafkaMessage], offsets: [TopicPartition: Int64]) async throws
-    /// After a poll that brought no events of owned partitions (the DB stage finishes the
-    /// write it had in flight).
-    func idle() throws
     /// What the stage needs of each message.
     var messageContents: KafkaConsumer.MessageContents { get }
 }
@@ -38,7 +35,6 @@ extension ConsumingStage {
     package nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     func beforeBatch(_ consumer: KafkaConsumer) async throws {}
-    func idle() throws {}
 
     var identifiedTopics: [String] { configuration.sources.map(\.topic) }
 
@@ -85,8 +81,6 @@ extension ConsumingStage {
                 counters.health.idle(name)
                 consumer.commitAsync(offsets)
                 counters.health.progressed(name)
-            } else {
-                try idle()
             }
             if watch.lag.update(consumer: consumer, tracker: tracker) {
                 try checkTopics(consumer, box: box, watch: &watch)

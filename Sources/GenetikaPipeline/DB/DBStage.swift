@@ -8,9 +8,6 @@ import GenetikaStorage
 /// transaction; on partition assignment the stage seeks to the offsets stored there. So
 /// every event lands exactly once whatever crashes, and re-sent events upsert by id.
 /// Events that cannot be written go to the dead-letter topic and the stage keeps going.
-/// A batch's transaction runs on a writer thread while the stage polls and decodes the next
-/// batch (`WriteBehind`); the stage waits for it before the next write, before any other use
-/// of the database, when it runs out of events, and before it stops.
 package actor DBStage: ConsumingStage {
     package nonisolated let name = "db"
     nonisolated let context: StageContext
@@ -28,16 +25,6 @@ package actor DBStage: ConsumingStage {
     /// are dropped until the group assigns them again.
     private var epochs: [TopicPartition: Int64] = [:]
     private var fenced: Set<TopicPartition> = []
-    /// The batch being committed (at most one).
-    private let writes = WriteBehind<WriteOutcome>(name: "genetika-db-writer")
-
-    /// What a committed batch did, for the stage to account once it joins the write.
-    struct WriteOutcome {
-        var offsets: [TopicPartition: Int64]
-        var events: Int
-        var rowsPerTable: [Int]
-        var refused: [FencedPartitions]
-    }
 
     /// `afterBatch` runs after each committed batch with its number (tests inject failures there).
     package init(context: StageContext, afterBatch: (@Sendable (Int) throws -> Void)? = nil) {
@@ -49,29 +36,21 @@ package actor DBStage: ConsumingStage {
     }
 
     deinit {
-        writes.shutdown()
         executor.shutdown()
     }
 
     package func run() async throws {
         let sink = try TableSinks.open(url: configuration.database.url, configuration: configuration)
-        defer {
-            // A write still in flight (the stage failed meanwhile) is done with the sink first.
-            _ = writes.join()
-            sink.close()
-            self.sink = nil
-        }
+        defer { sink.close(); self.sink = nil }
         try sink.prepare()
         self.sink = sink
         let producer = try KafkaProducer(configuration: clientConfiguration(configuration, counters), name: "db-dead-letters", logger: logger)
         defer { producer.close(); deadLetters = nil }
         deadLetters = DeadLetterWriter(producer: producer, topic: configuration.topics.deadLetter, stage: name, counters: counters, logger: logger)
         try await consume(configuration.db)
-        try finishWrite()
     }
 
     func rebalanced(_ event: RebalanceEvent) throws -> [TopicPartition: Int64] {
-        try finishWrite()
         switch event {
         case .assigned(let partitions):
             // Claimed first: a zombie's write still in progress commits before the claim, and
@@ -92,7 +71,6 @@ package actor DBStage: ConsumingStage {
     }
 
     func topicsIdentified(_ ids: [String: String]) throws {
-        try finishWrite()
         guard let sink else { return }
         let group = configuration.db.groupId
         let stored = try sink.topicIds(group: group)
@@ -107,7 +85,6 @@ package actor DBStage: ConsumingStage {
     }
 
     func partitionsReset(_ partitions: [TopicPartition], assignment: Set<TopicPartition>) throws -> [TopicPartition: Int64] {
-        try finishWrite()
         try sink?.forgetOffsets(group: configuration.db.groupId, partitions: partitions)
         tracker.assigned(Dictionary(uniqueKeysWithValues: partitions.map { ($0, 0) }))
         return Dictionary(uniqueKeysWithValues: partitions.map { ($0, KafkaOffset.beginning) })
@@ -133,37 +110,17 @@ package actor DBStage: ConsumingStage {
                 try await deadLetters.send(message, reason: error.reason)
             }
         }
-        // The previous batch first: it may have found partitions fenced, and its rows go first.
-        try finishWrite()
-        if !fenced.isEmpty {
-            let keep = partitions.indices.filter { !fenced.contains(partitions[$0]) }
-            rows = keep.map { rows[$0] }
-            partitions = keep.map { partitions[$0] }
-        }
         for partition in fenced { offsets[partition] = nil }
-        let fence = epochs.filter { offsets[$0.key] != nil }
-        let group = configuration.db.groupId, tables = configuration.sources.count, events = batch.count
-        writes.start { [rows, partitions, offsets] in
-            Result { try Self.write(rows, partitions: partitions, offsets: offsets, to: sink, group: group, fence: fence,
-                                    tables: tables, events: events) }
-        }
-    }
-
-    /// Runs on the writer's thread: one batch's transaction; the rows of partitions another
-    /// member claimed meanwhile are dropped and the rest written again.
-    private static func write(_ rows: [SinkRow], partitions: [TopicPartition], offsets: [TopicPartition: Int64], to sink: TableSink,
-                              group: String, fence: [TopicPartition: Int64], tables: Int, events: Int) throws -> WriteOutcome {
-        var rows = rows, partitions = partitions, offsets = offsets
-        var refused: [FencedPartitions] = []
         TestPausePoint.beforeCommit()
         while true {
             do {
-                try sink.write(rows, offsets: offsets, group: group, fence: fence.filter { offsets[$0.key] != nil })
+                try sink.write(rows, offsets: offsets, group: configuration.db.groupId,
+                               fence: epochs.filter { offsets[$0.key] != nil })
                 break
-            } catch let fenced as FencedPartitions {
+            } catch let refused as FencedPartitions {
                 // Another member owns these now: what this one holds of them is its to write.
-                refused.append(fenced)
-                let drop = Set(fenced.partitions)
+                refuse(refused)
+                let drop = Set(refused.partitions)
                 let keep = partitions.indices.filter { !drop.contains(partitions[$0]) }
                 rows = keep.map { rows[$0] }
                 partitions = keep.map { partitions[$0] }
@@ -171,33 +128,16 @@ package actor DBStage: ConsumingStage {
                 if offsets.isEmpty { break }
             }
         }
-        var perTable = [Int](repeating: 0, count: tables)
-        for row in rows { perTable[row.source] += 1 }
-        return WriteOutcome(offsets: offsets, events: events, rowsPerTable: perTable, refused: refused)
-    }
-
-    /// Waits for the batch in flight, if any, and accounts for it (progress, counters, refused
-    /// partitions); throws what its transaction threw.
-    private func finishWrite() throws {
-        guard let result = writes.join() else { return }
-        let outcome = try result.get()
-        for refused in outcome.refused { refuse(refused) }
-        tracker.processed(outcome.offsets)
+        tracker.processed(offsets)
         counters.writing.finished()
-        counters.eventsConsumed.add(outcome.events)
-        for (index, count) in outcome.rowsPerTable.enumerated() where count > 0 {
+        counters.eventsConsumed.add(batch.count)
+        var perTable = [Int](repeating: 0, count: configuration.sources.count)
+        for row in rows { perTable[row.source] += 1 }
+        for (index, count) in perTable.enumerated() where count > 0 {
             counters.written(table: configuration.sources[index].table, count: count)
         }
         batches += 1
         try afterBatch?(batches)
-    }
-
-    /// Out of events: the batch in flight is committed and accounted for now, not with the next one.
-    func idle() throws {
-        guard writes.busy else { return }
-        counters.health.busy(name, "waiting for the database to commit a batch")
-        defer { counters.health.idle(name) }
-        try finishWrite()
     }
 
     /// Logs a refused write once per partition and claim, counts it, and stops handling those
