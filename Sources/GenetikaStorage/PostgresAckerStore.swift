@@ -88,13 +88,13 @@ package final class PostgresAckerStore: AckerStateStore {
     package func transaction<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 { return try body() }
         depth += 1
-        defer { depth -= 1; changes = [:]; changeOrder = []; pendingAppends = [:] }
-        let value = try connection.transaction {
+        defer { depth -= 1; changes = [:]; changeOrder = [] }
+        let (value, appended) = try connection.transaction {
             let value = try body()
-            try flush()
-            return value
+            return (value, try flush())
         }
-        for (partition, count) in pendingAppends where logRows[partition] != nil { logRows[partition, default: 0] += count }
+        // Counted once committed: a rolled-back transaction appended nothing.
+        for (partition, count) in appended where logRows[partition] != nil { logRows[partition, default: 0] += count }
         return value
     }
 
@@ -142,9 +142,9 @@ package final class PostgresAckerStore: AckerStateStore {
     /// Writes the open transaction's changes: a waiting id's to the log (`COPY` straight into
     /// the table), an acked or set-aside id's by `COPY` into the session's staging table and one
     /// upsert from it into `genetika_acker_ids` (the server parses COPY's rows far faster than
-    /// a statement's parameters).
-    private func flush() throws {
-        guard !changeOrder.isEmpty else { return }
+    /// a statement's parameters). Returns how many log rows it appended, by partition.
+    private func flush() throws -> [Int32: Int] {
+        guard !changeOrder.isEmpty else { return [:] }
         var log: [UInt8] = [], ids: [UInt8] = []
         log.reserveCapacity(changeOrder.count * 48)
         var appended: [Int32: Int] = [:]
@@ -191,18 +191,15 @@ package final class PostgresAckerStore: AckerStateStore {
                     times = EXCLUDED.times, acked = genetika_acker_ids.acked OR EXCLUDED.acked, aside = EXCLUDED.aside
                 """, [group])
         }
-        pendingAppends = appended
+        return appended
     }
-
-    /// Log rows the open transaction appended, by partition: counted once it commits.
-    private var pendingAppends: [Int32: Int] = [:]
 
     /// The waiting ids of `partitions`: their log rows merged (an id's rows in any order give
     /// its state), less the ids `genetika_acker_ids` describes as acked or set aside; plus, from
     /// a store written before the log existed, `genetika_acker_ids`' own waiting rows.
     package func loadPending(partitions: Set<Int32>, _ body: (AckerEntry) throws -> Void) throws {
         guard !partitions.isEmpty else { return }
-        let numbers = "{" + partitions.sorted().map(String.init).joined(separator: ",") + "}"
+        let numbers = Self.intArray(partitions)
         var merged: [String: AckerEntry] = [:]
         var order: [String] = []
         func merge(_ entry: AckerEntry) {
@@ -242,7 +239,7 @@ package final class PostgresAckerStore: AckerStateStore {
     /// the log left in `genetika_acker_ids`, are deleted.
     package func clearPending() throws {
         guard !logRows.isEmpty else { return }
-        let numbers = "{" + logRows.keys.sorted().map(String.init).joined(separator: ",") + "}"
+        let numbers = Self.intArray(logRows.keys)
         try connection.query("DELETE FROM genetika_acker_log WHERE consumer_group = $1 AND partition = ANY($2::int[])", [group, numbers])
         try connection.query("""
             DELETE FROM genetika_acker_ids WHERE consumer_group = $1 AND partition = ANY($2::int[]) AND NOT acked AND NOT aside
@@ -280,7 +277,7 @@ package final class PostgresAckerStore: AckerStateStore {
         for row in try connection.query("""
             SELECT id, partition, seen, times, acked, reported FROM genetika_acker_ids
             WHERE consumer_group = $1 AND partition = ANY($2::int[]) AND NOT acked AND aside
-            """, [group, "{" + partitions.sorted().map(String.init).joined(separator: ",") + "}"]) {
+            """, [group, Self.intArray(partitions)]) {
             if row[5] == "t" {
                 reported += 1
                 continue
@@ -352,6 +349,10 @@ package final class PostgresAckerStore: AckerStateStore {
             text += "\""
         }
         return text + "}"
+    }
+
+    static func intArray(_ values: some Sequence<Int32>) -> String {
+        "{" + values.sorted().map(String.init).joined(separator: ",") + "}"
     }
 
     static func timesArray(_ values: [Int64?]) -> String {
