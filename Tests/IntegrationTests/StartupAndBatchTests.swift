@@ -16,10 +16,13 @@ struct StartupAndBatchTests {
     func sameIdTwiceInABatch(database: TestDatabase) async throws {
         let bed = try await PipelineTestbed.start(database: database)
         defer { bed.stop() }
-        // Same key, same partition, in order: both land in the stage's first batch.
+        // All three under one key, so in one partition, in order, before the stage starts: one fetch
+        // brings them, so they land in the stage's first batch. (With id 2 under its own key it can
+        // land in another partition, whose first fetch may answer later: CI once saw two batches.)
+        // The DB stage maps by the value's id, not the key.
         try await bed.produce("topic1", key: "1", #"{"id":1,"age":30,"diagnosis":"first"}"#)
         try await bed.produce("topic1", key: "1", #"{"id":1,"age":31,"diagnosis":"second"}"#)
-        try await bed.produce("topic1", key: "2", #"{"id":2,"age":50}"#)
+        try await bed.produce("topic1", key: "1", #"{"id":2,"age":50}"#)
         let stop = StopSignal()
         let counters = PipelineCounters()
         let batches = Counter()
