@@ -36,6 +36,20 @@ package final class PostgresAckerStore: AckerStateStore {
     private var changes: [String: (entry: AckerEntry, aside: Bool)] = [:]
     private var changeOrder: [String] = []
     private var depth = 0
+    /// An acked or set-aside id's row: `COPY` straight into `genetika_acker_ids`, or through the
+    /// staging table and an upsert once an id of the batch has a row there.
+    private var idsCopy = DirectCopy(
+        directSQL: "COPY genetika_acker_ids (consumer_group, id, partition, seen, times, acked, aside) FROM STDIN",
+        stagedSQL: "COPY pg_temp.genetika_acker_stage (consumer_group, id, partition, seen, times, acked, aside) FROM STDIN",
+        upsertSQL: """
+            INSERT INTO genetika_acker_ids (consumer_group, id, partition, seen, times, acked, aside)
+            SELECT consumer_group, id, partition, seen, times, acked, aside FROM pg_temp.genetika_acker_stage
+            ON CONFLICT (consumer_group, id) DO UPDATE SET partition = EXCLUDED.partition, seen = EXCLUDED.seen,
+                times = EXCLUDED.times, acked = genetika_acker_ids.acked OR EXCLUDED.acked, aside = EXCLUDED.aside
+            """)
+    /// Batches whose id rows went straight into `genetika_acker_ids`, and through the staging table.
+    package var directBatches: Int { idsCopy.directBatches }
+    package var stagedBatches: Int { idsCopy.stagedBatches }
     /// Log rows of each partition this member loaded (owns), counted on load and on append.
     private var logRows: [Int32: Int] = [:]
     /// Rows this member wrote to `genetika_acker_ids` since it last analyzed it, and since it
@@ -83,7 +97,8 @@ package final class PostgresAckerStore: AckerStateStore {
         // This session's staging table for a batch's changes (see `flush`), emptied at each commit.
         try connection.execute("""
             CREATE TEMPORARY TABLE IF NOT EXISTS genetika_acker_stage (
-                id TEXT, partition INTEGER, seen BIGINT, times BIGINT[], acked BOOLEAN, aside BOOLEAN) ON COMMIT DELETE ROWS
+                consumer_group TEXT, id TEXT, partition INTEGER, seen BIGINT, times BIGINT[], acked BOOLEAN, aside BOOLEAN)
+                ON COMMIT DELETE ROWS
             """)
     }
 
@@ -170,9 +185,10 @@ package final class PostgresAckerStore: AckerStateStore {
     package func mergeAcked(_ ids: [String: Int32]) throws {}
 
     /// Writes the open transaction's changes: a waiting id's to the log (`COPY` straight into
-    /// the table), an acked or set-aside id's by `COPY` into the session's staging table and one
-    /// upsert from it into `genetika_acker_ids` (the server parses COPY's rows far faster than
-    /// a statement's parameters). Returns how many log rows it appended, by partition, and how
+    /// the table), an acked or set-aside id's to `genetika_acker_ids` by `COPY` (straight in
+    /// while none of the batch's ids has a row there, else into the session's staging table and
+    /// one upsert from it: `DirectCopy`; the server parses COPY's rows far faster than a
+    /// statement's parameters). Returns how many log rows it appended, by partition, and how
     /// many id rows it wrote.
     private func flush() throws -> (log: [Int32: Int], ids: Int) {
         guard !changeOrder.isEmpty else { return ([:], 0) }
@@ -185,6 +201,8 @@ package final class PostgresAckerStore: AckerStateStore {
         for id in changeOrder {
             guard let (entry, aside) = changes[id] else { continue }
             if entry.acked || aside {
+                ids.append(contentsOf: groupText)
+                ids.append(0x09)
                 FieldValue.text(entry.id).appendCopyText(to: &ids)
                 ids.append(0x09)
                 ids.append(contentsOf: String(entry.partition).utf8)
@@ -216,13 +234,7 @@ package final class PostgresAckerStore: AckerStateStore {
             try connection.copy("COPY genetika_acker_log (consumer_group, partition, id, seen, times) FROM STDIN", data: log)
         }
         if !ids.isEmpty {
-            try connection.copy("COPY pg_temp.genetika_acker_stage (id, partition, seen, times, acked, aside) FROM STDIN", data: ids)
-            try connection.query("""
-                INSERT INTO genetika_acker_ids (consumer_group, id, partition, seen, times, acked, aside)
-                SELECT $1, id, partition, seen, times, acked, aside FROM pg_temp.genetika_acker_stage
-                ON CONFLICT (consumer_group, id) DO UPDATE SET partition = EXCLUDED.partition, seen = EXCLUDED.seen,
-                    times = EXCLUDED.times, acked = genetika_acker_ids.acked OR EXCLUDED.acked, aside = EXCLUDED.aside
-                """, [group])
+            try idsCopy.write(on: connection, direct: ids, staged: ids)
         }
         return (appended, idRows)
     }

@@ -1,8 +1,9 @@
 import GenetikaSupport
 /// PostgreSQL tables: the same scheme as SQLite — a batch's rows and its offsets in one
-/// transaction — with native column types. A batch's rows reach each table by `COPY` into a
-/// temporary staging table and one `INSERT … SELECT … ON CONFLICT (id) DO UPDATE` from it
-/// (docs/architecture.md, "Databases", says why and what else was measured).
+/// transaction — with native column types. A batch's rows reach each table by `COPY` straight
+/// into it while none of their ids is stored, and otherwise by `COPY` into a temporary staging
+/// table and one `INSERT … SELECT … ON CONFLICT (id) DO UPDATE` from it (`DirectCopy`;
+/// docs/architecture.md, "Databases", says why and what else was measured).
 /// Several Genetika processes may share one database: offsets are per consumer group and
 /// partition, and a partition has one owner at a time.
 package final class PostgresTableSink: TableSink {
@@ -10,8 +11,11 @@ package final class PostgresTableSink: TableSink {
     /// one Genetika runs, the others stay to measure it against (`GENETIKA_PG_WRITE_PATH`) and
     /// to test it against.
     package enum WritePath: String, Sendable, CaseIterable {
-        /// `COPY` (text format) into a staging table, then one `INSERT … SELECT … ON CONFLICT`.
+        /// `COPY` (text format) straight into the table, or, once an id of the batch is stored,
+        /// into a staging table and then one `INSERT … SELECT … ON CONFLICT` (`DirectCopy`).
         case copy
+        /// Always the staging table and the upsert (`copy` before it tried the direct `COPY`).
+        case staged
         /// Multi-row `INSERT … VALUES (…), (…) … ON CONFLICT` with text parameters.
         case insert
         /// One `INSERT … ON CONFLICT` per row, in the batch's order: the plain semantics.
@@ -33,8 +37,11 @@ package final class PostgresTableSink: TableSink {
     let writePath: WritePath
     /// Each source's key column (its index in the row's values).
     private let keyIndexes: [Int]
-    /// Each source's `COPY` into its staging table and upsert from it.
-    private let copySQL: [(copy: String, upsert: String)]
+    /// Each source's `COPY` (straight in, or into its staging table and upsert from it).
+    private var copies: [DirectCopy]
+    /// Batches written by `COPY` straight into their table, and through the staging table.
+    package var directBatches: Int { copies.reduce(0) { $0 + $1.directBatches } }
+    package var stagedBatches: Int { copies.reduce(0) { $0 + $1.stagedBatches } }
     /// Whether this session has its staging tables yet (temporary: one set per connection).
     private var staged = false
     /// PostgreSQL allows 65,535 parameters per statement.
@@ -46,11 +53,13 @@ package final class PostgresTableSink: TableSink {
         self.sources = sources
         self.writePath = writePath
         keyIndexes = sources.map { source in source.columns.firstIndex { $0.name == source.key } ?? 0 }
-        copySQL = sources.indices.map { index in
+        copies = sources.indices.map { index in
             let source = sources[index]
             let names = source.columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
             let staging = "pg_temp." + Self.stagingTable(index)
-            return ("COPY \(staging) (\(names)) FROM STDIN", source.upsertSQL(from: "SELECT \(names) FROM \(staging)"))
+            return DirectCopy(directSQL: "COPY \(quoteIdentifier(source.table)) (\(names)) FROM STDIN",
+                              stagedSQL: "COPY \(staging) (\(names)) FROM STDIN",
+                              upsertSQL: source.upsertSQL(from: "SELECT \(names) FROM \(staging)"))
         }
     }
 
@@ -180,7 +189,7 @@ package final class PostgresTableSink: TableSink {
     }
 
     package func write(_ rows: [SinkRow], offsets: [TopicPartition: Int64], group: String, fence: [TopicPartition: Int64]) throws {
-        if writePath == .copy && !staged {
+        if (writePath == .copy || writePath == .staged) && !staged {
             // Outside the batch's transaction: a rolled-back CREATE would take the tables with it.
             for (index, source) in sources.enumerated() {
                 let columns = source.columns.map { "\(quoteIdentifier($0.name)) \(Self.sqlType($0.type))" }
@@ -193,7 +202,8 @@ package final class PostgresTableSink: TableSink {
             let fenced = try owners.fenced(group: group, epochs: fence)
             if !fenced.isEmpty { throw FencedPartitions(partitions: fenced) }
             switch writePath {
-            case .copy: try copyRows(rows)
+            case .copy: try copyRows(rows, direct: true)
+            case .staged: try copyRows(rows, direct: false)
             case .insert: try insertRows(rows)
             case .rowAtATime:
                 for row in rows {
@@ -230,7 +240,7 @@ package final class PostgresTableSink: TableSink {
         return unique
     }
 
-    private func copyRows(_ rows: [SinkRow]) throws {
+    private func copyRows(_ rows: [SinkRow], direct: Bool) throws {
         for index in sources.indices {
             let unique = latestPerId(rows, source: index)
             guard !unique.isEmpty else { continue }
@@ -243,8 +253,12 @@ package final class PostgresTableSink: TableSink {
                 }
                 data.append(0x0A)
             }
-            try connection.copy(copySQL[index].copy, data: data)
-            try connection.execute(copySQL[index].upsert)
+            if direct {
+                try copies[index].write(on: connection, direct: data, staged: data)
+            } else {
+                try connection.copy(copies[index].stagedSQL, data: data)
+                try connection.execute(copies[index].upsertSQL)
+            }
         }
     }
 

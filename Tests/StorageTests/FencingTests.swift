@@ -256,4 +256,37 @@ struct PostgresAckerStoreTests {
         #expect(try store.entry("5")?.acked == true)
         #expect(try store.entry("1000000") == nil)
     }
+
+    @Test("an acked id's row goes straight into genetika_acker_ids; one already there takes the upsert, whose rules hold (acked stays acked)")
+    func idRowsDirectOrUpserted() async throws {
+        let pg = try await TestPostgres.start()
+        defer { pg.stop() }
+        let store = try PostgresAckerStore(url: pg.url, group: "acker", topicCount: 3)
+        defer { store.close() }
+        let sql = try PostgresConnection(url: pg.url)
+        defer { sql.close() }
+        func row(_ id: String) throws -> [String?] {
+            try sql.query("SELECT seen, times, acked, aside FROM genetika_acker_ids WHERE consumer_group = 'acker' AND id = $1", [id]).first ?? []
+        }
+        try store.transaction { try store.appendPending(Self.entry("a", 0, seen: 0b111, times: [1, 2, 3], acked: true)) }
+        #expect((store.directBatches, store.stagedBatches) == (1, 0))
+        // "a" again, set aside with acked false: the direct COPY is refused (the key), the upsert runs.
+        try store.transaction { try store.save(Self.entry("a", 0, seen: 0b011, times: [1, 2, nil])) }
+        #expect((store.directBatches, store.stagedBatches) == (1, 1))
+        #expect(try row("a") == ["3", "{1,2,NULL}", "t", "t"], "acked is OR-ed, the rest replaced")
+        // After a refusal the direct path sits out one batch, then is tried again.
+        try store.transaction { try store.appendPending(Self.entry("b", 1, seen: 0b111, times: [4, 5, 6], acked: true)) }
+        try store.transaction { try store.appendPending(Self.entry("c", 2, seen: 0b111, times: [7, 8, 9], acked: true)) }
+        #expect((store.directBatches, store.stagedBatches) == (2, 2))
+        #expect(try row("b") == ["7", "{4,5,6}", "t", "f"])
+        #expect(try row("c") == ["7", "{7,8,9}", "t", "f"])
+        // A rolled-back transaction leaves nothing, whichever path it took.
+        #expect(throws: FencedPartitions.self) {
+            try store.transaction {
+                try store.appendPending(Self.entry("d", 0, seen: 0b111, times: [1, 1, 1], acked: true))
+                throw FencedPartitions(partitions: [TopicPartition("topic1", 0)])
+            }
+        }
+        #expect(try row("d").isEmpty)
+    }
 }

@@ -69,7 +69,7 @@ struct PostgresWritePathTests {
         ]
     }
 
-    @Test("COPY and multi-row INSERT leave exactly the tables and offsets that one upsert per row leaves, on random batches")
+    @Test("COPY (straight in or staged) and multi-row INSERT leave exactly the tables and offsets that one upsert per row leaves, on random batches")
     func bulkEqualsRowAtATime() async throws {
         let pg = try await TestPostgres.start()
         defer { pg.stop() }
@@ -95,7 +95,11 @@ struct PostgresWritePathTests {
         #expect(expected[0].contains { $0[1]?.contains("\t") == true && $0[1]?.contains("\\") == true }, "tabs and backslashes were written")
         #expect(totalRows > expected[0].count + expected[1].count, "ids repeat, so upserts replaced rows")
         #expect(try Self.contents(urls[.copy]!) == expected)
+        #expect(try Self.contents(urls[.staged]!) == expected)
         #expect(try Self.contents(urls[.insert]!) == expected)
+        // The copy path took both of its ways: straight into the tables, and (ids stored) the upsert.
+        #expect(sinks[.copy]!.directBatches > 0 && sinks[.copy]!.stagedBatches > 0,
+                "direct \(sinks[.copy]!.directBatches), staged \(sinks[.copy]!.stagedBatches)")
     }
 
     @Test("a batch whose transaction dies halfway (the server process killed between its two tables) leaves neither rows nor offsets")
