@@ -8,18 +8,19 @@ import GenetikaSupport
 /// *p* of every topic from the beginning).
 ///
 /// ```sql
-/// genetika_acker_log (consumer_group, partition, id, seen, times BIGINT[])   -- append-only
+/// genetika_acker_journal (consumer_group, partition, entries, body BYTEA)  -- append-only
 /// genetika_acker_ids (consumer_group, id, partition, seen, times BIGINT[], acked, reported, aside)
 /// genetika_offsets   (consumer_group, topic, partition, next_offset)    -- the acker's group
 /// genetika_topic_ids (consumer_group, topic, topic_id)
 /// ```
 /// Laid out like the SQLite store, for the same reason (an id changes up to once per topic, in
-/// different batches): a waiting id's changes are *appended* to `genetika_acker_log` with
-/// `COPY` (no key, no upsert: an id's state only grows — topics seen are OR-ed, each topic's
-/// time is the latest — so its rows merge in any order on load), and an id gets a row in
-/// `genetika_acker_ids` once, when it is acked or set aside (`aside`: reported incomplete, or
-/// evicted from memory); there it is described and its log rows are superseded. The log of the
-/// partitions a member owns is rewritten with their live rows once it holds four times as many
+/// different batches): a waiting id's changes are *appended* to a journal — one row per batch
+/// and partition holding all of the batch's changes there (`AckerJournal`), no key, no upsert:
+/// an id's state only grows (topics seen are OR-ed, each topic's time is the latest), so its
+/// entries merge in any order on load — and an id gets a row in `genetika_acker_ids` once, when
+/// it is acked or set aside (`aside`: reported incomplete, or evicted from memory); there it is
+/// described and its journal entries are superseded. The journal of the partitions a member
+/// owns is rewritten with their live entries once it holds four times as many
 /// (`clearPending`). A batch's changes are written when its transaction commits, after the
 /// fencing check; lookups are batched (`prefetch` reads the `acker_ids` rows of a batch's
 /// unknown ids in one query). Commits wait for the server's disk (the server's default): a
@@ -50,7 +51,7 @@ package final class PostgresAckerStore: AckerStateStore {
     /// Batches whose id rows went straight into `genetika_acker_ids`, and through the staging table.
     package var directBatches: Int { idsCopy.directBatches }
     package var stagedBatches: Int { idsCopy.stagedBatches }
-    /// Log rows of each partition this member loaded (owns), counted on load and on append.
+    /// Journal entries of each partition this member loaded (owns), counted on load and on append.
     private var logRows: [Int32: Int] = [:]
     /// Rows this member wrote to `genetika_acker_ids` since it last analyzed it, and since it
     /// last asked whether its statistics are stale (`keepStatisticsFresh`).
@@ -75,14 +76,16 @@ package final class PostgresAckerStore: AckerStateStore {
             try connection.execute("""
                 CREATE INDEX IF NOT EXISTS genetika_acker_waiting ON genetika_acker_ids (consumer_group, partition) WHERE NOT acked
                 """)
+            // One row per batch and partition (`AckerJournal`); the value stored out of line and
+            // uncompressed (EXTERNAL): the server neither compresses nor decompresses it.
             try connection.execute("""
-                CREATE TABLE IF NOT EXISTS genetika_acker_log (
-                    consumer_group TEXT COLLATE "C" NOT NULL, partition INTEGER NOT NULL, id TEXT COLLATE "C" NOT NULL,
-                    seen BIGINT NOT NULL, times BIGINT[] NOT NULL)
+                CREATE TABLE IF NOT EXISTS genetika_acker_journal (
+                    consumer_group TEXT COLLATE "C" NOT NULL, partition INTEGER NOT NULL, entries INTEGER NOT NULL, body BYTEA NOT NULL)
                 """)
-            // By partition alone: an integer key is far cheaper to maintain per appended row than
-            // one led by the group's text (groups sharing one database are few; the query filters them).
-            try connection.execute("CREATE INDEX IF NOT EXISTS genetika_acker_log_partition ON genetika_acker_log (partition)")
+            try connection.execute("ALTER TABLE genetika_acker_journal ALTER COLUMN body SET STORAGE EXTERNAL")
+            try connection.execute("""
+                CREATE INDEX IF NOT EXISTS genetika_acker_journal_partition ON genetika_acker_journal (consumer_group, partition)
+                """)
             try connection.execute("""
                 CREATE TABLE IF NOT EXISTS genetika_offsets (
                     consumer_group TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
@@ -128,8 +131,8 @@ package final class PostgresAckerStore: AckerStateStore {
     /// statistics of an empty one, the planner puts the group at 0.5 % of the rows, and the
     /// lookup of a batch's ids reads every row of the group instead of probing the key per id
     /// (3 × 1M rows: 16 s of the server's time, growing with the table). Asked every 10,000 rows
-    /// written: one catalog read. (The log's statistics are left to autovacuum: only a
-    /// partition's load reads it, all of that partition's rows whatever the plan.)
+    /// written: one catalog read. (The journal's statistics are left to autovacuum: a
+    /// partition's load reads all of that partition's rows whatever the plan.)
     private func keepStatisticsFresh() {
         guard writtenSinceCheck >= 10_000 else { return }
         writtenSinceCheck = 0
@@ -184,18 +187,17 @@ package final class PostgresAckerStore: AckerStateStore {
 
     package func mergeAcked(_ ids: [String: Int32]) throws {}
 
-    /// Writes the open transaction's changes: a waiting id's to the log (`COPY` straight into
-    /// the table), an acked or set-aside id's to `genetika_acker_ids` by `COPY` (straight in
+    /// Writes the open transaction's changes: the waiting ids' to the journal (one row per
+    /// partition), an acked or set-aside id's to `genetika_acker_ids` by `COPY` (straight in
     /// while none of the batch's ids has a row there, else into the session's staging table and
     /// one upsert from it: `DirectCopy`; the server parses COPY's rows far faster than a
-    /// statement's parameters). Returns how many log rows it appended, by partition, and how
+    /// statement's parameters). Returns how many journal entries it appended, by partition, and how
     /// many id rows it wrote.
     private func flush() throws -> (log: [Int32: Int], ids: Int) {
         guard !changeOrder.isEmpty else { return ([:], 0) }
         var idRows = 0
-        var log: [UInt8] = [], ids: [UInt8] = []
-        log.reserveCapacity(changeOrder.count * 48)
-        var appended: [Int32: Int] = [:]
+        var ids: [UInt8] = []
+        var waiting: [Int32: [AckerEntry]] = [:]
         var groupText: [UInt8] = []
         FieldValue.text(group).appendCopyText(to: &groupText)
         for id in changeOrder {
@@ -217,21 +219,13 @@ package final class PostgresAckerStore: AckerStateStore {
                 ids.append(0x0A)
                 idRows += 1
             } else {
-                log.append(contentsOf: groupText)
-                log.append(0x09)
-                log.append(contentsOf: String(entry.partition).utf8)
-                log.append(0x09)
-                FieldValue.text(entry.id).appendCopyText(to: &log)
-                log.append(0x09)
-                log.append(contentsOf: String(entry.seen).utf8)
-                log.append(0x09)
-                log.append(contentsOf: Self.timesArray(entry.timestamps).utf8)
-                log.append(0x0A)
-                appended[entry.partition, default: 0] += 1
+                waiting[entry.partition, default: []].append(entry)
             }
         }
-        if !log.isEmpty {
-            try connection.copy("COPY genetika_acker_log (consumer_group, partition, id, seen, times) FROM STDIN", data: log)
+        var appended: [Int32: Int] = [:]
+        for (partition, entries) in waiting {
+            try appendJournal(entries, partition: partition)
+            appended[partition] = entries.count
         }
         if !ids.isEmpty {
             try idsCopy.write(on: connection, direct: ids, staged: ids)
@@ -239,9 +233,22 @@ package final class PostgresAckerStore: AckerStateStore {
         return (appended, idRows)
     }
 
-    /// The waiting ids of `partitions`: their log rows merged (an id's rows in any order give
-    /// its state), less the ids `genetika_acker_ids` describes as acked or set aside; plus, from
-    /// a store written before the log existed, `genetika_acker_ids`' own waiting rows.
+    /// Appends `entries` (all of `partition`) to the journal, in rows of at most
+    /// `AckerJournal.entriesPerRow` entries.
+    private func appendJournal(_ entries: [AckerEntry], partition: Int32) throws {
+        var start = 0
+        while start < entries.count {
+            let chunk = entries[start..<min(start + AckerJournal.entriesPerRow, entries.count)]
+            try connection.query("""
+                INSERT INTO genetika_acker_journal (consumer_group, partition, entries, body) VALUES ($1, $2::INTEGER, $3::INTEGER, $4::bytea)
+                """, [group, String(partition), String(chunk.count), AckerJournal.hex(AckerJournal.encode(chunk, topicCount: topicCount))])
+            start += chunk.count
+        }
+    }
+
+    /// The waiting ids of `partitions`: their journal entries merged (an id's entries in any
+    /// order give its state), less the ids `genetika_acker_ids` describes as acked or set aside;
+    /// plus, from a store written before the journal existed, `genetika_acker_ids`' own waiting rows.
     package func loadPending(partitions: Set<Int32>, _ body: (AckerEntry) throws -> Void) throws {
         guard !partitions.isEmpty else { return }
         let numbers = Self.intArray(partitions)
@@ -261,14 +268,28 @@ package final class PostgresAckerStore: AckerStateStore {
         }
         for partition in partitions { logRows[partition] = 0 }
         for row in try connection.query("""
-            SELECT l.id, l.partition, l.seen, l.times, false FROM genetika_acker_log l
-            WHERE l.consumer_group = $1 AND l.partition = ANY($2::int[])
-              AND NOT EXISTS (SELECT 1 FROM genetika_acker_ids a
-                              WHERE a.consumer_group = $1 AND a.id = l.id AND (a.acked OR a.aside))
+            SELECT partition, entries, body FROM genetika_acker_journal WHERE consumer_group = $1 AND partition = ANY($2::int[])
             """, [group, numbers]) {
-            guard let entry = entry(row) else { continue }
-            logRows[entry.partition, default: 0] += 1
-            merge(entry)
+            guard let partition = row[0].flatMap({ Int32($0) }), let count = row[1].flatMap({ Int($0) }), let body = row[2] else { continue }
+            logRows[partition, default: 0] += count
+            try AckerJournal.decode(try AckerJournal.unhex(body), partition: partition, topicCount: topicCount, merge)
+        }
+        // Less the ids acked or set aside since: asked of `genetika_acker_ids` for the ids the
+        // journal names only (a probe each), not for the partitions' whole history.
+        var done = Set<String>()
+        var start = 0
+        while start < order.count {
+            let chunk = Array(order[start..<min(start + 10_000, order.count)])
+            for row in try connection.query("""
+                SELECT id FROM genetika_acker_ids WHERE consumer_group = $1 AND id = ANY($2::text[]) AND (acked OR aside)
+                """, [group, Self.textArray(chunk)]) {
+                if let id = row[0] { done.insert(id) }
+            }
+            start += chunk.count
+        }
+        if !done.isEmpty {
+            for id in done { merged[id] = nil }
+            order.removeAll { done.contains($0) }
         }
         for row in try connection.query("""
             SELECT id, partition, seen, times, acked FROM genetika_acker_ids
@@ -279,20 +300,20 @@ package final class PostgresAckerStore: AckerStateStore {
         for id in order { try body(merged[id]!) }
     }
 
-    /// Rewrites the log of the partitions this member owns (inside a transaction, before it
-    /// appends their live rows again): their rows, and any waiting rows a store written before
-    /// the log left in `genetika_acker_ids`, are deleted.
+    /// Rewrites the journal of the partitions this member owns (inside a transaction, before it
+    /// appends their live entries again): their rows, and any waiting rows a store written
+    /// before the journal left in `genetika_acker_ids`, are deleted.
     package func clearPending() throws {
         guard !logRows.isEmpty else { return }
         let numbers = Self.intArray(logRows.keys)
-        try connection.query("DELETE FROM genetika_acker_log WHERE consumer_group = $1 AND partition = ANY($2::int[])", [group, numbers])
+        try connection.query("DELETE FROM genetika_acker_journal WHERE consumer_group = $1 AND partition = ANY($2::int[])", [group, numbers])
         try connection.query("""
             DELETE FROM genetika_acker_ids WHERE consumer_group = $1 AND partition = ANY($2::int[]) AND NOT acked AND NOT aside
             """, [group, numbers])
         for partition in logRows.keys { logRows[partition] = 0 }
     }
 
-    /// This member no longer owns `partitions`: their log rows are no longer its to count or rewrite.
+    /// This member no longer owns `partitions`: their journal is no longer its to count or rewrite.
     package func release(partitions: Set<Int32>) {
         for partition in partitions { logRows[partition] = nil }
     }
@@ -359,7 +380,7 @@ package final class PostgresAckerStore: AckerStateStore {
         try connection.transaction {
             if forgetAll {
                 try connection.query("DELETE FROM genetika_acker_ids WHERE consumer_group = $1", [group])
-                try connection.query("DELETE FROM genetika_acker_log WHERE consumer_group = $1", [group])
+                try connection.query("DELETE FROM genetika_acker_journal WHERE consumer_group = $1", [group])
                 for partition in logRows.keys { logRows[partition] = 0 }
                 try connection.query("DELETE FROM genetika_offsets WHERE consumer_group = $1", [group])
             }
@@ -375,7 +396,7 @@ package final class PostgresAckerStore: AckerStateStore {
     package func forget(partition: Int32) throws {
         try connection.transaction {
             try connection.query("DELETE FROM genetika_acker_ids WHERE consumer_group = $1 AND partition = $2::INTEGER", [group, String(partition)])
-            try connection.query("DELETE FROM genetika_acker_log WHERE consumer_group = $1 AND partition = $2::INTEGER", [group, String(partition)])
+            try connection.query("DELETE FROM genetika_acker_journal WHERE consumer_group = $1 AND partition = $2::INTEGER", [group, String(partition)])
             if logRows[partition] != nil { logRows[partition] = 0 }
             try connection.query("DELETE FROM genetika_offsets WHERE consumer_group = $1 AND partition = $2::INTEGER", [group, String(partition)])
         }

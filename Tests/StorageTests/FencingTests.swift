@@ -171,7 +171,7 @@ struct PostgresAckerStoreTests {
         let store = try PostgresAckerStore(url: pg.url, group: "acker", topicCount: 3)
         defer { store.close() }
         let sql = try PostgresConnection(url: pg.url)
-        func logRows() throws -> Int { Int(try sql.execute("SELECT count(*) FROM genetika_acker_log")[0][0] ?? "") ?? -1 }
+        func logRows() throws -> Int { Int(try sql.execute("SELECT coalesce(sum(entries), 0) FROM genetika_acker_journal")[0][0] ?? "") ?? -1 }
         func loaded(_ partitions: Set<Int32>) throws -> [String: AckerEntry] {
             let other = try PostgresAckerStore(url: pg.url, group: "acker", topicCount: 3)
             defer { other.close() }
