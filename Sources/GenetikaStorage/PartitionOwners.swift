@@ -45,7 +45,7 @@ package final class PartitionOwners {
 
     package func prepare() throws {
         try connection.transaction {
-            try connection.execute("SELECT pg_advisory_xact_lock(7412)")
+            try connection.lockSchema()
             try connection.execute(Self.createSQL)
         }
     }

@@ -66,7 +66,7 @@ package final class PostgresAckerStore: AckerStateStore {
         self.group = group
         self.topicCount = topicCount
         try connection.transaction {
-            try connection.execute("SELECT pg_advisory_xact_lock(7413)")
+            try connection.lockSchema()
             try connection.execute("""
                 CREATE TABLE IF NOT EXISTS genetika_acker_ids (
                     consumer_group TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL, partition INTEGER NOT NULL,

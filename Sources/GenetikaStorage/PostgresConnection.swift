@@ -124,6 +124,16 @@ package final class PostgresConnection {
         return copied
     }
 
+    /// Takes, until the open transaction ends, the one advisory lock under which every Genetika
+    /// table is created or altered. The sink, the acker's store and the owners' table create
+    /// tables they share (`genetika_offsets`, `genetika_topic_ids`, `genetika_owners`), and on a
+    /// fresh database a DB stage and an acker start at the same moment: two concurrent
+    /// `CREATE TABLE IF NOT EXISTS` of one table make one of them fail (a duplicate in the
+    /// catalog), so all three take this lock, not one each.
+    package func lockSchema() throws {
+        try execute("SELECT pg_advisory_xact_lock(7411)")
+    }
+
     /// Runs `body` inside `BEGIN … COMMIT`; rolls back if it throws.
     package func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN")

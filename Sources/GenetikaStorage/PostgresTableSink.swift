@@ -113,7 +113,7 @@ package final class PostgresTableSink: TableSink {
     package func prepare() throws -> [SchemaChange] {
         // Concurrent starters: serialize schema creation on an advisory lock.
         return try connection.transaction {
-            try connection.execute("SELECT pg_advisory_xact_lock(7411)")
+            try connection.lockSchema()
             var additions: [(TableSchema, [TableSchema.Column])] = []
             var refused: [ColumnDifference] = []
             for source in sources {

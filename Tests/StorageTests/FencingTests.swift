@@ -101,6 +101,35 @@ struct FencingTests {
         let (_, after) = try owners.claim(group: "acker", member: "c", partitions: [p3], leaseMs: 5_000)
         #expect(after == 0)
     }
+
+    /// The DB stage's sink and the acker's store create tables they share (offsets, topic ids,
+    /// owners) when they start, which on a fresh database they do at the same moment: a
+    /// concurrent `CREATE TABLE IF NOT EXISTS` of one table fails in PostgreSQL unless both
+    /// hold one lock (the test "text ids go through the DB stage and the acker" once timed
+    /// out on it: the DB stage had thrown at start).
+    @Test("the sink and the acker's store creating their schema at the same moment on a fresh database both succeed")
+    func schemaCreatedConcurrently() async throws {
+        let pg = try await TestPostgres.start()
+        defer { pg.stop() }
+        for _ in 0..<12 {
+            let url = try pg.createDatabase()
+            async let sink: Void = Task.detached {
+                let sink = try PostgresTableSink(url: url, tables: [Self.schema])
+                defer { sink.close() }
+                try sink.prepare()
+            }.value
+            async let store: Void = Task.detached {
+                let store = try PostgresAckerStore(url: url, group: "acker", topicCount: 3)
+                store.close()
+            }.value
+            async let owners: Void = Task.detached {
+                let connection = try PostgresConnection(url: url)
+                defer { connection.close() }
+                try PartitionOwners(connection: connection).prepare()
+            }.value
+            _ = try await (sink, store, owners)
+        }
+    }
 }
 
 /// The acker's state in the shared PostgreSQL: what one member commits, the next owner of the
