@@ -243,6 +243,11 @@ struct PostgresAckerStoreTests {
         #expect(try loaded([1]).isEmpty)
     }
 
+    /// A store of group "acker" at `url`, and a connection of its own to look at the tables.
+    static func open(_ url: String) throws -> (store: PostgresAckerStore, sql: PostgresConnection) {
+        (try PostgresAckerStore(url: url, group: "acker", topicCount: 3), try PostgresConnection(url: url))
+    }
+
     /// The lookup of a batch's unknown ids is planned on statistics of the table as it is, not as
     /// it was when empty: a 3 x 1M run once spent 16 s of server time reading every id of the
     /// group per batch (an empty table's statistics put the group at 0.5 % of the rows), so the
@@ -251,10 +256,8 @@ struct PostgresAckerStoreTests {
     func lookupStaysAProbe() async throws {
         let pg = try await TestPostgres.start()
         defer { pg.stop() }
-        let store = try PostgresAckerStore(url: pg.url, group: "acker", topicCount: 3)
-        defer { store.close() }
-        let sql = try PostgresConnection(url: pg.url)
-        defer { sql.close() }
+        let (store, sql) = try Self.open(pg.url)
+        defer { store.close(); sql.close() }
         // The server's own analyze must not do it for us while the test runs.
         try sql.execute("ALTER TABLE genetika_acker_ids SET (autovacuum_enabled = false)")
         try sql.execute("ANALYZE genetika_acker_ids")  // as on a fresh database: statistics of an empty table
@@ -290,10 +293,8 @@ struct PostgresAckerStoreTests {
     func idRowsDirectOrUpserted() async throws {
         let pg = try await TestPostgres.start()
         defer { pg.stop() }
-        let store = try PostgresAckerStore(url: pg.url, group: "acker", topicCount: 3)
-        defer { store.close() }
-        let sql = try PostgresConnection(url: pg.url)
-        defer { sql.close() }
+        let (store, sql) = try Self.open(pg.url)
+        defer { store.close(); sql.close() }
         func row(_ id: String) throws -> [String?] {
             try sql.query("SELECT seen, times, acked, aside FROM genetika_acker_ids WHERE consumer_group = 'acker' AND id = $1", [id]).first ?? []
         }
