@@ -260,7 +260,10 @@ package actor AckerStage: ConsumingStage {
                 // shared state (in proportion to the waiting ids, not to the history).
                 let numbers = Set(partitions.map(\.partition))
                 state.forget(partitions: numbers)
-                try state.load(from: store, partitions: numbers)
+                let started = ContinuousClock.now
+                let loaded = try state.load(from: store, partitions: numbers)
+                let took = ContinuousClock.now - started
+                logger.info("acker: loaded \(loaded) waiting ids of partitions \(numbers.sorted()) from the shared state in \(took.milliseconds) ms")
             }
             let stored = try store?.offsets(partitions) ?? [:]
             tracker.assigned(Dictionary(uniqueKeysWithValues: partitions.map { ($0, stored[$0] ?? 0) }))

@@ -58,9 +58,13 @@ struct AckerState {
         recentlyAcked = [:]
     }
 
-    /// Puts the stored waiting ids of `partitions` (a local store: of all) in memory.
-    mutating func load(from store: any AckerStateStore, partitions: Set<Int32>) throws {
+    /// Puts the stored waiting ids of `partitions` (a local store: of all) in memory; returns
+    /// how many entries the store gave.
+    @discardableResult
+    mutating func load(from store: any AckerStateStore, partitions: Set<Int32>) throws -> Int {
+        var count = 0
         try store.loadPending(partitions: partitions) { entry in
+            count += 1
             if entry.acked {
                 waiting[entry.id] = nil
                 recentlyAcked[entry.id] = entry.partition
@@ -68,6 +72,7 @@ struct AckerState {
                 waiting[entry.id] = entry
             }
         }
+        return count
     }
 
     /// Forgets what memory holds of the ids of `partitions` (revoked or reset: the store, or
