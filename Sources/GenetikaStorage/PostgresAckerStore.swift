@@ -228,7 +228,7 @@ package final class PostgresAckerStore: AckerStateStore {
             appended[partition] = entries.count
         }
         if !ids.isEmpty {
-            try idsCopy.write(on: connection, direct: ids, staged: ids)
+            try idsCopy.write(ids, on: connection)
         }
         return (appended, idRows)
     }
@@ -236,13 +236,10 @@ package final class PostgresAckerStore: AckerStateStore {
     /// Appends `entries` (all of `partition`) to the journal, in rows of at most
     /// `AckerJournal.entriesPerRow` entries.
     private func appendJournal(_ entries: [AckerEntry], partition: Int32) throws {
-        var start = 0
-        while start < entries.count {
-            let chunk = entries[start..<min(start + AckerJournal.entriesPerRow, entries.count)]
+        for chunk in entries.chunks(of: AckerJournal.entriesPerRow) {
             try connection.query("""
                 INSERT INTO genetika_acker_journal (consumer_group, partition, entries, body) VALUES ($1, $2::INTEGER, $3::INTEGER, $4::bytea)
                 """, [group, String(partition), String(chunk.count), AckerJournal.hex(AckerJournal.encode(chunk, topicCount: topicCount))])
-            start += chunk.count
         }
     }
 
@@ -277,15 +274,12 @@ package final class PostgresAckerStore: AckerStateStore {
         // Less the ids acked or set aside since: asked of `genetika_acker_ids` for the ids the
         // journal names only (a probe each), not for the partitions' whole history.
         var done = Set<String>()
-        var start = 0
-        while start < order.count {
-            let chunk = Array(order[start..<min(start + 10_000, order.count)])
+        for chunk in order.chunks(of: 10_000) {
             for row in try connection.query("""
                 SELECT id FROM genetika_acker_ids WHERE consumer_group = $1 AND id = ANY($2::text[]) AND (acked OR aside)
-                """, [group, Self.textArray(chunk)]) {
+                """, [group, Self.textArray(Array(chunk))]) {
                 if let id = row[0] { done.insert(id) }
             }
-            start += chunk.count
         }
         if !done.isEmpty {
             for id in done { merged[id] = nil }

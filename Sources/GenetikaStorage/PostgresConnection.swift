@@ -169,3 +169,11 @@ extension PostgresConnection {
         return result
     }
 }
+
+extension Array {
+    /// The array in consecutive slices of at most `size` elements (statements and values of bounded size).
+    func chunks(of size: Int) -> [ArraySlice<Element>] {
+        precondition(size > 0, "chunks of \(size)")
+        return stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}

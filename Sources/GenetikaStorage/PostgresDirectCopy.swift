@@ -13,7 +13,7 @@ struct DirectCopy {
     let directSQL: String
     /// `COPY staging (columns) FROM STDIN` into the session's staging table.
     let stagedSQL: String
-    /// `INSERT INTO table … SELECT … FROM staging ON CONFLICT …`, with `upsertParameters`.
+    /// `INSERT INTO table … SELECT … FROM staging ON CONFLICT …`.
     let upsertSQL: String
     /// Batches left before the direct path is tried again.
     private var skip = 0
@@ -30,16 +30,15 @@ struct DirectCopy {
         self.upsertSQL = upsertSQL
     }
 
-    /// Writes one batch inside the caller's open transaction: `direct` is the rows in the
-    /// keyed table's column order, `staged` in the staging table's (often the same bytes).
-    mutating func write(on connection: PostgresConnection, direct: [UInt8], staged: @autoclosure () -> [UInt8],
-                        upsertParameters: [String?] = []) throws {
+    /// Writes one batch (`rows` in `COPY` text format, in the column order both `COPY`s name)
+    /// inside the caller's open transaction: straight in, or staged after a refusal.
+    mutating func write(_ rows: [UInt8], on connection: PostgresConnection) throws {
         if skip > 0 {
             skip -= 1
         } else {
             try connection.execute("SAVEPOINT genetika_direct")
             do {
-                try connection.copy(directSQL, data: direct)
+                try connection.copy(directSQL, data: rows)
                 try connection.execute("RELEASE SAVEPOINT genetika_direct")
                 directBatches += 1
                 backoff = 1
@@ -51,8 +50,13 @@ struct DirectCopy {
                 backoff = min(backoff * 2, Self.maxBackoff)
             }
         }
-        try connection.copy(stagedSQL, data: staged())
-        try connection.query(upsertSQL, upsertParameters)
+        try writeStaged(rows, on: connection)
+    }
+
+    /// Writes one batch through the staging table and the upsert, without trying the direct path.
+    mutating func writeStaged(_ rows: [UInt8], on connection: PostgresConnection) throws {
+        try connection.copy(stagedSQL, data: rows)
+        try connection.execute(upsertSQL)
         stagedBatches += 1
     }
 }

@@ -254,10 +254,9 @@ package final class PostgresTableSink: TableSink {
                 data.append(0x0A)
             }
             if direct {
-                try copies[index].write(on: connection, direct: data, staged: data)
+                try copies[index].write(data, on: connection)
             } else {
-                try connection.copy(copies[index].stagedSQL, data: data)
-                try connection.execute(copies[index].upsertSQL)
+                try copies[index].writeStaged(data, on: connection)
             }
         }
     }
@@ -265,12 +264,8 @@ package final class PostgresTableSink: TableSink {
     private func insertRows(_ rows: [SinkRow]) throws {
         for (index, source) in sources.enumerated() {
             let unique = latestPerId(rows, source: index)
-            let perStatement = max(1, Self.maxParameters / source.columns.count)
-            var start = 0
-            while start < unique.count {
-                let chunk = unique[start..<min(start + perStatement, unique.count)]
+            for chunk in unique.chunks(of: max(1, Self.maxParameters / source.columns.count)) {
                 try connection.query(upsert(source, rows: chunk.count), chunk.flatMap { $0.map(\.postgresText) })
-                start += chunk.count
             }
         }
     }
