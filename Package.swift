@@ -114,11 +114,11 @@ let package = Package(
         .testTarget(
             name: "PipelineTests",
             dependencies: ["GenetikaPipeline", "GenetikaJSON", "GenetikaStorage", "GenetikaKafka", "GenetikaSupport",
-                           "GenetikaReport", "GenetikaXlsx", "GenetikaTestSupport"]
+                           "GenetikaXlsx", "GenetikaTestSupport"]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["GenetikaPipeline", "GenetikaKafka", "GenetikaStorage", "GenetikaSupport", "GenetikaReport",
+            dependencies: ["GenetikaPipeline", "GenetikaKafka", "GenetikaStorage", "GenetikaSupport",
                            "GenetikaJSON", "GenetikaXlsx", "GenetikaDataset", "GenetikaTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
     ]

@@ -1,6 +1,5 @@
 import CRdkafka
 import Foundation
-import Logging
 import Synchronization
 import GenetikaSupport
 

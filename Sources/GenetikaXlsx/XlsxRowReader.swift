@@ -1,4 +1,8 @@
-import CLibXML2
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
 
 /// One row of a sheet: its 1-based number and its cells from column A up to the last cell
 /// the sheet defines in that row (missing cells are `.empty`).

@@ -71,7 +71,7 @@ struct AckerBehaviourTests {
         #expect(Set(acks.compactMap(\.keyText)) == Set(keys))
         // Every ack names a time for each of the three topics: what the log held survived.
         for ack in acks {
-            let value = try JSONParser.parse(ack.value ?? [])
+            let value = try JSONParser.parse(ack.value)
             guard case .object(let object) = value, case .object(let topics)? = object["topics"] else {
                 Issue.record("ack without topics: \(value)")
                 continue

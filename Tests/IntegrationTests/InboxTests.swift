@@ -49,7 +49,7 @@ struct InboxTests {
     func slowCopy(_ file: String, into folder: String, pause: Duration) async throws {
         let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
         let target = folder + "/" + (file as NSString).lastPathComponent
-        FileManager.default.createFile(atPath: target, contents: nil)
+        #expect(FileManager.default.createFile(atPath: target, contents: nil))
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: target))
         let piece = bytes.count / 4 + 1
         for start in stride(from: 0, to: bytes.count, by: piece) {

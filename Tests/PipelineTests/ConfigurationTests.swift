@@ -172,4 +172,20 @@ struct ConfigurationTests {
     func notAnObject() throws {
         #expect(try issues("[1, 2]").first?.message == "expected an object at the top level, found an array")
     }
+
+    @Test("GENETIKA_TOPIC_PARTITIONS and GENETIKA_OBSERVABILITY_PORT override the file; bad values name the variable")
+    func numericEnvironmentOverrides() throws {
+        let path = repositoryRoot.appendingPathComponent("config.json").path
+        let configuration = try GenetikaConfiguration.load(path: path, environment: ["GENETIKA_TOPIC_PARTITIONS": "6", "GENETIKA_OBSERVABILITY_PORT": "0"])
+        #expect(configuration.topics.partitions == 6)
+        #expect(configuration.observability.port == 0)
+        for (name, value) in [("GENETIKA_TOPIC_PARTITIONS", "three"), ("GENETIKA_TOPIC_PARTITIONS", "0"), ("GENETIKA_OBSERVABILITY_PORT", "70000")] {
+            do {
+                _ = try GenetikaConfiguration.load(path: path, environment: [name: value])
+                Issue.record("\(name)=\(value) was accepted")
+            } catch let error as ConfigError {
+                #expect(error.issues.first?.path.hasPrefix(name) == true)
+            }
+        }
+    }
 }

@@ -6,7 +6,6 @@ import Testing
 @testable import GenetikaPipeline
 @testable import GenetikaStorage
 @testable import GenetikaSupport
-@testable import GenetikaReport
 
 @Suite("Row mapping and event decoding")
 struct MappingTests {

@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import Synchronization
 import GenetikaSupport
 import GenetikaJSON
 import GenetikaXlsx

@@ -52,3 +52,19 @@ struct BatchOffsetsTests {
         }
     }
 }
+
+@Suite("Catching up")
+struct CatchUpTests {
+    @Test("caught up: only partitions this member owns count; owning nothing is never caught up")
+    func catchUp() {
+        let a = TopicPartition("topic1", 0), b = TopicPartition("topic1", 1)
+        var tracker = CatchUpTracker()
+        #expect(!tracker.isCaughtUp([a: 10, b: 10]), "before any assignment")
+        tracker.assigned([a: 4])
+        #expect(!tracker.isCaughtUp([a: 10, b: 10]))
+        tracker.processed([a: 10])
+        #expect(tracker.isCaughtUp([a: 10, b: 10]), "b belongs to another member")
+        tracker.revoked([a])
+        #expect(!tracker.isCaughtUp([a: 10, b: 10]), "between a revoke and the next assignment")
+    }
+}
