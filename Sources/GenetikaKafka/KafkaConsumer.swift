@@ -300,12 +300,10 @@ package final class KafkaConsumer {
     /// `endBefore`, confirmed by the broker twice: the end it reports when that lies below
     /// `offset`, in two fetch responses `recheck` apart, each to a new handle; nil when
     /// either answer does not, or when no answer came within `timeout`. A fetch response's
-    /// high watermark can lag behind offsets the broker has already acknowledged: in `make
-    /// chaos` (seed 21, Tansu 0.6 on S3 storage, after a broker restart) a read-back from the
-    /// recorded ack offset 335 was answered with an end of 317, and the member that read the
-    /// partition 10 s later found 335 acks there; the reset that followed moved the acker's
-    /// stored offsets back. Tansu's object-store cache keeps an entry 5 s, hence the default
-    /// 6 s between the answers. Blocks up to `2 × timeout + recheck`, on the owner's thread
+    /// high watermark can lag behind offsets the broker has already acknowledged (Tansu 0.6 on S3
+    /// storage after a restart: docs/architecture.md, "What the nemesis found", seed 21), and a
+    /// reset on such an answer moves stored offsets back. Tansu's object-store cache keeps an
+    /// entry 5 s, hence the default 6 s between the answers. Blocks up to `2 × timeout + recheck`, on the owner's thread
     /// like `poll`; called only when the cached end already suggests it.
     package func confirmedEndBefore(_ offset: Int64, in partition: TopicPartition, timeout: Duration = .seconds(5),
                                    recheck: Duration = .seconds(6)) -> Int64? {

@@ -15,9 +15,9 @@ package final class KafkaProducer: Sendable {
     package static let safeDefaults: [String: String] = [
         "enable.idempotence": "true",
         "acks": "all",
-        // librdkafka's own default. At 1 ms a producer sending steadily woke its broker thread
-        // about once per message while requests were in flight (a `poll` call per ack at
-        // 3 × 1,000,000 rows) and sent the broker many small requests, each costing it CPU.
+        // librdkafka's own default. At 1 ms a producer sending steadily wakes its broker thread
+        // about once per message while requests are in flight and sends the broker many small
+        // requests, each costing it CPU (docs/benchmarks.md, "Tuning decisions": linger.ms).
         "linger.ms": "5",
         "message.timeout.ms": "120000",
         // At most 20,000 messages wait in librdkafka's queue (default 100,000): a fast reader

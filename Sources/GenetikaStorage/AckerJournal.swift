@@ -1,8 +1,8 @@
 /// The waiting ids' changes of one batch and one partition as one value: what
 /// `PostgresAckerStore` appends to `genetika_acker_journal` as a single row, so the server
 /// writes one tuple (and one index entry) per batch and partition instead of one per change
-/// (docs/architecture.md, "Databases": the per-change log took 7.7 s of the server's 29 s at
-/// 3 × 1M). Entries merge in any order on load, as the per-change rows did.
+/// (docs/benchmarks.md, "Tuning decisions"). Entries merge in any order on load, as the
+/// per-change rows did.
 ///
 /// Layout (little-endian): a version byte (1), the topic count (UInt16), then per entry the
 /// id's UTF-8 length (UInt32) and bytes, `seen` (Int64) and one Int64 per topic (`Int64.min`

@@ -129,8 +129,8 @@ package final class PostgresAckerStore: AckerStateStore {
     /// second) or by this member, whichever is more: so about once each time the table doubles.
     /// Without it, a table that grew from empty before autovacuum's first look keeps the
     /// statistics of an empty one, the planner puts the group at 0.5 % of the rows, and the
-    /// lookup of a batch's ids reads every row of the group instead of probing the key per id
-    /// (3 × 1M rows: 16 s of the server's time, growing with the table). Asked every 10,000 rows
+    /// lookup of a batch's ids reads every row of the group instead of probing the key per id,
+    /// a cost that grows with the table (docs/benchmarks.md, "Tuning decisions"). Asked every 10,000 rows
     /// written: one catalog read. (The journal's statistics are left to autovacuum: a
     /// partition's load reads all of that partition's rows whatever the plan.)
     private func keepStatisticsFresh() {

@@ -3,8 +3,8 @@
 /// rows either way. The direct `COPY` runs under a savepoint: if the server refuses it (an id
 /// already stored, or any row it would refuse anyway), the savepoint is rolled back and the
 /// staged path runs, so its outcome — rows, or the error that fails the batch — is exactly the
-/// staged path's. The upsert's conflict check is what the direct path saves (docs/architecture.md,
-/// "Databases": 85 → 50 ms for 20,000 rows into a table of a million).
+/// staged path's. The upsert's conflict check is what the direct path saves (docs/benchmarks.md,
+/// "Tuning decisions").
 ///
 /// After a refusal the direct path sits out 1, 2, 4 … up to 256 batches of its table, so a
 /// re-run over stored ids pays a refused `COPY` about once per 256 batches.

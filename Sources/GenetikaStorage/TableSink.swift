@@ -161,9 +161,9 @@ package final class SQLiteTableSink: TableSink {
                 // they arrive (SQLite's rowid) and only the key's index takes inserts at random
                 // ids. An `INTEGER PRIMARY KEY` would be the rowid itself, so every row would go
                 // to a random place in the table's B-tree: once the table outgrows the page cache,
-                // each batch rewrites about as many table pages as it has rows (3 × 1,000,000
-                // rows, DB stage alone: 7.27 → 5.87 µs a row, kernel 5.6 → 2.7 s). Tables created
-                // by earlier versions keep their key as primary key; the upsert works on both.
+                // each batch rewrites about as many table pages as it has rows (docs/benchmarks.md,
+                // "Tuning decisions"). Tables created by earlier versions keep their key as
+                // primary key; the upsert works on both.
                 try connection.execute(source.createTableSQL(keyConstraint: "NOT NULL UNIQUE", Self.sqlType))
             }
             try connection.execute("""

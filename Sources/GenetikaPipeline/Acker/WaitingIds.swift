@@ -292,9 +292,8 @@ struct CompactIds {
 /// lookup in a table larger than the CPU caches missed three times): the id (32 bits), its
 /// partition plus one (8 bits, 0: empty bucket), then 4 bytes a topic of time, in milliseconds
 /// relative to `base` (`Int32.min`: topic not reached). 17 bytes a bucket with three topics, at
-/// 64 % to 80 % load: about 24 bytes a waiting id (it was 22 bytes a bucket, about 31 an id:
-/// 5 MB more at 750,000 waiting ids). Ids beyond 32 bits and partitions above 254 go to the
-/// general layout.
+/// 64 % to 80 % load: about 24 bytes a waiting id (the layout before it: docs/benchmarks.md,
+/// "Tuning decisions"). Ids beyond 32 bits and partitions above 254 go to the general layout.
 struct CompactIdTable {
     private(set) var count = 0
     private var buckets: [UInt8]
