@@ -36,6 +36,32 @@ struct ReportStatisticsTests {
         #expect(report.duplicateAcks == ["4"])
     }
 
+    @Test("the printed report: counts, the delay, then each problem with its ids")
+    func printedLines() {
+        var report = AckDelayReport(sourceTopics: ["t1", "t2"])
+        report.record(id: "1", topic: "t1", timestamp: 100, isAck: false)
+        report.record(id: "1", topic: "t2", timestamp: 110, isAck: false)
+        report.record(id: "1", topic: "ack", timestamp: 121, isAck: true)
+        report.record(id: "1", topic: "ack", timestamp: 125, isAck: true)
+        report.record(id: "2", topic: "t1", timestamp: 105, isAck: false)
+        report.recordIncompleteReport(id: "2")
+        report.record(id: "3", topic: "t1", timestamp: 100, isAck: false)
+        report.record(id: "3", topic: "t2", timestamp: 100, isAck: false)
+        let lines = report.lines(ackTopic: "ack", incompleteTopic: "incomplete", reportsRead: true, now: 5_105)
+        #expect(lines == [
+            "events: t1 3, t2 2, ack 2",
+            "ids: 3",
+            "ack delay (ms): count 1  min 11.0  p50 11.0  p90 11.0  p99 11.0  max 11.0  mean 11.00",
+            "missing from t2: 1 id(s): 2",
+            "missing ack: 1 id(s): 3",
+            "incomplete: 1 id(s) reached some topics but not all, 1 of them reported by the acker:",
+            "  2: seen t1; missing t2; age 5 s; reported",
+            "duplicate acks: 1 id(s): 1",
+        ])
+        let unread = AckDelayReport(sourceTopics: ["t1"]).lines(ackTopic: "ack", incompleteTopic: "incomplete", reportsRead: false, now: 0)
+        #expect(unread == ["events: t1 0, ack 0", "ids: 0", "ack delay: no acked id with all its events"])
+    }
+
     @Test("incomplete ids: those without an ack that reached some topics, with what they saw, their age and whether the acker reported them")
     func incompleteIds() {
         var report = AckDelayReport(sourceTopics: ["t1", "t2", "t3"])
