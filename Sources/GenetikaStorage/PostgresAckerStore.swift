@@ -86,16 +86,7 @@ package final class PostgresAckerStore: AckerStateStore {
             try connection.execute("""
                 CREATE INDEX IF NOT EXISTS genetika_acker_journal_partition ON genetika_acker_journal (consumer_group, partition)
                 """)
-            try connection.execute("""
-                CREATE TABLE IF NOT EXISTS genetika_offsets (
-                    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
-                    next_offset BIGINT NOT NULL, PRIMARY KEY (consumer_group, topic, partition))
-                """)
-            try connection.execute("""
-                CREATE TABLE IF NOT EXISTS genetika_topic_ids (
-                    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, topic_id TEXT NOT NULL, PRIMARY KEY (consumer_group, topic))
-                """)
-            try connection.execute(PartitionOwners.createSQL)
+            try connection.createSharedTables()
         }
         // This session's staging table for a batch's changes (see `flush`), emptied at each commit.
         try connection.execute("""

@@ -157,6 +157,21 @@ package func maskPassword(_ url: String) -> String {
 }
 
 extension PostgresConnection {
+    /// Creates the tables every consuming stage's state shares, if missing: the stored offsets
+    /// and topic ids of each group, and the partitions' owners. Call under `lockSchema`.
+    func createSharedTables() throws {
+        try execute("""
+            CREATE TABLE IF NOT EXISTS genetika_offsets (
+                consumer_group TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+                next_offset BIGINT NOT NULL, PRIMARY KEY (consumer_group, topic, partition))
+            """)
+        try execute("""
+            CREATE TABLE IF NOT EXISTS genetika_topic_ids (
+                consumer_group TEXT NOT NULL, topic TEXT NOT NULL, topic_id TEXT NOT NULL, PRIMARY KEY (consumer_group, topic))
+            """)
+        try execute(PartitionOwners.createSQL)
+    }
+
     /// The next offsets stored in `genetika_offsets` for `group`, of those of `partitions` that have one.
     func storedOffsets(group: String, partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
         let wanted = Set(partitions)

@@ -114,37 +114,14 @@ package final class PostgresTableSink: TableSink {
         // Concurrent starters: serialize schema creation on an advisory lock.
         return try connection.transaction {
             try connection.lockSchema()
-            var additions: [(TableSchema, [TableSchema.Column])] = []
-            var refused: [ColumnDifference] = []
-            for source in sources {
-                let (existing, key) = try describe(source.table)
-                guard !existing.isEmpty else { continue }
-                let (added, differences) = source.evolution(existing: existing, key: key, sqlType: Self.dataType)
-                refused += differences
-                if !added.isEmpty { additions.append((source, added)) }
+            let plan = try SchemaPlan(sources: sources, database: connection.displayURL, comparedAs: Self.dataType) {
+                try describe($0.table)
             }
-            if !refused.isEmpty { throw SchemaMismatch(database: connection.displayURL, differences: refused) }
-            var changes: [SchemaChange] = []
-            for (source, added) in additions {
-                for column in added {
-                    try connection.execute("ALTER TABLE \(quoteIdentifier(source.table)) ADD COLUMN \(quoteIdentifier(column.name)) \(Self.sqlType(column.type))")
-                    changes.append(SchemaChange(table: source.table, column: column.name, type: Self.sqlType(column.type)))
-                }
-            }
+            let changes = try plan.apply(sqlType: Self.sqlType) { try connection.execute($0) }
             for source in sources {
                 try connection.execute(source.createTableSQL(keyConstraint: "PRIMARY KEY NOT NULL", Self.sqlType))
             }
-            try connection.execute("""
-                CREATE TABLE IF NOT EXISTS genetika_offsets (
-                    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
-                    next_offset BIGINT NOT NULL, PRIMARY KEY (consumer_group, topic, partition))
-                """)
-            try connection.execute("""
-                CREATE TABLE IF NOT EXISTS genetika_topic_ids (
-                    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, topic_id TEXT NOT NULL,
-                    PRIMARY KEY (consumer_group, topic))
-                """)
-            try connection.execute(PartitionOwners.createSQL)
+            try connection.createSharedTables()
             return changes
         }
     }

@@ -48,6 +48,40 @@ package struct SchemaMismatch: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// What additive evolution will do to a sink's tables: every existing table is compared with its
+/// configuration first, and nothing changes if any of them differs in a way it cannot bridge.
+struct SchemaPlan {
+    private(set) var additions: [(table: TableSchema, columns: [TableSchema.Column])] = []
+
+    /// Compares each of `sources` that exists (`describe` gives its columns and key; no columns:
+    /// not created yet) with its configuration, the types named as `describe` names them
+    /// (`comparedAs`). Throws `SchemaMismatch` with every refused difference of every table.
+    init(sources: [TableSchema], database: String, comparedAs: (ColumnType) -> String,
+         describe: (TableSchema) throws -> (columns: [ExistingColumn], key: String?)) throws {
+        var refused: [ColumnDifference] = []
+        for source in sources {
+            let (existing, key) = try describe(source)
+            guard !existing.isEmpty else { continue }
+            let (added, differences) = source.evolution(existing: existing, key: key, sqlType: comparedAs)
+            refused += differences
+            if !added.isEmpty { additions.append((source, added)) }
+        }
+        if !refused.isEmpty { throw SchemaMismatch(database: database, differences: refused) }
+    }
+
+    /// Adds the planned columns (`ALTER TABLE … ADD COLUMN`, run by `execute`) and says what changed.
+    func apply(sqlType: (ColumnType) -> String, execute: (String) throws -> Void) throws -> [SchemaChange] {
+        var changes: [SchemaChange] = []
+        for (source, added) in additions {
+            for column in added {
+                try execute("ALTER TABLE \(quoteIdentifier(source.table)) ADD COLUMN \(quoteIdentifier(column.name)) \(sqlType(column.type))")
+                changes.append(SchemaChange(table: source.table, column: column.name, type: sqlType(column.type)))
+            }
+        }
+        return changes
+    }
+}
+
 extension TableSchema {
     /// What to add to `existing` (this table as the database has it), or the differences that
     /// refuse it. `sqlType` names a configured type as the database does; `key` is the table's

@@ -138,24 +138,11 @@ package final class SQLiteTableSink: TableSink {
     @discardableResult
     package func prepare() throws -> [SchemaChange] {
         // First every table is compared with its configuration; nothing changes if one differs.
-        var additions: [(TableSchema, [TableSchema.Column])] = []
-        var refused: [ColumnDifference] = []
-        for source in sources {
-            let (existing, key) = try describe(source.table, preferring: source.key)
-            guard !existing.isEmpty else { continue }
-            let (added, differences) = source.evolution(existing: existing, key: key, sqlType: Self.sqlType)
-            refused += differences
-            if !added.isEmpty { additions.append((source, added)) }
+        let plan = try SchemaPlan(sources: sources, database: connection.path, comparedAs: Self.sqlType) {
+            try describe($0.table, preferring: $0.key)
         }
-        if !refused.isEmpty { throw SchemaMismatch(database: connection.path, differences: refused) }
-        var changes: [SchemaChange] = []
-        try connection.transaction {
-            for (source, added) in additions {
-                for column in added {
-                    try connection.execute("ALTER TABLE \(quoteIdentifier(source.table)) ADD COLUMN \(quoteIdentifier(column.name)) \(Self.sqlType(column.type))")
-                    changes.append(SchemaChange(table: source.table, column: column.name, type: Self.sqlType(column.type)))
-                }
-            }
+        let changes = try connection.transaction {
+            let changes = try plan.apply(sqlType: Self.sqlType) { try connection.execute($0) }
             for source in sources {
                 // The key is a unique column, not the primary key: rows are stored in the order
                 // they arrive (SQLite's rowid) and only the key's index takes inserts at random
@@ -174,6 +161,7 @@ package final class SQLiteTableSink: TableSink {
                     consumer_group TEXT NOT NULL, topic TEXT NOT NULL, topic_id TEXT NOT NULL,
                     PRIMARY KEY (consumer_group, topic));
                 """)
+            return changes
         }
         statements = (
             upserts: try sources.map {
