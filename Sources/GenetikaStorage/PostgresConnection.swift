@@ -21,14 +21,14 @@ package final class PostgresConnection {
 
     /// Connects with a libpq connection URI, `postgres://user:password@host:port/database`.
     package init(url: String) throws {
-        displayURL = maskPassword(url)
+        displayURL = Secrets.maskURLPasswords(url)
         let connection = PQconnectdb(url)
         guard let connection, PQstatus(connection) == CONNECTION_OK else {
             let message = connection.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
             PQfinish(connection)
             let transient = ["Connection refused", "starting up", "shutting down", "could not translate host name",
                              "timeout expired", "No such file or directory", "closed the connection unexpectedly"]
-            throw PostgresError(message: message.trimmedWhitespace, context: "connect to \(maskPassword(url))",
+            throw PostgresError(message: message.trimmedWhitespace, context: "connect to \(Secrets.maskURLPasswords(url))",
                                 isConnectionFailure: transient.contains { message.contains($0) })
         }
         self.connection = connection
@@ -146,14 +146,6 @@ package final class PostgresConnection {
             throw error
         }
     }
-}
-
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-package func maskPassword(_ url: String) -> String {
-    guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
-    let credentials = url[scheme.upperBound..<at]
-    guard let colon = credentials.firstIndex(of: ":") else { return url }
-    return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
 }
 
 extension PostgresConnection {

@@ -120,7 +120,7 @@ package final class Pipeline: Sendable {
                     waiting = true
                     await stop.wait(upTo: .milliseconds(500))
                 } catch {
-                    throw StartupError(what: "database \(maskPassword(configuration.database.url))", cause: "\(error)")
+                    throw StartupError(what: "database \(Secrets.maskURLPasswords(configuration.database.url))", cause: "\(error)")
                 }
             }
         }
