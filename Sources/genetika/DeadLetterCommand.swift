@@ -27,29 +27,27 @@ struct DeadLetterCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         let ledger = state + "/dead-letters.db"
         let entries = try DeadLetters.list(configuration, ledgerPath: ledger)
-        func when(_ ms: Int64?) -> String {
-            guard let ms else { return "?" }
-            return ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
+        if replay {
+            try await sendAgain(entries, configuration: configuration, ledger: ledger)
+        } else {
+            list(entries, topic: configuration.topics.deadLetter)
         }
-        func fields(_ entry: DeadLetters.Entry) -> [(String, JSONValue)] {
-            [("place", .string(entry.place)), ("stage", .string(entry.stage)), ("file", entry.file.map(JSONValue.string) ?? .null),
-             ("row", entry.row.map { .int(Int64($0)) } ?? .null), ("topic", entry.topic.map(JSONValue.string) ?? .null),
-             ("reason", .string(entry.reason)), ("when", .string(when(entry.timestampMs))), ("replayed", .bool(entry.replayed))]
-        }
-        guard replay else {
-            if json {
-                print(JSONWriter.string(.array(entries.map { .object(JSONObject(fields($0))) })))
-            } else if entries.isEmpty {
-                print("no dead letters in \(configuration.topics.deadLetter)")
-            } else {
-                for entry in entries {
-                    let origin = [entry.file, entry.row.map { "row \($0)" }].compactMap { $0 }.joined(separator: " ")
-                    print("\(entry.place)  \(when(entry.timestampMs))  \(entry.stage)  \(origin.isEmpty ? "-" : origin)  -> \(entry.topic ?? "?")  \(entry.reason)\(entry.replayed ? "  (replayed)" : "")")
-                }
-                print("\(entries.count) dead letters, \(entries.filter(\.replayed).count) replayed")
+    }
+
+    private func list(_ entries: [DeadLetters.Entry], topic: String) {
+        if json {
+            print(JSONWriter.string(.array(entries.map { .object(JSONObject(Self.fields($0))) })))
+        } else if entries.isEmpty {
+            print("no dead letters in \(topic)")
+        } else {
+            for entry in entries {
+                print("\(entry.place)  \(Self.when(entry.timestampMs))  \(entry.stage)  \(Self.origin(entry) ?? "-")  -> \(entry.topic ?? "?")  \(entry.reason)\(entry.replayed ? "  (replayed)" : "")")
             }
-            return
+            print("\(entries.count) dead letters, \(entries.filter(\.replayed).count) replayed")
         }
+    }
+
+    private func sendAgain(_ entries: [DeadLetters.Entry], configuration: GenetikaConfiguration, ledger: String) async throws {
         let logger = Logger(label: "genetika.dead-letters")
         let producer = try KafkaProducer(configuration: KafkaClientConfiguration(configuration.kafka), name: "replay", logger: logger)
         defer { producer.close() }
@@ -57,23 +55,40 @@ struct DeadLetterCommand: AsyncParsableCommand {
         var sent = 0, failing = 0, before = 0
         var lines: [JSONValue] = []
         for (entry, outcome) in outcomes {
-            let origin = [entry.file, entry.row.map { "row \($0)" }].compactMap { $0 }.joined(separator: " ")
+            let origin = Self.origin(entry) ?? ""
             switch outcome {
             case .sent(let topic):
                 sent += 1
                 if !json { print("sent     \(entry.place)  \(origin) -> \(topic)") }
-                lines.append(.object(JSONObject(fields(entry) + [("outcome", .string("sent"))])))
+                lines.append(.object(JSONObject(Self.fields(entry) + [("outcome", .string("sent"))])))
             case .stillFailing(let reason):
                 failing += 1
                 if !json { print("failing  \(entry.place)  \(origin): \(reason)") }
-                lines.append(.object(JSONObject(fields(entry) + [("outcome", .string("still failing")), ("new_reason", .string(reason))])))
+                lines.append(.object(JSONObject(Self.fields(entry) + [("outcome", .string("still failing")), ("new_reason", .string(reason))])))
             case .alreadyReplayed:
                 before += 1
-                lines.append(.object(JSONObject(fields(entry) + [("outcome", .string("replayed before"))])))
+                lines.append(.object(JSONObject(Self.fields(entry) + [("outcome", .string("replayed before"))])))
             }
         }
         if json { print(JSONWriter.string(.array(lines))) } else {
             print("replay: \(sent) sent, \(failing) still failing, \(before) replayed before")
         }
+    }
+
+    /// "file row N" where the dead letter came from a spreadsheet row; nil when it names neither.
+    private static func origin(_ entry: DeadLetters.Entry) -> String? {
+        let origin = [entry.file, entry.row.map { "row \($0)" }].compactMap { $0 }.joined(separator: " ")
+        return origin.isEmpty ? nil : origin
+    }
+
+    private static func when(_ ms: Int64?) -> String {
+        guard let ms else { return "?" }
+        return ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
+    }
+
+    private static func fields(_ entry: DeadLetters.Entry) -> [(String, JSONValue)] {
+        [("place", .string(entry.place)), ("stage", .string(entry.stage)), ("file", entry.file.map(JSONValue.string) ?? .null),
+         ("row", entry.row.map { .int(Int64($0)) } ?? .null), ("topic", entry.topic.map(JSONValue.string) ?? .null),
+         ("reason", .string(entry.reason)), ("when", .string(when(entry.timestampMs))), ("replayed", .bool(entry.replayed))]
     }
 }

@@ -38,6 +38,22 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
+        Self.prepareProcess()
+        let logger = Logger(label: "genetika")
+        let configuration = try configFile.load()
+        let pipeline = Pipeline(configuration: configuration, stages: try stageKinds(), exitWhenDone: exitWhenDone, resend: resend,
+                                logger: logger)
+        let reporter = ProgressReporter(pipeline: pipeline, logger: logger)
+        defer { reporter.stop() }
+        try end(await RunEnding.race(pipeline, stopTimeout: .seconds(stopTimeout), logger: logger), logger: logger)
+        reporter.stop()
+        reporter.report(final: true)
+        writeSummary(RunSummary(pipeline: pipeline), logger: logger)
+        logger.info("stopped")
+    }
+
+    /// Process-wide settings of a long-running daemon.
+    static func prepareProcess() {
         // A daemon with sockets to brokers, databases and HTTP clients: a peer that went away
         // is an error on that socket (EPIPE), never a reason for the process to die.
         signal(SIGPIPE, SIG_IGN)
@@ -46,8 +62,10 @@ struct Run: AsyncParsableCommand {
         // successors come from the heap and freed space stays resident. A fixed threshold keeps
         // every block of 256 KiB and more in its own mapping, given back when freed.
         _ = mallopt(M_MMAP_THRESHOLD, 256 * 1024)
-        let logger = Logger(label: "genetika")
-        let configuration = try configFile.load()
+    }
+
+    /// `--stages` as stage kinds, each once, in the order given.
+    func stageKinds() throws -> [StageKind] {
         var kinds: [StageKind] = []
         for name in stages.split(separator: ",") {
             guard let kind = StageKind(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
@@ -55,12 +73,15 @@ struct Run: AsyncParsableCommand {
             }
             if !kinds.contains(kind) { kinds.append(kind) }
         }
-        let pipeline = Pipeline(configuration: configuration, stages: kinds, exitWhenDone: exitWhenDone, resend: resend, logger: logger)
-        let reporter = ProgressReporter(pipeline: pipeline, logger: logger)
-        defer { reporter.stop() }
-        switch await RunEnding.race(pipeline, stopTimeout: .seconds(stopTimeout), logger: logger) {
+        return kinds
+    }
+
+    /// Logs how the run ended and throws its exit status unless it finished cleanly: 2 for a
+    /// schema mismatch, 130 for a second signal, 1 for anything else.
+    func end(_ ending: RunEnding, logger: Logger) throws {
+        switch ending {
         case .finished(nil):
-            break
+            return
         case .finished(let error as Pipeline.StartupError):
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)
@@ -80,18 +101,17 @@ struct Run: AsyncParsableCommand {
             logger.warning("second signal: exiting now")
             throw ExitCode(130)
         }
-        reporter.stop()
-        reporter.report(final: true)
-        let runSummary = RunSummary(pipeline: pipeline)
+    }
+
+    /// The throughput line, and `--summary`'s file when asked for (secrets redacted).
+    func writeSummary(_ runSummary: RunSummary, logger: Logger) {
         logger.info("throughput: \(runSummary.throughputLine)")
-        if let summary {
-            do {
-                try Data(Secrets.redact(String(decoding: JSONWriter.serialize(runSummary.json), as: UTF8.self)).utf8).write(to: URL(fileURLWithPath: summary))
-            } catch {
-                logger.error("cannot write the run summary to \(summary): \(error)")
-            }
+        guard let summary else { return }
+        do {
+            try Data(Secrets.redact(String(decoding: JSONWriter.serialize(runSummary.json), as: UTF8.self)).utf8).write(to: URL(fileURLWithPath: summary))
+        } catch {
+            logger.error("cannot write the run summary to \(summary): \(error)")
         }
-        logger.info("stopped")
     }
 }
 

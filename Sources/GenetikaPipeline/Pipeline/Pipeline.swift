@@ -68,6 +68,19 @@ package final class Pipeline: Sendable {
     /// database and the state directory open. Each failure names what and where. The checks
     /// block (file I/O, SQLite, libpq, metadata requests): each runs on a thread of its own.
     package func checkStartup() async throws {
+        try await checkKafka()
+        if stages.contains(.producer) { try await checkSources() }
+        if stages.contains(.db) { try await checkDatabase() }
+        if stages.contains(.acker) { try await checkAckerState() }
+        if exitWhenDone && !stages.contains(.producer) {
+            // Without a producer, "done" means every source partition read to its end.
+            await progress.consumeToEnd()
+        }
+    }
+
+    /// The broker answers within `kafka.connectTimeoutMs`, and the topics exist (created if
+    /// `topics.create`).
+    private func checkKafka() async throws {
         do {
             try await KafkaAdmin.withAdmin(configuration: clientConfiguration(configuration, counters), name: "startup",
                                            logger: logger) { [self] admin in
@@ -88,52 +101,54 @@ package final class Pipeline: Sendable {
         } catch {
             throw StartupError(what: "Kafka client configuration (kafka.properties)", cause: "\(error)")
         }
-        if stages.contains(.producer) {
+    }
+
+    /// The source files open with their configured columns; the producer stage starts from them.
+    private func checkSources() async throws {
+        do {
+            let sources = try await onOwnThread("genetika-startup") { [configuration] in
+                try ProducerStage.openSources(configuration)
+            }
+            checkedSources.withLock { $0 = sources }
+        } catch {
+            throw StartupError(what: "source file", cause: "\(error)")
+        }
+    }
+
+    /// The database opens and its tables match the configuration (new nullable columns are
+    /// added). A PostgreSQL server that is still starting refuses connections: it is waited for
+    /// up to `database.connectTimeoutMs`; anything else fails at once.
+    private func checkDatabase() async throws {
+        let deadline = ContinuousClock.now + .milliseconds(configuration.database.connectTimeoutMs)
+        var waiting = false
+        while true {
             do {
-                let sources = try await onOwnThread("genetika-startup") { [configuration] in
-                    try ProducerStage.openSources(configuration)
+                let changes = try await onOwnThread("genetika-startup") { [configuration] in
+                    let sink = try TableSinks.open(url: configuration.database.url, configuration: configuration)
+                    defer { sink.close() }
+                    return try sink.prepare()
                 }
-                checkedSources.withLock { $0 = sources }
+                if waiting { logger.info("the database answers") }
+                for change in changes { logger.notice("schema: \(change)") }
+                return
+            } catch let mismatch as SchemaMismatch {
+                throw mismatch
+            } catch let error as PostgresError where error.isConnectionFailure && ContinuousClock.now < deadline && !stop.isRequested {
+                if !waiting { logger.notice("waiting up to \(configuration.database.connectTimeoutMs) ms for the database: \(error)") }
+                waiting = true
+                await stop.wait(upTo: .milliseconds(500))
             } catch {
-                throw StartupError(what: "source file", cause: "\(error)")
+                throw StartupError(what: "database \(Secrets.maskURLPasswords(configuration.database.url))", cause: "\(error)")
             }
         }
-        if stages.contains(.db) {
-            // A PostgreSQL server that is still starting refuses connections: wait for it
-            // (database.connectTimeoutMs). Anything else fails at once.
-            let deadline = ContinuousClock.now + .milliseconds(configuration.database.connectTimeoutMs)
-            var waiting = false
-            while true {
-                do {
-                    let changes = try await onOwnThread("genetika-startup") { [configuration] in
-                        let sink = try TableSinks.open(url: configuration.database.url, configuration: configuration)
-                        defer { sink.close() }
-                        return try sink.prepare()
-                    }
-                    if waiting { logger.info("the database answers") }
-                    for change in changes { logger.notice("schema: \(change)") }
-                    break
-                } catch let mismatch as SchemaMismatch {
-                    throw mismatch
-                } catch let error as PostgresError where error.isConnectionFailure && ContinuousClock.now < deadline && !stop.isRequested {
-                    if !waiting { logger.notice("waiting up to \(configuration.database.connectTimeoutMs) ms for the database: \(error)") }
-                    waiting = true
-                    await stop.wait(upTo: .milliseconds(500))
-                } catch {
-                    throw StartupError(what: "database \(Secrets.maskURLPasswords(configuration.database.url))", cause: "\(error)")
-                }
-            }
-        }
-        if stages.contains(.acker) {
-            do {
-                try await onOwnThread("genetika-startup") { [configuration] in try AckerStage.openStore(configuration).close() }
-            } catch {
-                throw StartupError(what: "acker state in \(configuration.resolve(configuration.stateDirectory))", cause: "\(error)")
-            }
-        }
-        if exitWhenDone && !stages.contains(.producer) {
-            // Without a producer, "done" means every source partition read to its end.
-            await progress.consumeToEnd()
+    }
+
+    /// The acker's state opens (and is closed again: the stage opens its own).
+    private func checkAckerState() async throws {
+        do {
+            try await onOwnThread("genetika-startup") { [configuration] in try AckerStage.openStore(configuration).close() }
+        } catch {
+            throw StartupError(what: "acker state in \(configuration.resolve(configuration.stateDirectory))", cause: "\(error)")
         }
     }
 
