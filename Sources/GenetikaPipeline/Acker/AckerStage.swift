@@ -9,7 +9,7 @@ import GenetikaStorage
 ///
 /// Per batch: update the ids' state in memory, produce the acks that became due and wait
 /// for their delivery, then commit the state, the consumed offsets and the ack topic's
-/// offsets in one SQLite transaction. A crash after the acks went out but before the commit
+/// offsets in one transaction of the state store (SQLite, or the members' shared PostgreSQL). A crash after the acks went out but before the commit
 /// leaves acks the state does not know; so on every partition assignment the stage first
 /// reads its own ack partition back from the last recorded ack offset and marks what it
 /// finds as acked. An ack is therefore never lost (the batch is redone) and never produced
