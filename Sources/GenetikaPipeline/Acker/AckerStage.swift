@@ -15,7 +15,7 @@ import GenetikaStorage
 /// finds as acked. An ack is therefore never lost (the batch is redone) and never produced
 /// twice (the read-back finds it). Acks go to the same partition number as their id's
 /// source events, so the member owning source partition p owns ack partition p.
-package actor AckerStage: ConsumingStage {
+actor AckerStage: ConsumingStage {
     package nonisolated let name = "acker"
     nonisolated let context: StageContext
     /// The stage's own thread (see `ConsumingStage.executor`).
@@ -60,12 +60,12 @@ package actor AckerStage: ConsumingStage {
         executor.shutdown()
     }
 
-    package static func statePath(_ configuration: GenetikaConfiguration) -> String {
+    static func statePath(_ configuration: GenetikaConfiguration) -> String {
         configuration.resolve(configuration.stateDirectory) + "/acker.db"
     }
 
     /// Opens (creating) the acker's state for `configuration`.
-    package static func openStore(_ configuration: GenetikaConfiguration) throws -> AckerStore {
+    static func openStore(_ configuration: GenetikaConfiguration) throws -> AckerStore {
         try AckerStore(path: statePath(configuration), topicCount: configuration.sources.count,
                        integerIds: configuration.sources.allSatisfy { $0.keyColumn?.type == .integer })
     }

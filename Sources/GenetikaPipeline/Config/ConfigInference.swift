@@ -26,7 +26,7 @@ package enum ConfigInference {
         package var rows: Int
     }
 
-    package struct InferenceError: Error, CustomStringConvertible {
+    struct InferenceError: Error, CustomStringConvertible {
         package var description: String
     }
 

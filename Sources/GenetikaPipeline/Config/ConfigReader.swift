@@ -1,7 +1,7 @@
 import GenetikaJSON
 /// One problem found in a configuration file, at a key path such as
 /// `sources[1].columns[3].type`.
-package struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
+struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
     package var path: String
     package var message: String
     package var description: String { path.isEmpty ? message : "\(path): \(message)" }
@@ -10,7 +10,7 @@ package struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
 /// A configuration that cannot be used; lists every problem found, each with its key path.
 package struct ConfigError: Error, Sendable, CustomStringConvertible {
     package var file: String
-    package var issues: [ConfigIssue]
+    var issues: [ConfigIssue]
     package var description: String {
         "invalid configuration \(file):\n" + issues.map { "  - \($0)" }.joined(separator: "\n")
     }

@@ -33,7 +33,7 @@ package struct SourceConfiguration: Sendable, Equatable {
     package var key: String
     package var columns: [ColumnConfiguration]
 
-    package var keyColumn: ColumnConfiguration? { columns.first { $0.name == key } }
+    var keyColumn: ColumnConfiguration? { columns.first { $0.name == key } }
 }
 
 /// Kafka client settings shared by every stage.
@@ -42,7 +42,7 @@ package struct KafkaConfiguration: Sendable, Equatable {
     /// Any librdkafka property (`security.protocol`, `sasl.*`, …), passed through unchanged.
     package var properties: [String: String]
     /// How long start-up waits for the broker before failing.
-    package var connectTimeoutMs: Int
+    var connectTimeoutMs: Int
 }
 
 package struct TopicsConfiguration: Sendable, Equatable {
@@ -61,46 +61,46 @@ package struct DatabaseConfiguration: Sendable, Equatable {
     package var url: String
     /// How long start-up waits for a PostgreSQL server that refuses connections (still
     /// starting, e.g. in Docker Compose) before giving up.
-    package var connectTimeoutMs: Int = 30_000
+    var connectTimeoutMs: Int = 30_000
     /// A file holding the PostgreSQL password (as Docker secrets provide it), relative to the
     /// configuration file; its content (less a trailing newline) becomes the URL's password.
-    package var passwordFile: String?
+    var passwordFile: String?
 }
 
 package struct ProducerStageConfiguration: Sendable, Equatable {
     /// Upper bound of a random pause between rows, in milliseconds (0: none).
-    package var maxDelayMs: Int
+    var maxDelayMs: Int
     /// Events per second sent from each source, evenly spaced (0: as fast as possible).
     /// Takes precedence over `maxDelayMs`.
-    package var ratePerSecond: Double = 0
+    var ratePerSecond: Double = 0
     /// An inbox file is taken once its size and modification time have stayed still this long
     /// (a file renamed into the inbox, with an older modification time, at once).
-    package var settleMs: Int = 1000
+    var settleMs: Int = 1000
     /// How often inboxes are looked at.
-    package var inboxPollMs: Int = 500
+    var inboxPollMs: Int = 500
     /// Most events per topic the producer may be ahead of the slowest consuming stage running
     /// in the same process (0: no limit). See `ConsumerLead`.
-    package var maxLead: Int = 20_000
+    var maxLead: Int = 20_000
 }
 
 package struct ConsumerStageConfiguration: Sendable, Equatable {
-    package var groupId: String
+    var groupId: String
     /// Most events written in one transaction.
-    package var batchSize: Int
+    var batchSize: Int
     /// How long a batch may wait to fill up, in milliseconds.
-    package var lingerMs: Int
+    var lingerMs: Int
     /// Acker only: an id that reached some but not all source topics this many seconds ago
     /// (its earliest event's timestamp), while the acker has read everything there is, is
     /// reported once as incomplete (0: never).
-    package var incompleteAfterSeconds: Int = 300
+    var incompleteAfterSeconds: Int = 300
 }
 
 package struct SupervisorConfiguration: Sendable, Equatable {
-    package var initialBackoffMs: Int
-    package var maxBackoffMs: Int
+    var initialBackoffMs: Int
+    var maxBackoffMs: Int
     /// More restarts than this within `windowSeconds` stops the process.
-    package var maxRestarts: Int
-    package var windowSeconds: Int
+    var maxRestarts: Int
+    var windowSeconds: Int
 }
 
 extension DatabaseConfiguration {
@@ -130,8 +130,8 @@ extension DatabaseConfiguration {
 
 /// Safety limits for reading spreadsheets.
 package struct XlsxConfiguration: Sendable, Equatable {
-    package var maxPartBytes: Int
-    package var maxCompressionRatio: Double
+    var maxPartBytes: Int
+    var maxCompressionRatio: Double
 }
 
 /// Where `/metrics` and `/health` are served.
@@ -141,7 +141,7 @@ package struct ObservabilityConfiguration: Sendable, Equatable {
     package var port: Int
     /// A running stage that has lag but commits nothing, or spends longer in one step (a
     /// batch, a read-back), for this many seconds is reported stuck by `/health`.
-    package var stuckAfterSeconds: Int = 60
+    var stuckAfterSeconds: Int = 60
 }
 
 /// Everything `genetika` reads from `config.json`.
@@ -154,11 +154,11 @@ package struct GenetikaConfiguration: Sendable, Equatable {
     package var producer: ProducerStageConfiguration
     package var db: ConsumerStageConfiguration
     package var acker: ConsumerStageConfiguration
-    package var supervisor: SupervisorConfiguration
+    var supervisor: SupervisorConfiguration
     package var xlsx: XlsxConfiguration
     package var observability: ObservabilityConfiguration
     /// The directory relative paths are resolved against (the configuration file's).
-    package var baseDirectory: String
+    var baseDirectory: String
 
     /// Resolves a path from the configuration against the configuration file's directory.
     package func resolve(_ path: String) -> String {

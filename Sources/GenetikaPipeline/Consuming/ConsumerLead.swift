@@ -10,7 +10,7 @@ import GenetikaSupport
 /// owns of (producer's next delivered offset − stage's position). Partitions a stage does not
 /// own (another member's, in a scale-out) do not count, and a stage that is not running has
 /// no positions: nothing can hold the producer back for good.
-package final class ConsumerLead: Sendable {
+final class ConsumerLead: Sendable {
     private let positions = Mutex<[String: [TopicPartition: Int64]]>([:])
     /// Notified whenever a stage publishes (every poll, at least every few hundred ms).
     let moved = EventCount()

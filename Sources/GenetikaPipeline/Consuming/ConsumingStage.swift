@@ -32,7 +32,7 @@ protocol ConsumingStage: ContextStage {
 }
 
 extension ConsumingStage {
-    package nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     func beforeBatch(_ consumer: KafkaConsumer) async throws {}
 

@@ -8,7 +8,7 @@ import GenetikaStorage
 /// transaction; on partition assignment the stage seeks to the offsets stored there. So
 /// every event lands exactly once whatever crashes, and re-sent events upsert by id.
 /// Events that cannot be written go to the dead-letter topic and the stage keeps going.
-package actor DBStage: ConsumingStage {
+actor DBStage: ConsumingStage {
     package nonisolated let name = "db"
     nonisolated let context: StageContext
     /// The stage's own thread (see `ConsumingStage.executor`).

@@ -2,13 +2,13 @@ import Foundation
 import GenetikaStorage
 
 /// Opens the sink that a database URL names.
-package enum TableSinks {
+enum TableSinks {
     /// The file a `sqlite://` URL names (nil for other databases).
-    package static func sqlitePath(url: String, configuration: GenetikaConfiguration) -> String? {
+    static func sqlitePath(url: String, configuration: GenetikaConfiguration) -> String? {
         url.hasPrefix("sqlite://") ? configuration.resolve(String(url.dropFirst("sqlite://".count))) : nil
     }
 
-    package static func open(url: String, configuration: GenetikaConfiguration) throws -> TableSink {
+    static func open(url: String, configuration: GenetikaConfiguration) throws -> TableSink {
         if let path = sqlitePath(url: url, configuration: configuration) {
             return try SQLiteTableSink(path: path, tables: configuration.sources.map(\.schema))
         }
@@ -21,7 +21,7 @@ package enum TableSinks {
 
 extension SourceConfiguration {
     /// The table this source's events are written to.
-    package var schema: TableSchema {
+    var schema: TableSchema {
         TableSchema(table: table, columns: columns.map { TableSchema.Column(name: $0.name, type: $0.type, nullable: $0.nullable) },
                     key: key)
     }

@@ -17,7 +17,7 @@ package enum DeadLetters {
     package struct Entry: Sendable {
         package var place: String
         package var partition: Int32
-        package var offset: Int64
+        var offset: Int64
         package var stage: String
         package var file: String?
         package var row: Int?

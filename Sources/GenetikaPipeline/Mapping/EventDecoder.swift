@@ -2,7 +2,7 @@ import GenetikaJSON
 import GenetikaXlsx
 import GenetikaStorage
 /// Why an event cannot be written to its table.
-package struct EventRejection: Error, Sendable, Equatable, CustomStringConvertible {
+struct EventRejection: Error, Sendable, Equatable, CustomStringConvertible {
     package var reason: String
     package var description: String { reason }
 }
@@ -10,7 +10,7 @@ package struct EventRejection: Error, Sendable, Equatable, CustomStringConvertib
 /// Validates a JSON event against its source's table schema and returns the row to write:
 /// every configured column, typed (absent nullable columns are null); unknown keys, wrong
 /// types, a missing or null key column are rejected.
-package struct EventDecoder: Sendable {
+struct EventDecoder: Sendable {
     package let source: SourceConfiguration
     private let keys: JSONKeys
 
@@ -19,7 +19,7 @@ package struct EventDecoder: Sendable {
         keys = JSONKeys(source.columns.map(\.name))
     }
 
-    package func decode(_ bytes: [UInt8]) throws(EventRejection) -> [FieldValue] {
+    func decode(_ bytes: [UInt8]) throws(EventRejection) -> [FieldValue] {
         let document: JSONObjectMembers
         do {
             document = try JSONParser.parseObject(bytes, keys: keys)

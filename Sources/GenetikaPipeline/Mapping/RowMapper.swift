@@ -4,7 +4,7 @@ import GenetikaXlsx
 import GenetikaKafka
 import GenetikaStorage
 /// A row that cannot become an event, and why.
-package struct RowRejection: Error, Sendable, Equatable, CustomStringConvertible {
+struct RowRejection: Error, Sendable, Equatable, CustomStringConvertible {
     package var row: Int
     package var reason: String
     /// The cell at fault (`B17`), when one is.
@@ -21,13 +21,13 @@ package struct RowRejection: Error, Sendable, Equatable, CustomStringConvertible
 /// Turns spreadsheet rows of one source into typed events: finds the configured columns in
 /// the header row, converts each cell to its column's type (`NA` and empty cells become
 /// null) and serializes the event as JSON keyed by the source's key column.
-package struct RowMapper: Sendable {
+struct RowMapper: Sendable {
     package let source: SourceConfiguration
     /// For each configured column, its position in the sheet.
     private let positions: [Int]
     private let keyIndex: Int
     /// The header row's names by position ("" where a cell is not text).
-    package let headers: [String]
+    let headers: [String]
     /// `{"name":` for the first column, `,"name":` for the others.
     private let memberPrefixes: [[UInt8]]
 
@@ -63,7 +63,7 @@ package struct RowMapper: Sendable {
     }
 
     /// The typed values of a data row, in configuration column order.
-    package func values(of row: XlsxRow) throws(RowRejection) -> [FieldValue] {
+    func values(of row: XlsxRow) throws(RowRejection) -> [FieldValue] {
         var values: [FieldValue] = []
         values.reserveCapacity(positions.count)
         for (column, position) in zip(source.columns, positions) {

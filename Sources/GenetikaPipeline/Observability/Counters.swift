@@ -17,7 +17,7 @@ package final class Counter: Sendable {
         metric = factory.map { CoreMetrics.Counter(label: label, dimensions: dimensions, factory: $0) }
     }
 
-    package func add(_ amount: Int = 1) {
+    func add(_ amount: Int = 1) {
         atomic.add(amount, ordering: .relaxed)
         metric?.increment(by: Int64(amount))
     }
@@ -57,7 +57,7 @@ package final class ActivitySpan: Sendable {
     package init() {}
 
     /// Work came in at `time`: the span starts here if it has not started yet.
-    package func started(at time: Int64 = nowMilliseconds()) {
+    func started(at time: Int64 = nowMilliseconds()) {
         _ = firstMs.compareExchange(expected: 0, desired: time, ordering: .relaxed)
     }
 
@@ -130,23 +130,23 @@ package final class PipelineCounters: Sendable {
     package let partitionResets: Counter
     /// Writes refused because another member had claimed their partitions (a zombie's writes),
     /// per stage (`genetika_fenced_writes_total{stage}`), counted per partition.
-    package let fencedWritesPerStage: [String: Counter]
+    let fencedWritesPerStage: [String: Counter]
     /// Ids reported incomplete (each once).
-    package let incompleteReported: Counter
+    let incompleteReported: Counter
     /// Ids reported incomplete that still have no ack (in the partitions this process owns).
-    package let incompleteIds: Level
+    let incompleteIds: Level
     /// Inbox files that reached each status in this process, per source topic
     /// (`genetika_files_total{source,status}`).
     package let files: [String: [FileStatus: Counter]]
     /// What `/health` reports: each stage's state, progress and problems.
-    package let health: StageHealth
+    let health: StageHealth
     package let stageRestarts: Counter
     /// Per source topic: events delivered to it.
     package let producedPerTopic: [String: Counter]
     /// Per table: rows written to it.
     package let writtenPerTable: [String: Counter]
     /// Ack delay (ack time − latest topic time), in milliseconds, as a histogram.
-    package let ackDelay: Recorder?
+    let ackDelay: Recorder?
     /// The ack delay split in two (for `genetika run --summary`): from the latest event's
     /// creation until the acker had it in hand (producer, broker, fetch), and from then until
     /// its ack was created (the acker's own share), in milliseconds.

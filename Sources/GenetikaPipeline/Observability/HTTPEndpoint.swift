@@ -8,7 +8,7 @@ import Synchronization
 package final class HTTPEndpoint: Sendable {
     package struct Response: Sendable {
         package var status: Int
-        package var contentType: String
+        var contentType: String
         package var body: [UInt8]
 
         package init(status: Int, contentType: String, body: [UInt8]) {
@@ -105,7 +105,7 @@ package final class HTTPEndpoint: Sendable {
     }
 }
 
-package struct HTTPEndpointError: Error, CustomStringConvertible {
+struct HTTPEndpointError: Error, CustomStringConvertible {
     package var description: String
     init(_ description: String) { self.description = description }
 }

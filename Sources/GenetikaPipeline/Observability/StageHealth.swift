@@ -21,8 +21,8 @@ package final class StageHealth: Sendable, KafkaConnectivityObserver {
 
     private let entries = Mutex<[Entry]>([])
     private let brokersDown = Mutex<[String: (since: ContinuousClock.Instant, reason: String)]>([:])
-    package let stuckAfter: Duration
-    package let brokerGrace: Duration
+    let stuckAfter: Duration
+    let brokerGrace: Duration
     /// The clock every age is measured on; tests pass one they move by hand.
     private let now: @Sendable () -> ContinuousClock.Instant
 
@@ -58,7 +58,7 @@ package final class StageHealth: Sendable, KafkaConnectivityObserver {
     }
 
     /// The stage committed work; `lag` is what it still has to read (events).
-    package func progressed(_ stage: String, lag: Int64? = nil) {
+    func progressed(_ stage: String, lag: Int64? = nil) {
         update(stage) { entry in
             entry.lastProgress = now()
             if let lag { entry.lag = lag }
@@ -66,17 +66,17 @@ package final class StageHealth: Sendable, KafkaConnectivityObserver {
     }
 
     /// The stage's current lag (events it has still to read on the partitions it owns).
-    package func lag(_ stage: String, _ lag: Int64) {
+    func lag(_ stage: String, _ lag: Int64) {
         update(stage) { $0.lag = lag }
     }
 
     /// The stage is in one long step (`what`), until `idle`.
-    package func busy(_ stage: String, _ what: String) {
+    func busy(_ stage: String, _ what: String) {
         let at = now()
         update(stage) { $0.busy = (what, at) }
     }
 
-    package func idle(_ stage: String) {
+    func idle(_ stage: String) {
         update(stage) { $0.busy = nil }
     }
 
@@ -134,10 +134,10 @@ package final class StageHealth: Sendable, KafkaConnectivityObserver {
 
     /// Healthy when every stage is running (and not stuck) or has finished its work (the
     /// producer), and the Kafka clients reach their brokers.
-    package var isHealthy: Bool { problems.isEmpty }
+    var isHealthy: Bool { problems.isEmpty }
 
     /// Whether one stage is healthy (for the `genetika_stage_healthy` gauge).
-    package func isHealthy(_ stage: String) -> Bool {
+    func isHealthy(_ stage: String) -> Bool {
         !list.contains { $0.stage == stage && problem($0) != nil }
     }
 

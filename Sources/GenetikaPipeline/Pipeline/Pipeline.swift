@@ -22,8 +22,8 @@ package final class Pipeline: Sendable {
     package let counters: PipelineCounters
     package let progress = PipelineProgress()
     /// This run's metrics, in the Prometheus text format at `/metrics`.
-    package let registry = PrometheusCollectorRegistry()
-    package let health: StageHealth
+    let registry = PrometheusCollectorRegistry()
+    let health: StageHealth
     /// `genetika_stage_healthy{stage}`: 1 while `/health` finds nothing wrong with the stage.
     private let stageHealthGauges: [(String, CoreMetrics.Gauge)]
     package let stop = StopSignal()
@@ -59,7 +59,7 @@ package final class Pipeline: Sendable {
     /// A start-up check that failed, saying what and where.
     package struct StartupError: Error, CustomStringConvertible {
         package var what: String
-        package var cause: String
+        var cause: String
         package var description: String { "\(what): \(cause)" }
     }
 
@@ -67,7 +67,7 @@ package final class Pipeline: Sendable {
     /// (created if `topics.create`), the source files open with the expected columns, the
     /// database and the state directory open. Each failure names what and where. The checks
     /// block (file I/O, SQLite, libpq, metadata requests): each runs on a thread of its own.
-    package func checkStartup() async throws {
+    func checkStartup() async throws {
         try await checkKafka()
         if stages.contains(.producer) { try await checkSources() }
         if stages.contains(.db) { try await checkDatabase() }

@@ -4,33 +4,33 @@ import GenetikaSupport
 /// Where the run stands: whether the producer finished (and the source topics' high
 /// watermarks at that moment), and which consuming stages have caught up with them.
 package actor PipelineProgress {
-    package private(set) var producerFinished = false
+    private(set) var producerFinished = false
     /// The consuming stages' positions, for the producer's lead limit.
-    package nonisolated let lead = ConsumerLead()
+    nonisolated let lead = ConsumerLead()
     /// Source partitions' high watermarks once the producer finished.
-    package private(set) var targets: [TopicPartition: Int64]?
+    private(set) var targets: [TopicPartition: Int64]?
     private var caughtUp: Set<String> = []
     private var ready: Set<String> = []
     /// Consuming stages the producer waits for before sending (those run by this process).
-    package private(set) var awaitedConsumers: Set<String> = []
+    private(set) var awaitedConsumers: Set<String> = []
 
     /// Tasks waiting for the progress to change (`waitUntil`).
     private var waiters: [CheckedContinuation<Void, Never>] = []
 
-    package func expectConsumers(_ names: [String]) {
+    func expectConsumers(_ names: [String]) {
         awaitedConsumers = Set(names)
         changed()
     }
 
     /// A consuming stage has its partitions and is reading.
-    package func markReady(_ name: String) {
+    func markReady(_ name: String) {
         ready.insert(name)
         changed()
     }
 
     /// Waits until every awaited consuming stage is ready, or `timeout` passed; returns
     /// whether they all were.
-    package func waitForConsumers(timeout: Duration) async -> Bool {
+    func waitForConsumers(timeout: Duration) async -> Bool {
         let timer = Task { [weak self] in
             try? await Task.sleep(for: timeout)
             await self?.changed()
@@ -44,7 +44,7 @@ package actor PipelineProgress {
     /// Waits until the producer (when `needsProducer`) finished and every stage in
     /// `consuming` caught up with it (or, in a consume-only run, with the partitions' ends).
     /// Returns early when the task is cancelled.
-    package func waitUntilDone(consuming: [String], needsProducer: Bool) async {
+    func waitUntilDone(consuming: [String], needsProducer: Bool) async {
         await waitUntil { progress in
             if needsProducer && !progress.producerFinished { return false }
             guard progress.targets != nil || progress.untilEnd else { return false }
@@ -72,7 +72,7 @@ package actor PipelineProgress {
 
     package init() {}
 
-    package func producerDone(targets: [TopicPartition: Int64]) {
+    func producerDone(targets: [TopicPartition: Int64]) {
         producerFinished = true
         self.targets = targets
         changed()
@@ -80,9 +80,9 @@ package actor PipelineProgress {
 
     /// True for runs without a producer that end once every source partition is read to
     /// its end (partition EOF).
-    package private(set) var untilEnd = false
+    private(set) var untilEnd = false
 
-    package func consumeToEnd() {
+    func consumeToEnd() {
         untilEnd = true
         changed()
     }
@@ -102,7 +102,7 @@ package actor PipelineProgress {
         changed()
     }
 
-    package func hasCaughtUp(_ stages: [String]) -> Bool {
+    func hasCaughtUp(_ stages: [String]) -> Bool {
         stages.allSatisfy(caughtUp.contains)
     }
 }

@@ -5,17 +5,17 @@ import GenetikaKafka
 
 extension ProducerStage {
     /// Deliveries that failed for good in this run of the stage.
-    package struct DeliveryFailures: Error, CustomStringConvertible, UndeliveredEvents {
+    struct DeliveryFailures: Error, CustomStringConvertible, UndeliveredEvents {
         package var count: Int
         package var first: String
         package var description: String { "\(count) event(s) were not delivered; first: \(first)" }
-        package var undelivered: Int { count }
+        var undelivered: Int { count }
     }
 
     /// The stage failed (`cause`) with events handed to Kafka and not delivered.
-    package struct FailedWithUndelivered: Error, CustomStringConvertible, UndeliveredEvents {
-        package var cause: any Error
-        package var undelivered: Int
+    struct FailedWithUndelivered: Error, CustomStringConvertible, UndeliveredEvents {
+        var cause: any Error
+        var undelivered: Int
         package var description: String { "\(cause)" }
     }
 }

@@ -3,11 +3,11 @@ import GenetikaSupport
 
 /// When and how often the supervisor restarts failed stages.
 package struct RestartPolicy: Sendable {
-    package var initialBackoff: Duration
-    package var maxBackoff: Duration
+    var initialBackoff: Duration
+    var maxBackoff: Duration
     /// More than this many restarts of one stage within `window` ends the run.
-    package var maxRestarts: Int
-    package var window: Duration
+    var maxRestarts: Int
+    var window: Duration
 
     package init(initialBackoff: Duration, maxBackoff: Duration, maxRestarts: Int, window: Duration) {
         self.initialBackoff = initialBackoff
@@ -22,7 +22,7 @@ package struct RestartPolicy: Sendable {
     }
 
     /// The pause before the n-th restart within the window (n ≥ 1): doubling, capped.
-    package func backoff(restart n: Int) -> Duration {
+    func backoff(restart n: Int) -> Duration {
         var delay = initialBackoff
         for _ in 1..<max(n, 1) {
             delay = delay * 2
@@ -34,10 +34,10 @@ package struct RestartPolicy: Sendable {
 
 /// An error by which a stage asks to be started again at once, as part of its normal work
 /// (not a failure: no backoff, and it does not count against the restart policy).
-package protocol RestartRequest: Error {}
+protocol RestartRequest: Error {}
 
 /// A failure that left events handed to Kafka but not delivered (the producer's).
-package protocol UndeliveredEvents: Error {
+protocol UndeliveredEvents: Error {
     var undelivered: Int { get }
 }
 
@@ -45,8 +45,8 @@ package protocol UndeliveredEvents: Error {
 package struct TooManyRestarts: Error, CustomStringConvertible {
     package var stage: String
     package var restarts: Int
-    package var window: Duration
-    package var lastError: String
+    var window: Duration
+    var lastError: String
     package var description: String {
         "stage \(stage) failed \(restarts + 1) times within \(window); giving up. Last error: \(lastError)"
     }
@@ -56,7 +56,7 @@ package struct TooManyRestarts: Error, CustomStringConvertible {
 package struct StageSpec: Sendable {
     package var name: String
     /// True for stages that finish their work and end (the producer); others run until stopped.
-    package var finishes: Bool
+    var finishes: Bool
     package var make: @Sendable () throws -> any PipelineStage
 
     package init(name: String, finishes: Bool = false, make: @escaping @Sendable () throws -> any PipelineStage) {
@@ -80,7 +80,7 @@ package actor Supervisor {
     private let counters: PipelineCounters
     private let logger: Logger
     private let health: StageHealth?
-    package private(set) var states: [String: StageState] = [:]
+    private(set) var states: [String: StageState] = [:]
 
     package init(stages: [StageSpec], policy: RestartPolicy, stop: StopSignal, counters: PipelineCounters, logger: Logger,
                 health: StageHealth? = nil) {
