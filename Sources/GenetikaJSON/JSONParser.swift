@@ -52,7 +52,7 @@ package enum JSONObjectMembers: Sendable, Equatable {
 /// input bytes (validated as UTF-8 only when they hold non-ASCII bytes); integers are
 /// accumulated without going through text.
 package struct JSONParser {
-    package static let maximumDepth = 256
+    static let maximumDepth = 256
 
     private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0

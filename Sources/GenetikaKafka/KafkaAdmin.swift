@@ -14,7 +14,7 @@ package struct ClusterMetadata: Sendable {
 package struct TopicSpecification: Sendable, Equatable {
     package var name: String
     package var partitions: Int
-    package var replicationFactor: Int
+    var replicationFactor: Int
 
     package init(name: String, partitions: Int, replicationFactor: Int = -1) {
         self.name = name

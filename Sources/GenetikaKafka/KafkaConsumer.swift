@@ -188,7 +188,7 @@ package final class KafkaConsumer {
 
     /// Reads `partitions` from the given offsets without joining a group (replaces any
     /// previous assignment; an empty map unassigns).
-    package func assign(_ partitions: [TopicPartition: Int64]) throws(KafkaError) {
+    func assign(_ partitions: [TopicPartition: Int64]) throws(KafkaError) {
         if partitions.isEmpty {
             let err = rd_kafka_assign(handle.pointer, nil)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "\(name) unassign") }

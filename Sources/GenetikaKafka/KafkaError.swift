@@ -9,8 +9,8 @@ package struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
     package var message: String
     /// What was being done: "produce to topic1", "subscribe to topic1, topic2".
     package var context: String
-    package var isFatal: Bool = false
-    package var isRetriable: Bool = false
+    var isFatal: Bool = false
+    var isRetriable: Bool = false
 
     /// librdkafka's symbolic name of the code, e.g. `_TRANSPORT` or `UNKNOWN_TOPIC_OR_PART`.
     package var codeName: String { String(cString: rd_kafka_err2name(rd_kafka_resp_err_t(code))) }

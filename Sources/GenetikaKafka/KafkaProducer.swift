@@ -12,7 +12,7 @@ import GenetikaSupport
 /// The handle lives inside this object and is destroyed by `close()`.
 package final class KafkaProducer: Sendable {
     /// Defaults that make delivery safe: idempotent, acks from all in-sync replicas.
-    package static let safeDefaults: [String: String] = [
+    static let safeDefaults: [String: String] = [
         "enable.idempotence": "true",
         "acks": "all",
         // librdkafka's own default. At 1 ms a producer sending steadily wakes its broker thread

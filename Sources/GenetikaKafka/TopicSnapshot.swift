@@ -45,7 +45,7 @@ package struct PartitionBeyondEnd: Error, CustomStringConvertible {
 }
 
 /// Reading was given up because the run is stopping.
-package struct ReadStopped: Error, CustomStringConvertible {
+struct ReadStopped: Error, CustomStringConvertible {
     package var description: String { "stopped while reading" }
 }
 

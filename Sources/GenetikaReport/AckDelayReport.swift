@@ -47,23 +47,23 @@ package struct AckDelayReport: Sendable {
         package var topics: [String: Int64] = [:]
         package var acks: [Int64] = []
         /// Every timestamp of the id's events, per source topic.
-        package var eventTimes: [String: Set<Int64>] = [:]
+        var eventTimes: [String: Set<Int64>] = [:]
         /// The partitions the id's source events are on, and those its acks are on.
         package var partitions: Set<Int32> = []
-        package var ackPartitions: [Int32] = []
+        var ackPartitions: [Int32] = []
         /// Each ack's claim, per source topic, of the event it saw there (nil: none).
-        package var ackClaims: [[String: Int64?]] = []
+        var ackClaims: [[String: Int64?]] = []
     }
 
     package let sourceTopics: [String]
     package private(set) var ids: [String: Arrivals] = [:]
-    package private(set) var eventCounts: [String: Int] = [:]
-    package private(set) var ackCount = 0
-    package private(set) var firstEventTime: Int64?
+    private(set) var eventCounts: [String: Int] = [:]
+    private(set) var ackCount = 0
+    private(set) var firstEventTime: Int64?
     /// Ids the acker reported incomplete (keys of the incomplete topic).
-    package private(set) var reportedIncomplete: Set<String> = []
+    private(set) var reportedIncomplete: Set<String> = []
     /// When each id was first reported incomplete (the report's timestamp), where known.
-    package private(set) var reportTimes: [String: Int64] = [:]
+    private(set) var reportTimes: [String: Int64] = [:]
 
     package init(sourceTopics: [String]) {
         self.sourceTopics = sourceTopics
@@ -169,7 +169,7 @@ package struct AckDelayReport: Sendable {
     }
 
     /// Acks stamped before the latest of their id's topic events (should never happen).
-    package var acksBeforeLatestEvent: [String] {
+    var acksBeforeLatestEvent: [String] {
         delays.filter { $0.delay < 0 }.map(\.id)
     }
 

@@ -36,7 +36,7 @@ package final class PartitionOwners {
         self.connection = connection
     }
 
-    package static let createSQL = """
+    static let createSQL = """
         CREATE TABLE IF NOT EXISTS genetika_owners (
             consumer_group TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
             epoch BIGINT NOT NULL, member TEXT NOT NULL, claimed_at TIMESTAMPTZ NOT NULL,

@@ -17,7 +17,7 @@ package struct PostgresError: Error, Sendable, CustomStringConvertible {
 package final class PostgresConnection {
     private var connection: OpaquePointer?
     /// The URL with its password masked, for messages.
-    package let displayURL: String
+    let displayURL: String
 
     /// Connects with a libpq connection URI, `postgres://user:password@host:port/database`.
     package init(url: String) throws {
@@ -130,7 +130,7 @@ package final class PostgresConnection {
     /// fresh database a DB stage and an acker start at the same moment: two concurrent
     /// `CREATE TABLE IF NOT EXISTS` of one table make one of them fail (a duplicate in the
     /// catalog), so all three take this lock, not one each.
-    package func lockSchema() throws {
+    func lockSchema() throws {
         try execute("SELECT pg_advisory_xact_lock(7411)")
     }
 

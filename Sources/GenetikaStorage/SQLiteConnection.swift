@@ -2,7 +2,7 @@ import CSQLite
 import Foundation
 
 /// A SQLite error with SQLite's own message and what was being done.
-package struct SQLiteError: Error, Sendable, CustomStringConvertible {
+struct SQLiteError: Error, Sendable, CustomStringConvertible {
     package var code: Int32
     package var message: String
     package var context: String
@@ -26,7 +26,7 @@ package final class SQLiteConnection {
     private var prepared: [SQLiteStatement] = []
     /// Pages SQLite keeps in memory per connection (`PRAGMA cache_size`), in KiB: enough for
     /// the upper levels of large tables; fixed and small, so memory does not grow with the data.
-    package static let cacheKiB = 4 * 1024
+    static let cacheKiB = 4 * 1024
 
     /// How hard a commit waits for the disk (`PRAGMA synchronous`).
     package enum Durability: String, Sendable {
@@ -79,7 +79,7 @@ package final class SQLiteConnection {
 
     /// Checkpoints the WAL once it holds `bytes` (`PRAGMA wal_autocheckpoint`, which counts
     /// this database's pages).
-    package func checkpointEvery(bytes: Int) throws {
+    func checkpointEvery(bytes: Int) throws {
         try execute("PRAGMA wal_autocheckpoint=\(bytes / pageSize())")
     }
 
@@ -141,7 +141,7 @@ package final class SQLiteConnection {
 
     /// Runs a query once, handing each row to `body` as it is stepped (nothing is collected):
     /// for scans of large tables.
-    package func forEachRow(_ sql: String, _ values: [SQLValue] = [], _ body: (SQLiteStatement) throws -> Void) throws {
+    func forEachRow(_ sql: String, _ values: [SQLValue] = [], _ body: (SQLiteStatement) throws -> Void) throws {
         var handle: OpaquePointer?
         let rc = sqlite3_prepare_v3(db, sql, -1, 0, &handle, nil)
         guard rc == SQLITE_OK, let handle else { throw error(rc, "\(path): prepare \(sql.prefix(120))") }
@@ -261,8 +261,8 @@ package final class SQLiteStatement {
     /// Resets a query left before its last row.
     package func reset() { sqlite3_reset(handle) }
 
-    package func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
-    package func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
     /// The column as text (SQLite converts other types).
     package func text(_ column: Int32) -> String {
         guard let bytes = sqlite3_column_text(handle, column) else { return "" }

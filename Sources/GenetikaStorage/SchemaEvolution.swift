@@ -8,11 +8,11 @@
 /// leave it NULL).
 
 /// One column of an existing table, as the database describes it.
-package struct ExistingColumn: Sendable, Equatable {
+struct ExistingColumn: Sendable, Equatable {
     package var name: String
     /// The column's type as the database names it (SQLite's declared type, PostgreSQL's `data_type`).
     package var type: String
-    package var notNull: Bool
+    var notNull: Bool
 
     package init(name: String, type: String, notNull: Bool) {
         self.name = name
@@ -30,18 +30,18 @@ package struct SchemaChange: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// One difference between a table and its configuration that Genetika will not bridge.
-package struct ColumnDifference: Sendable, Equatable, CustomStringConvertible {
+struct ColumnDifference: Sendable, Equatable, CustomStringConvertible {
     package var table: String
     package var column: String
-    package var inDatabase: String
-    package var inConfig: String
+    var inDatabase: String
+    var inConfig: String
     package var description: String { "  \(table).\(column): in the database \(inDatabase); in the config \(inConfig)" }
 }
 
 /// The tables do not match the configuration in a way additive evolution cannot fix.
 package struct SchemaMismatch: Error, Sendable, CustomStringConvertible {
     package var database: String
-    package var differences: [ColumnDifference]
+    var differences: [ColumnDifference]
     package var description: String {
         "the tables in \(database) do not match the configuration (only new nullable columns are added; types, keys and NOT NULL are never changed):\n"
             + differences.map(\.description).joined(separator: "\n")

@@ -10,7 +10,7 @@ import Darwin
 /// cut then hits often enough to show a zombie write. Unset (every real run), it costs one load.
 package enum TestPausePoint {
     /// Milliseconds to pause before a batch is committed (0: unset).
-    package static let beforeCommitMs: Int = {
+    static let beforeCommitMs: Int = {
         guard let text = getenv("GENETIKA_TEST_PAUSE_BEFORE_COMMIT_MS").map({ String(cString: $0) }),
               let value = Int(text), value > 0 else { return 0 }
         return min(value, 60_000)

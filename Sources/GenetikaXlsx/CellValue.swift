@@ -125,9 +125,9 @@ private func pad(_ value: Int, _ width: Int) -> String {
     return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
 }
 
-package func isLeapYear(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
+func isLeapYear(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
 
-package func daysInMonth(_ y: Int, _ m: Int) -> Int {
+func daysInMonth(_ y: Int, _ m: Int) -> Int {
     switch m {
     case 2: isLeapYear(y) ? 29 : 28
     case 4, 6, 9, 11: 30
@@ -146,7 +146,7 @@ package func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int {
     return era * 146_097 + doe - 719_468
 }
 
-package func civilFromDays(_ days: Int) -> (Int, Int, Int) {
+func civilFromDays(_ days: Int) -> (Int, Int, Int) {
     let z = days + 719_468
     let era = (z >= 0 ? z : z - 146_096) / 146_097
     let doe = z - era * 146_097

@@ -46,7 +46,7 @@ package struct XlsxLimits: Sendable, Equatable {
     /// Largest uncompressed/compressed ratio of a part bigger than `ratioFloorBytes`.
     package var maxCompressionRatio: Double
     /// Parts smaller than this are never refused for their ratio.
-    package var ratioFloorBytes: Int
+    var ratioFloorBytes: Int
 
     package init(maxPartBytes: Int = 1 << 30, maxCompressionRatio: Double = 200, ratioFloorBytes: Int = 1 << 20) {
         self.maxPartBytes = maxPartBytes

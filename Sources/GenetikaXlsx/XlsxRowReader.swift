@@ -322,7 +322,7 @@ private func parseInteger(_ bytes: [UInt8]) -> Int64? {
 }
 
 /// `C5` → column 2 (0-based), row 5; nil when malformed or out of Excel's range.
-package func parseCellReference<C: Collection>(_ bytes: C) -> (column: Int, row: Int)? where C.Element == UInt8 {
+func parseCellReference<C: Collection>(_ bytes: C) -> (column: Int, row: Int)? where C.Element == UInt8 {
     var column = 0
     var row = 0
     var letters = 0
