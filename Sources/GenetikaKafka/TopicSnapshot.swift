@@ -46,7 +46,7 @@ package struct PartitionBeyondEnd: Error, CustomStringConvertible {
 
 /// Reading was given up because the run is stopping.
 struct ReadStopped: Error, CustomStringConvertible {
-    package var description: String { "stopped while reading" }
+    var description: String { "stopped while reading" }
 }
 
 extension KafkaConsumer {

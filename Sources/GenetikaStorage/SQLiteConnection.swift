@@ -3,10 +3,10 @@ import Foundation
 
 /// A SQLite error with SQLite's own message and what was being done.
 struct SQLiteError: Error, Sendable, CustomStringConvertible {
-    package var code: Int32
-    package var message: String
-    package var context: String
-    package var description: String { "\(context): \(message) (SQLite error \(code))" }
+    var code: Int32
+    var message: String
+    var context: String
+    var description: String { "\(context): \(message) (SQLite error \(code))" }
 }
 
 /// A value bound to, or read from, a SQLite statement.

@@ -9,12 +9,12 @@
 
 /// One column of an existing table, as the database describes it.
 struct ExistingColumn: Sendable, Equatable {
-    package var name: String
+    var name: String
     /// The column's type as the database names it (SQLite's declared type, PostgreSQL's `data_type`).
-    package var type: String
+    var type: String
     var notNull: Bool
 
-    package init(name: String, type: String, notNull: Bool) {
+    init(name: String, type: String, notNull: Bool) {
         self.name = name
         self.type = type
         self.notNull = notNull
@@ -31,11 +31,11 @@ package struct SchemaChange: Sendable, Equatable, CustomStringConvertible {
 
 /// One difference between a table and its configuration that Genetika will not bridge.
 struct ColumnDifference: Sendable, Equatable, CustomStringConvertible {
-    package var table: String
-    package var column: String
+    var table: String
+    var column: String
     var inDatabase: String
     var inConfig: String
-    package var description: String { "  \(table).\(column): in the database \(inDatabase); in the config \(inConfig)" }
+    var description: String { "  \(table).\(column): in the database \(inDatabase); in the config \(inConfig)" }
 }
 
 /// The tables do not match the configuration in a way additive evolution cannot fix.

@@ -16,7 +16,7 @@ import GenetikaStorage
 /// twice (the read-back finds it). Acks go to the same partition number as their id's
 /// source events, so the member owning source partition p owns ack partition p.
 actor AckerStage: ConsumingStage {
-    package nonisolated let name = "acker"
+    nonisolated let name = "acker"
     nonisolated let context: StageContext
     /// The stage's own thread (see `ConsumingStage.executor`).
     nonisolated let executor = ThreadExecutor(name: "genetika-acker")
@@ -40,7 +40,7 @@ actor AckerStage: ConsumingStage {
 
     /// `afterAcks` runs after a batch's acks (at least one) were delivered and before its
     /// state is committed, with the batch number (tests inject crashes there).
-    package init(context: StageContext, afterAcks: (@Sendable (Int) throws -> Void)? = nil) {
+    init(context: StageContext, afterAcks: (@Sendable (Int) throws -> Void)? = nil) {
         self.init(context: context, afterAcks: afterAcks, waitingCapacity: AckerState.defaultWaitingCapacity,
                   pendingSlack: AckerState.defaultPendingSlack)
     }
@@ -70,7 +70,7 @@ actor AckerStage: ConsumingStage {
                        integerIds: configuration.sources.allSatisfy { $0.keyColumn?.type == .integer })
     }
 
-    package func run() async throws {
+    func run() async throws {
         let shared = TableSinks.sqlitePath(url: configuration.database.url, configuration: configuration) == nil
         let store: any AckerStateStore = shared
             ? try PostgresAckerStore(url: configuration.database.url, group: configuration.acker.groupId, topicCount: configuration.sources.count)

@@ -27,7 +27,7 @@ package enum ConfigInference {
     }
 
     struct InferenceError: Error, CustomStringConvertible {
-        package var description: String
+        var description: String
     }
 
     /// The cells seen in one column.

@@ -2,9 +2,9 @@ import GenetikaJSON
 /// One problem found in a configuration file, at a key path such as
 /// `sources[1].columns[3].type`.
 struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
-    package var path: String
-    package var message: String
-    package var description: String { path.isEmpty ? message : "\(path): \(message)" }
+    var path: String
+    var message: String
+    var description: String { path.isEmpty ? message : "\(path): \(message)" }
 }
 
 /// A configuration that cannot be used; lists every problem found, each with its key path.

@@ -15,7 +15,7 @@ final class ConsumerLead: Sendable {
     /// Notified whenever a stage publishes (every poll, at least every few hundred ms).
     let moved = EventCount()
 
-    package init() {}
+    init() {}
 
     func update(_ stage: String, _ next: [TopicPartition: Int64]) {
         positions.withLock { $0[stage] = next }

@@ -9,7 +9,7 @@ import GenetikaStorage
 /// every event lands exactly once whatever crashes, and re-sent events upsert by id.
 /// Events that cannot be written go to the dead-letter topic and the stage keeps going.
 actor DBStage: ConsumingStage {
-    package nonisolated let name = "db"
+    nonisolated let name = "db"
     nonisolated let context: StageContext
     /// The stage's own thread (see `ConsumingStage.executor`).
     nonisolated let executor = ThreadExecutor(name: "genetika-db")
@@ -27,7 +27,7 @@ actor DBStage: ConsumingStage {
     private var fenced: Set<TopicPartition> = []
 
     /// `afterBatch` runs after each committed batch with its number (tests inject failures there).
-    package init(context: StageContext, afterBatch: (@Sendable (Int) throws -> Void)? = nil) {
+    init(context: StageContext, afterBatch: (@Sendable (Int) throws -> Void)? = nil) {
         self.context = context
         self.afterBatch = afterBatch
         var decoders: [String: (Int, EventDecoder)] = [:]
@@ -39,7 +39,7 @@ actor DBStage: ConsumingStage {
         executor.shutdown()
     }
 
-    package func run() async throws {
+    func run() async throws {
         let sink = try TableSinks.open(url: configuration.database.url, configuration: configuration)
         defer { sink.close(); self.sink = nil }
         try sink.prepare()

@@ -3,18 +3,18 @@ import GenetikaXlsx
 import GenetikaStorage
 /// Why an event cannot be written to its table.
 struct EventRejection: Error, Sendable, Equatable, CustomStringConvertible {
-    package var reason: String
-    package var description: String { reason }
+    var reason: String
+    var description: String { reason }
 }
 
 /// Validates a JSON event against its source's table schema and returns the row to write:
 /// every configured column, typed (absent nullable columns are null); unknown keys, wrong
 /// types, a missing or null key column are rejected.
 struct EventDecoder: Sendable {
-    package let source: SourceConfiguration
+    let source: SourceConfiguration
     private let keys: JSONKeys
 
-    package init(source: SourceConfiguration) {
+    init(source: SourceConfiguration) {
         self.source = source
         keys = JSONKeys(source.columns.map(\.name))
     }

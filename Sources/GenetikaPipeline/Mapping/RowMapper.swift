@@ -5,13 +5,13 @@ import GenetikaKafka
 import GenetikaStorage
 /// A row that cannot become an event, and why.
 struct RowRejection: Error, Sendable, Equatable, CustomStringConvertible {
-    package var row: Int
-    package var reason: String
+    var row: Int
+    var reason: String
     /// The cell at fault (`B17`), when one is.
-    package var cell: String?
-    package var description: String { "row \(row): \(reason)" }
+    var cell: String?
+    var description: String { "row \(row): \(reason)" }
 
-    package init(row: Int, reason: String, cell: String? = nil) {
+    init(row: Int, reason: String, cell: String? = nil) {
         self.row = row
         self.reason = reason
         self.cell = cell
@@ -22,7 +22,7 @@ struct RowRejection: Error, Sendable, Equatable, CustomStringConvertible {
 /// the header row, converts each cell to its column's type (`NA` and empty cells become
 /// null) and serializes the event as JSON keyed by the source's key column.
 struct RowMapper: Sendable {
-    package let source: SourceConfiguration
+    let source: SourceConfiguration
     /// For each configured column, its position in the sheet.
     private let positions: [Int]
     private let keyIndex: Int
@@ -33,7 +33,7 @@ struct RowMapper: Sendable {
 
     /// Matches the header row against the configured columns; throws naming the file and
     /// the missing columns.
-    package init(source: SourceConfiguration, header: XlsxRow, file: String) throws(XlsxError) {
+    init(source: SourceConfiguration, header: XlsxRow, file: String) throws(XlsxError) {
         self.source = source
         var byName: [String: Int] = [:]
         for (index, cell) in header.cells.enumerated() {

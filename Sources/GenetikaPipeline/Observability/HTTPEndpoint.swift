@@ -106,6 +106,6 @@ package final class HTTPEndpoint: Sendable {
 }
 
 struct HTTPEndpointError: Error, CustomStringConvertible {
-    package var description: String
+    var description: String
     init(_ description: String) { self.description = description }
 }

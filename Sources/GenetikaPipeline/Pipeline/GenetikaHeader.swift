@@ -2,9 +2,9 @@
 enum GenetikaHeader {
     static let sourceFile = "genetika-source-file"
     static let sourceRow = "genetika-source-row"
-    package static let error = "genetika-error"
+    static let error = "genetika-error"
     static let sourceTopic = "genetika-source-topic"
     static let sourcePartition = "genetika-source-partition"
     static let sourceOffset = "genetika-source-offset"
-    package static let stage = "genetika-stage"
+    static let stage = "genetika-stage"
 }

@@ -6,9 +6,9 @@ import GenetikaKafka
 extension ProducerStage {
     /// Deliveries that failed for good in this run of the stage.
     struct DeliveryFailures: Error, CustomStringConvertible, UndeliveredEvents {
-        package var count: Int
-        package var first: String
-        package var description: String { "\(count) event(s) were not delivered; first: \(first)" }
+        var count: Int
+        var first: String
+        var description: String { "\(count) event(s) were not delivered; first: \(first)" }
         var undelivered: Int { count }
     }
 
@@ -16,7 +16,7 @@ extension ProducerStage {
     struct FailedWithUndelivered: Error, CustomStringConvertible, UndeliveredEvents {
         var cause: any Error
         var undelivered: Int
-        package var description: String { "\(cause)" }
+        var description: String { "\(cause)" }
     }
 }
 
