@@ -17,6 +17,10 @@ let rdkafkaLinkerSettings: [LinkerSetting] = localLinkFlags.map { flags in
         + flags.filter { $0.hasPrefix("-l") }.map { .linkedLibrary(String($0.dropFirst(2))) }
 } ?? [.linkedLibrary("rdkafka")]
 
+/// Every file imports the modules whose declarations it uses, members included (SE-0444), so a
+/// file's imports say what it depends on and Package.swift's dependencies can be checked against them.
+let strictImports: [SwiftSetting] = [.enableUpcomingFeature("MemberImportVisibility")]
+
 let package = Package(
     name: "Genetika",
     platforms: [.macOS(.v14)],
@@ -110,11 +114,11 @@ let package = Package(
         .testTarget(name: "SupportTests", dependencies: ["GenetikaSupport"]),
         .testTarget(name: "KafkaTests", dependencies: ["GenetikaKafka"]),
         .testTarget(name: "StorageTests", dependencies: ["GenetikaStorage", "GenetikaSupport", "GenetikaTestSupport"]),
-        .testTarget(name: "ReportTests", dependencies: ["GenetikaReport", "GenetikaXlsx"]),
+        .testTarget(name: "ReportTests", dependencies: ["GenetikaReport", "GenetikaJSON", "GenetikaXlsx"]),
         .testTarget(
             name: "PipelineTests",
             dependencies: ["GenetikaPipeline", "GenetikaJSON", "GenetikaStorage", "GenetikaKafka", "GenetikaSupport",
-                           "GenetikaXlsx", "GenetikaTestSupport"]
+                           "GenetikaXlsx", "GenetikaTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "IntegrationTests",
@@ -123,3 +127,7 @@ let package = Package(
         ),
     ]
 )
+
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + strictImports
+}

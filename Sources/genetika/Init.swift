@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GenetikaPipeline
+import GenetikaStorage
 
 /// `genetika init`: writes a configuration from spreadsheets (columns, types, nullability).
 struct Init: ParsableCommand {

@@ -10,6 +10,7 @@ import GenetikaJSON
 import GenetikaKafka
 import GenetikaStorage
 import GenetikaSupport
+import GenetikaReport
 
 /// `genetika run`: runs the pipeline's stages until stopped.
 struct Run: AsyncParsableCommand {

@@ -6,6 +6,7 @@ import Testing
 @testable import GenetikaSupport
 @testable import GenetikaJSON
 import GenetikaStorage
+import GenetikaKafka
 
 /// Runs an acker stage on `bed` until `condition` holds, waits a second more (an ack that
 /// should not come would come then), and stops it.

@@ -7,6 +7,8 @@ import Testing
 @testable import GenetikaDataset
 @testable import GenetikaJSON
 @testable import GenetikaXlsx
+import GenetikaKafka
+import GenetikaSupport
 
 @Suite("Inbox folders against a real broker", .serialized)
 struct InboxTests {

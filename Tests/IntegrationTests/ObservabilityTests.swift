@@ -4,6 +4,7 @@ import Logging
 import Testing
 @testable import GenetikaPipeline
 @testable import GenetikaJSON
+import GenetikaSupport
 
 @Suite("Metrics and health over HTTP during a run", .serialized)
 struct ObservabilityTests {

@@ -8,6 +8,7 @@ import Testing
 @testable import GenetikaSupport
 @testable import GenetikaJSON
 @testable import GenetikaXlsx
+import GenetikaKafka
 
 @Suite("Stages against a real broker", .serialized)
 struct StageTests {

@@ -3,6 +3,7 @@ import GenetikaTestSupport
 import Testing
 @testable import GenetikaPipeline
 @testable import GenetikaSupport
+import Logging
 
 /// A stage that runs until the stop signal, like the consuming stages.
 private actor RunsUntilStopped: PipelineStage {

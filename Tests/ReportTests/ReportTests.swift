@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import GenetikaJSON
 @testable import GenetikaReport
 @testable import GenetikaXlsx
 

@@ -3,6 +3,7 @@ import GenetikaSupport
 import GenetikaJSON
 import GenetikaKafka
 import GenetikaStorage
+import CoreMetrics
 
 /// Consumes the source topics (group `stages.acker.groupId`), records which topics each id
 /// has reached, and produces exactly one ack per id to the ack topic once it reached all.

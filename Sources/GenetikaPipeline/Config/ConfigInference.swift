@@ -2,6 +2,7 @@ import Foundation
 import GenetikaJSON
 import GenetikaXlsx
 import GenetikaStorage
+import GenetikaSupport
 
 /// `genetika init`: a configuration written from spreadsheets. Reads each file's header and
 /// rows (all of them, streaming, or the first `sample`), infers each column's type from the
