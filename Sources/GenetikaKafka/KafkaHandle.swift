@@ -1,7 +1,6 @@
 import CRdkafka
 import Foundation
 import Synchronization
-import GenetikaSupport
 
 /// Owns one `rd_kafka_t`. librdkafka documents its handle as thread-safe for produce,
 /// poll, flush and metadata calls, which is all that is shared across threads here;

@@ -1,6 +1,5 @@
 import ArgumentParser
 import CMalloc
-import Dispatch
 import Foundation
 import Logging
 import Synchronization

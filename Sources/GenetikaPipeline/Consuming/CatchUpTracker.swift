@@ -1,5 +1,4 @@
 import GenetikaSupport
-import GenetikaKafka
 
 /// Tracks the next offset a consuming stage will process per partition, to tell when it has
 /// caught up with the producer (for `--exit-when-done`).

@@ -1,5 +1,4 @@
 import Logging
-import GenetikaSupport
 import GenetikaKafka
 
 /// Sends events a stage cannot use to the dead-letter topic: the original bytes and key,

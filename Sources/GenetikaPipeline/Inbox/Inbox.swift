@@ -1,5 +1,4 @@
 import Foundation
-import Glibc
 import GenetikaStorage
 
 /// A source's inbox folder: the files in it that match the pattern, where taken files go

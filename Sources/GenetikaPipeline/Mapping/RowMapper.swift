@@ -1,7 +1,6 @@
 import GenetikaSupport
 import GenetikaJSON
 import GenetikaXlsx
-import GenetikaKafka
 import GenetikaStorage
 /// A row that cannot become an event, and why.
 struct RowRejection: Error, Sendable, Equatable, CustomStringConvertible {

@@ -1,5 +1,4 @@
 import CoreMetrics
-import Foundation
 import Synchronization
 import GenetikaSupport
 import GenetikaReport

@@ -1,4 +1,3 @@
-import GenetikaSupport
 import GenetikaKafka
 
 extension KafkaAdmin {

@@ -1,4 +1,3 @@
-import GenetikaKafka
 import GenetikaSupport
 
 /// Where the run stands: whether the producer finished (and the source topics' high

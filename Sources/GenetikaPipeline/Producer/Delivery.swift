@@ -1,7 +1,6 @@
 import Logging
 import Synchronization
 import GenetikaSupport
-import GenetikaKafka
 
 extension ProducerStage {
     /// Deliveries that failed for good in this run of the stage.

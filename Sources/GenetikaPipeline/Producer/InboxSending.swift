@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import Synchronization
 import GenetikaSupport
-import GenetikaXlsx
 import GenetikaKafka
 import GenetikaStorage
 

@@ -1,6 +1,5 @@
 import GenetikaSupport
 import Synchronization
-import GenetikaKafka
 
 /// What the producer has done across restarts of its stage: the sources whose every row
 /// was delivered (a restart does not send them again), the next offset after the last

@@ -1,10 +1,6 @@
-import Foundation
 import Logging
 import GenetikaSupport
-import GenetikaJSON
-import GenetikaXlsx
 import GenetikaKafka
-import GenetikaStorage
 
 /// Reads every configured spreadsheet concurrently (one task per source) and sends each
 /// row as a JSON event to its topic: key = the event id, timestamp = when the event was
