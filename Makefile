@@ -5,14 +5,14 @@ CONFIG ?= config.json
 SWIFT_BUILD_FLAGS ?=
 GENETIKA := .build/debug/genetika
 
-.PHONY: all deps build release test test-release run e2e broker-start broker-stop clean help bench bench-xlsx scale-out compose-check compose-smoke faults chaos
+.PHONY: all deps build release test check-imports test-release run e2e broker-start broker-stop clean help bench bench-xlsx scale-out compose-check compose-smoke faults chaos
 
 all: build
 
 help:
 	@echo "make deps          install Debian packages, librdkafka >= 2.1 and the Tansu broker"
 	@echo "make build         build genetika (debug)"
-	@echo "make test          deps + swift test (tests start their own broker)"
+	@echo "make test          deps + check-imports (Package.swift = the imports) + swift test (tests start their own broker)"
 	@echo "make test-release  the xlsx reader's tests on a release build (its only unsafe compiler flag applies there)"
 	@echo "make run           deps + local broker + genetika run --config $(CONFIG)"
 	@echo "make e2e           the whole pipeline against a fresh broker, checked end to end"
@@ -36,8 +36,12 @@ build: deps
 release: deps
 	swift build -c release $(SWIFT_BUILD_FLAGS)
 
-test: deps
+test: deps check-imports
 	swift test $(SWIFT_BUILD_FLAGS)
+
+# Package.swift's dependencies equal each target's imports (scripts/check_imports.py).
+check-imports:
+	@python3 scripts/check_imports.py
 
 # GenetikaXlsx is built with -enforce-exclusivity=unchecked in release builds only: its tests
 # run on that build too, so the flag can never hide a bug the debug tests would not see.

@@ -106,7 +106,7 @@ let package = Package(
 
         .target(
             name: "GenetikaTestSupport",
-            dependencies: ["GenetikaPipeline", "GenetikaDataset", "GenetikaJSON", "GenetikaKafka", "GenetikaStorage", "GenetikaXlsx", "GenetikaSupport"],
+            dependencies: ["GenetikaPipeline", "GenetikaDataset", "GenetikaJSON", "GenetikaKafka", "GenetikaStorage"],
             path: "Tests/GenetikaTestSupport"
         ),
         .testTarget(name: "XlsxTests", dependencies: ["GenetikaXlsx", "GenetikaDataset", "GenetikaJSON", "GenetikaTestSupport"]),

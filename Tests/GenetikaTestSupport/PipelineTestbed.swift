@@ -2,7 +2,6 @@ import Foundation
 import GenetikaPipeline
 import GenetikaStorage
 import GenetikaKafka
-import GenetikaSupport
 
 /// The database a testbed's DB stage writes to.
 package enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertible {

@@ -1,6 +1,5 @@
 import Foundation
 import GenetikaKafka
-import GenetikaSupport
 
 /// The repository root, found from this file's location.
 package let repositoryRoot: URL = URL(fileURLWithPath: #filePath)

@@ -1,6 +1,5 @@
 import Foundation
 import GenetikaStorage
-import GenetikaSupport
 
 /// A throwaway PostgreSQL cluster for one test: `initdb` in a temporary directory, the
 /// server on a free port on 127.0.0.1, started as the `postgres` user when the tests run as

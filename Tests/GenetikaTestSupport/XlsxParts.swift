@@ -1,6 +1,5 @@
 import Foundation
 import GenetikaDataset
-import GenetikaXlsx
 
 /// Builds small `.xlsx` archives part by part, for tests that need a particular structure
 /// or a particular defect.

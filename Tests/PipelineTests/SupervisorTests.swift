@@ -1,4 +1,3 @@
-import Foundation
 import GenetikaTestSupport
 import Testing
 @testable import GenetikaPipeline

@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-import GenetikaSupport
 import GenetikaTestSupport
 @testable import GenetikaStorage
 
