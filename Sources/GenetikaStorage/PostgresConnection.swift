@@ -28,7 +28,7 @@ package final class PostgresConnection {
             PQfinish(connection)
             let transient = ["Connection refused", "starting up", "shutting down", "could not translate host name",
                              "timeout expired", "No such file or directory", "closed the connection unexpectedly"]
-            throw PostgresError(message: message.trimmedWhitespace, context: "connect to \(Secrets.maskURLPasswords(url))",
+            throw PostgresError(message: message.trimmedWhitespace, context: "connect to \(displayURL)",
                                 isConnectionFailure: transient.contains { message.contains($0) })
         }
         self.connection = connection

@@ -51,13 +51,14 @@ package struct SchemaMismatch: Error, Sendable, CustomStringConvertible {
 /// What additive evolution will do to a sink's tables: every existing table is compared with its
 /// configuration first, and nothing changes if any of them differs in a way it cannot bridge.
 struct SchemaPlan {
-    private(set) var additions: [(table: TableSchema, columns: [TableSchema.Column])] = []
+    let additions: [(table: TableSchema, columns: [TableSchema.Column])]
 
     /// Compares each of `sources` that exists (`describe` gives its columns and key; no columns:
     /// not created yet) with its configuration, the types named as `describe` names them
     /// (`comparedAs`). Throws `SchemaMismatch` with every refused difference of every table.
     init(sources: [TableSchema], database: String, comparedAs: (ColumnType) -> String,
          describe: (TableSchema) throws -> (columns: [ExistingColumn], key: String?)) throws {
+        var additions: [(table: TableSchema, columns: [TableSchema.Column])] = []
         var refused: [ColumnDifference] = []
         for source in sources {
             let (existing, key) = try describe(source)
@@ -67,6 +68,7 @@ struct SchemaPlan {
             if !added.isEmpty { additions.append((source, added)) }
         }
         if !refused.isEmpty { throw SchemaMismatch(database: database, differences: refused) }
+        self.additions = additions
     }
 
     /// Adds the planned columns (`ALTER TABLE … ADD COLUMN`, run by `execute`) and says what changed.
